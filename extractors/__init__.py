@@ -1,0 +1,1 @@
+"""Capture and log files to the canonical flow table (see ``extractors.schema``)."""
