@@ -1,0 +1,93 @@
+"""Atomic file and directory writes: write under a temporary name in the same folder, then rename.
+
+A reader (or a process killed mid-write) never sees a half-written file or directory: either the old state
+or the new one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any
+
+
+def tmp_sibling(final: Path, prefix: str = ".tmp-") -> Path:
+    """A unique temporary path next to ``final`` (same filesystem, hidden from dataset discovery)."""
+    final = Path(final)
+    return final.parent / f"{prefix}{final.name}-{os.getpid()}-{uuid.uuid4().hex[:12]}"
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.name}-{os.getpid()}-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def replace_dir(tmp_dir: Path, final_dir: Path) -> None:
+    """Move a finished temporary directory into place.
+
+    ``final_dir`` must not exist (a batch or version is immutable once visible); raises FileExistsError.
+    On the same filesystem ``os.rename`` of a directory is atomic.
+    """
+    tmp_dir, final_dir = Path(tmp_dir), Path(final_dir)
+    final_dir.parent.mkdir(parents=True, exist_ok=True)
+    if final_dir.exists():
+        raise FileExistsError(f"{final_dir}: already exists")
+    os.rename(tmp_dir, final_dir)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _owner_pid(name: str) -> int | None:
+    match = re.search(r"-(\d+)-[0-9a-z_]+$", name)
+    return int(match.group(1)) if match else None
+
+
+def remove_stale_temps(folder: Path, prefix: str = ".tmp-") -> int:
+    """Delete leftovers of killed writers: temp entries with ``prefix`` whose writing process is gone.
+
+    Temps of live processes (a concurrent writer) are left alone. Returns how many were removed.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return 0
+    count = 0
+    for entry in folder.iterdir():
+        pid = _owner_pid(entry.name)
+        if entry.name.startswith(prefix) and (pid is None or not _pid_alive(pid)):
+            if entry.is_dir():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+            count += 1
+    return count

@@ -1,0 +1,277 @@
+"""Ingest input files into the lake as one atomic batch.
+
+Per file: hash the content (the ledger key), skip content already in the lake, detect the format from its
+bytes, stream the extractor's frames through labelling and ``schema.conform`` into a Parquet part in the
+batch's temporary folder. A file that fails is removed from the batch and quarantined with its reason; the
+rest continue. The batch folder is renamed into place only when every file is done.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import shutil
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+
+from extractors.base import SOURCES, BadInputError, ExtractNotes, Extractor, sha256_file, sniff_format
+from extractors.schema import FLOW_SCHEMA, SCHEMA_VERSION, conform
+from lake.atomic import atomic_write_json, replace_dir, tmp_sibling
+from lake.store import MANIFEST, Lake, validate_batch_id
+
+log = logging.getLogger(__name__)
+ProgressFn = Callable[["FileResult", int, int], None]
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    """How to ingest: where to, which batch, labels, forced source kind, quarantine behaviour."""
+
+    lake: Path
+    batch_id: str | None = None
+    labels: Path | None = None
+    source: str = "auto"
+    quarantine: str = "move"  # "move" the bad file into quarantine, or "copy" it (read-only inputs)
+    compression: str = "zstd"
+    nf_compatible: bool = True  # pcap: NF accounting (IP bytes, 120 s active timeout); False = nfstream defaults
+
+    def __post_init__(self) -> None:
+        if self.source not in SOURCES:
+            raise ValueError(f"source {self.source!r}: must be one of {', '.join(SOURCES)}")
+        if self.quarantine not in ("move", "copy"):
+            raise ValueError(f"quarantine {self.quarantine!r}: must be 'move' or 'copy'")
+        if self.batch_id is not None:
+            validate_batch_id(self.batch_id)
+
+
+@dataclass
+class FileResult:
+    path: Path
+    status: str = "pending"  # ingested | duplicate | quarantined
+    sha256: str | None = None
+    kind: str | None = None
+    flows: int = 0
+    packets: int = 0
+    size_bytes: int = 0
+    reason: str | None = None
+    notes: list[str] = field(default_factory=list)
+    labelled: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in self.__dict__.items()}
+
+
+@dataclass
+class IngestSummary:
+    batch_id: str | None
+    files: list[FileResult]
+    seconds: float = 0.0
+
+    def count(self, status: str) -> int:
+        return sum(1 for f in self.files if f.status == status)
+
+    @property
+    def flows(self) -> int:
+        return sum(f.flows for f in self.files if f.status == "ingested")
+
+    @property
+    def packets(self) -> int:
+        return sum(f.packets for f in self.files if f.status == "ingested")
+
+    @property
+    def megabytes(self) -> float:
+        return sum(f.size_bytes for f in self.files if f.status == "ingested") / 1e6
+
+    @property
+    def ok(self) -> bool:
+        return self.count("quarantined") == 0
+
+    def line(self) -> str:
+        rate = self.megabytes / self.seconds if self.seconds else 0.0
+        return (
+            f"batch {self.batch_id or '-'}: {len(self.files)} files ({self.count('ingested')} ingested, "
+            f"{self.count('duplicate')} already in lake, {self.count('quarantined')} quarantined), "
+            f"{self.flows:,} flows, {self.packets:,} packets, {self.megabytes:.1f} MB in {self.seconds:.1f} s "
+            f"({rate:.1f} MB/s)"
+        )
+
+
+def extractor_for(kind: str, config: IngestConfig) -> Extractor:
+    """The extractor for a sniffed kind (imports lazily: nfstream is only loaded for captures)."""
+    if kind in ("pcap", "pcapng"):
+        from extractors.pcap_to_flows import PcapConfig, PcapExtractor
+
+        return PcapExtractor(PcapConfig(nf_compatible=config.nf_compatible))
+    if kind == "zeek":
+        from extractors.zeek_to_flows import ZeekConnExtractor
+
+        return ZeekConnExtractor()
+    if kind == "nf-csv":
+        from extractors.nfcsv_to_flows import NfCsvExtractor
+
+        return NfCsvExtractor()
+    raise ValueError(f"no extractor for kind {kind!r}")
+
+
+def _check_source(path: Path, kind: str, source: str) -> None:
+    wanted = {"pcap": ("pcap", "pcapng"), "zeek": ("zeek",), "nf-csv": ("nf-csv",)}
+    if source != "auto" and kind not in wanted[source]:
+        raise BadInputError(path, f"--source {source} given, but the content is {kind}")
+
+
+def default_batch_id(hashes: Sequence[str]) -> str:
+    """A batch id derived from the file contents: the same files always map to the same batch."""
+    digest = hashlib.sha256("".join(sorted(hashes)).encode()).hexdigest()[:12]
+    return f"b-{digest}"
+
+
+def _labelled_frames(frames: Iterator[pd.DataFrame], rules: object | None, result: FileResult
+                     ) -> Iterator[pd.DataFrame]:
+    for frame in frames:
+        if rules is not None:
+            labelled = rules.apply(frame)  # extractors.labels.LabelRules
+            frame = labelled.frame
+            for name, n in labelled.counts.items():
+                result.labelled[name] = result.labelled.get(name, 0) + int(n)
+        yield frame
+
+
+def _write_part(path: Path, result: FileResult, extractor: Extractor, rules: object | None,
+                batch_id: str, config: IngestConfig) -> None:
+    """Stream one input file into one Parquet part; row groups follow the extractor's chunks."""
+    notes = ExtractNotes()
+    provenance = {"batch_id": batch_id, "source_file": result.path.name,
+                  "source_sha256": result.sha256, "extractor": extractor.name}
+    offset = 0
+    with pq.ParquetWriter(path, FLOW_SCHEMA, compression=config.compression) as writer:
+        for frame in _labelled_frames(extractor.frames(result.path, notes), rules, result):
+            if not len(frame):
+                continue
+            if "flow_index" not in frame.columns or frame["flow_index"].isna().all():
+                frame = frame.assign(flow_index=range(offset, offset + len(frame)))
+            table = conform(frame, **provenance)
+            writer.write_table(table)
+            offset += len(frame)
+            result.packets += _packets(frame)
+    result.flows = offset
+    result.notes = notes.messages
+    if offset == 0:
+        raise BadInputError(result.path, "no flows in file" + (f" ({'; '.join(notes.messages)})"
+                                                              if notes.messages else ""))
+
+
+def _packets(frame: pd.DataFrame) -> int:
+    return int(sum(frame[c].fillna(0).sum() for c in ("IN_PKTS", "OUT_PKTS") if c in frame.columns))
+
+
+def _load_rules(config: IngestConfig) -> object | None:
+    if config.labels is None:
+        return None
+    from extractors.labels import LabelRules
+
+    return LabelRules.from_csv(Path(config.labels))
+
+
+def _hash_and_sniff(result: FileResult, config: IngestConfig) -> None:
+    if not result.path.exists():
+        raise BadInputError(result.path, "no such file")
+    try:
+        result.sha256 = sha256_file(result.path)
+        result.size_bytes = result.path.stat().st_size
+    except PermissionError:
+        raise BadInputError(result.path, "permission denied") from None
+    except OSError as exc:
+        raise BadInputError(result.path, f"unreadable: {exc.strerror or exc}") from None
+    result.kind = sniff_format(result.path)
+    _check_source(result.path, result.kind, config.source)
+
+
+def ingest_paths(paths: Sequence[Path | str], config: IngestConfig,
+                 progress: ProgressFn | None = None) -> IngestSummary:
+    """Ingest ``paths`` into one batch of ``config.lake``; bad files are quarantined, the rest land.
+
+    Content already in the lake (by sha256) is skipped, so re-running is a no-op. Raises BadInputError
+    only for a bad labels file (nothing could be labelled); per-file problems are in the summary.
+    """
+    started = time.perf_counter()
+    lake = Lake(config.lake)
+    lake.cleanup()
+    rules = _load_rules(config)
+    results = [FileResult(path=Path(p)) for p in paths]
+    ledger, seen = lake.ledger(), set()
+    for result in results:
+        try:
+            _hash_and_sniff(result, config)
+        except BadInputError as exc:
+            _quarantine(lake, result, exc.reason, config)
+            continue
+        if result.sha256 in ledger or result.sha256 in seen:
+            result.status = "duplicate"
+            result.reason = f"content already in batch {ledger.get(result.sha256, '(this run)')}"
+        seen.add(result.sha256)
+    todo = [r for r in results if r.status == "pending"]
+    batch_id = config.batch_id or (default_batch_id([r.sha256 for r in todo]) if todo else None)
+    if todo:
+        _write_batch(lake, batch_id, todo, rules, config, progress, len(results))
+    summary = IngestSummary(batch_id=batch_id if any(r.status == "ingested" for r in results) else None,
+                            files=results, seconds=time.perf_counter() - started)
+    log.info(summary.line())
+    return summary
+
+
+def _quarantine(lake: Lake, result: FileResult, reason: str, config: IngestConfig) -> None:
+    result.status, result.reason = "quarantined", reason
+    log.warning("%s: %s (quarantined)", result.path, reason)
+    lake.quarantine(result.path, result.sha256, reason, move=config.quarantine == "move")
+
+
+def _write_batch(lake: Lake, batch_id: str, todo: list[FileResult], rules: object | None,
+                 config: IngestConfig, progress: ProgressFn | None, total: int) -> None:
+    if lake.has_batch(batch_id):
+        raise FileExistsError(f"{lake.batch_dir(batch_id)}: batch {batch_id} already exists; choose another id")
+    final = lake.batch_dir(batch_id)
+    staging = tmp_sibling(final)
+    staging.mkdir(parents=True)
+    try:
+        for i, result in enumerate(todo):
+            part = staging / f"part-{i:05d}.parquet"
+            try:
+                _write_part(part, result, extractor_for(result.kind, config), rules, batch_id, config)
+                result.status = "ingested"
+            except (BadInputError, ValueError) as exc:  # ValueError: a value the schema cannot hold
+                part.unlink(missing_ok=True)
+                result.flows = result.packets = 0
+                _quarantine(lake, result, getattr(exc, "reason", str(exc)), config)
+            if progress:
+                progress(result, i + 1, total)
+        good = [r for r in todo if r.status == "ingested"]
+        if not good:
+            shutil.rmtree(staging, ignore_errors=True)
+            return
+        parts = {id(r): f"part-{i:05d}.parquet" for i, r in enumerate(todo)}
+        atomic_write_json(staging / MANIFEST, _manifest(batch_id, good, parts))
+        replace_dir(staging, final)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def _manifest(batch_id: str, good: list[FileResult], parts: dict[int, str]) -> dict:
+    return {
+        "batch_id": batch_id,
+        "created": datetime.now(timezone.utc).isoformat(timespec="microseconds"),
+        "schema_version": SCHEMA_VERSION,
+        "rows": sum(r.flows for r in good),
+        "files": [
+            {"name": r.path.name, "path": str(r.path.resolve()), "sha256": r.sha256, "kind": r.kind,
+             "part": parts[id(r)], "rows": r.flows, "packets": r.packets,
+             "notes": r.notes, "labelled": r.labelled}
+            for r in good
+        ],
+    }
