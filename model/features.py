@@ -1,0 +1,289 @@
+"""Flow features for the detector: a fit/transform pipeline fitted on training flows, saved as JSON.
+
+One flow row becomes one float32 vector:
+
+- numeric NF fields: signed log1p for counters (bytes, packets, durations, rates, windows, IATs; linear for
+  TTLs and the like), clipped to the fitted [q, 1-q] quantiles (widened by 5 %), NaN -> fitted median,
+  standardised; a ``<col>:missing`` indicator only when the column had missing values in training;
+- categories (PROTOCOL, L7_PROTO master id; ICMP/DNS types in ``full``): one-hot of the fitted most frequent
+  values (each seen in >= ``min_fraction`` of training rows) plus ``other``;
+- ports: well-known / registered / ephemeral buckets plus one-hot of the fitted most common ports (same floor);
+- TCP flag fields: their 8 bits.
+
+Addresses are identities, not measurements: they are used for grouping windows, never as features. Absolute
+timestamps and DNS query ids are excluded too. Columns entirely null (or constant) in training are dropped
+and listed in ``dropped``. NaN, inf and absurd values never reach the network: everything is clipped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from extractors.schema import COLUMNS, NF_V1_FEATURES
+
+log = logging.getLogger(__name__)
+
+FEATURE_SETS = ("nf-v1", "full")
+FORMAT = "flowhawk.features"
+VERSION = 1
+FLAG_COLUMNS = ("TCP_FLAGS", "CLIENT_TCP_FLAGS", "SERVER_TCP_FLAGS")
+PORT_COLUMNS = ("L4_SRC_PORT", "L4_DST_PORT")
+CATEGORY_COLUMNS = ("PROTOCOL", "L7_PROTO", "ICMP_TYPE", "ICMP_IPV4_TYPE", "DNS_QUERY_TYPE")
+LINEAR_COLUMNS = ("MIN_TTL", "MAX_TTL", "IP_VERSION", "FTP_COMMAND_RET_CODE")
+EXCLUDED = ("IPV4_SRC_ADDR", "IPV4_DST_ADDR", "FLOW_START_MILLISECONDS", "FLOW_END_MILLISECONDS",
+            "DNS_QUERY_ID")
+PORT_BUCKETS = (("well_known", 0, 1023), ("registered", 1024, 49151), ("ephemeral", 49152, 65535))
+_MARGIN = 0.05
+
+
+def feature_columns(feature_set: str) -> list[str]:
+    """Schema columns a feature set draws from (before dropping absent/null ones)."""
+    if feature_set not in FEATURE_SETS:
+        raise ValueError(f"feature_set: must be one of {FEATURE_SETS}, got {feature_set!r}")
+    if feature_set == "nf-v1":
+        return [c for c in NF_V1_FEATURES if c not in EXCLUDED]
+    usable = ("nf-v1", "nf-v2", "nf-v3", "extra")
+    return [c.name for c in COLUMNS if c.group in usable and c.name not in EXCLUDED
+            and (pa.types.is_integer(c.type) or pa.types.is_floating(c.type))]
+
+
+def _kind(column: str) -> str:
+    if column in FLAG_COLUMNS:
+        return "flags"
+    if column in PORT_COLUMNS:
+        return "port"
+    if column in CATEGORY_COLUMNS:
+        return "category"
+    return "numeric"
+
+
+def _floats(frame: pd.DataFrame, column: str) -> np.ndarray:
+    """Column as float64 with NaN for null/unparseable; all NaN when the column is absent."""
+    if column not in frame.columns:
+        return np.full(len(frame), np.nan)
+    series = pd.to_numeric(frame[column], errors="coerce")
+    return series.to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def _slog(values: np.ndarray) -> np.ndarray:
+    with np.errstate(invalid="ignore"):
+        return np.sign(values) * np.log1p(np.abs(values))
+
+
+def _category_codes(frame: pd.DataFrame, column: str) -> np.ndarray:
+    """Integer category codes; L7_PROTO keeps its master id; NaN/inf/unparseable -> -1."""
+    values = _floats(frame, column)
+    values = np.where(np.isfinite(values), np.floor(values), -1.0)
+    return np.clip(values, -1, 2**31 - 1).astype(np.int64)
+
+
+def _top_values(codes: np.ndarray, k: int, min_fraction: float = 0.0) -> list[int]:
+    """The ``k`` most frequent values (ties by value) seen in at least ``min_fraction`` of rows."""
+    if k <= 0 or codes.size == 0:
+        return []
+    values, counts = np.unique(codes, return_counts=True)
+    order = np.lexsort((values, -counts))[:k]
+    order = order[counts[order] >= max(1.0, min_fraction * codes.size)]
+    return [int(v) for v in values[order]]
+
+
+class FeaturePipeline:
+    """Fit on training flows, transform any flows to float32 (N, n_features); ``to_json``/``from_json``."""
+
+    def __init__(self, feature_set: str = "nf-v1", top_categories: int = 12, top_ports: int = 8,
+                 clip_quantile: float = 0.001, min_fraction: float = 0.001) -> None:
+        if feature_set not in FEATURE_SETS:
+            raise ValueError(f"FeaturePipeline.feature_set: must be one of {FEATURE_SETS}, got {feature_set!r}")
+        for name, value in (("top_categories", top_categories), ("top_ports", top_ports)):
+            if not (isinstance(value, int) and 0 <= value <= 1000):
+                raise ValueError(f"FeaturePipeline.{name}: must be an integer in [0, 1000], got {value!r}")
+        if not (isinstance(clip_quantile, (int, float)) and 0 <= clip_quantile < 0.5):
+            raise ValueError(f"FeaturePipeline.clip_quantile: must be in [0, 0.5), got {clip_quantile!r}")
+        if not (isinstance(min_fraction, (int, float)) and 0 <= min_fraction < 1):
+            raise ValueError(f"FeaturePipeline.min_fraction: must be in [0, 1), got {min_fraction!r}")
+        self.min_fraction = float(min_fraction)
+        self.feature_set = feature_set
+        self.top_categories = top_categories
+        self.top_ports = top_ports
+        self.clip_quantile = float(clip_quantile)
+        self.specs: list[dict[str, Any]] = []
+        self.dropped: dict[str, str] = {}
+        self.fitted = False
+
+    # ----------------------------------------------------------------- fit
+    def fit(self, frame: pd.DataFrame) -> FeaturePipeline:
+        """Fit on ``frame`` (training rows only). Raises ValueError when nothing usable remains."""
+        if len(frame) == 0:
+            raise ValueError("FeaturePipeline.fit: empty training frame")
+        self.specs, self.dropped = [], {}
+        for column in feature_columns(self.feature_set):
+            if column not in frame.columns:
+                self.dropped[column] = "absent"
+                continue
+            raw = _floats(frame, column)
+            if not np.isfinite(raw).any():
+                self.dropped[column] = "entirely null"
+                continue
+            spec = getattr(self, f"_fit_{_kind(column)}")(column, frame, raw)
+            if spec is None:
+                self.dropped[column] = "constant"
+            else:
+                self.specs.append(spec)
+        if not self.specs:
+            raise ValueError(f"FeaturePipeline.fit: no usable feature columns (dropped: {self.dropped})")
+        self.fitted = True
+        return self
+
+    def _fit_numeric(self, column: str, frame: pd.DataFrame, raw: np.ndarray) -> dict[str, Any] | None:
+        use_log = column not in LINEAR_COLUMNS
+        values = _slog(raw) if use_log else raw
+        finite = values[np.isfinite(values)]
+        lo, hi = np.quantile(finite, [self.clip_quantile, 1.0 - self.clip_quantile])
+        span = hi - lo
+        lo, hi = float(lo - _MARGIN * span), float(hi + _MARGIN * span)
+        clipped = np.clip(finite, lo, hi)
+        std = float(clipped.std())
+        if std <= 1e-12:
+            return None
+        missing = bool(np.isnan(raw).any())
+        return {"name": column, "kind": "numeric", "log": use_log, "lo": lo, "hi": hi,
+                "median": float(np.median(clipped)), "mean": float(clipped.mean()), "std": std,
+                "missing_indicator": missing}
+
+    def _fit_category(self, column: str, frame: pd.DataFrame, raw: np.ndarray) -> dict[str, Any] | None:
+        codes = _category_codes(frame, column)
+        values = _top_values(codes, self.top_categories, self.min_fraction)
+        if len(np.unique(codes)) < 2:
+            return None
+        return {"name": column, "kind": "category", "values": values}
+
+    def _fit_port(self, column: str, frame: pd.DataFrame, raw: np.ndarray) -> dict[str, Any] | None:
+        valid = raw[np.isfinite(raw) & (raw >= 0) & (raw <= 65535)].astype(np.int64)
+        if len(np.unique(valid)) < 2:
+            return None
+        return {"name": column, "kind": "port", "values": _top_values(valid, self.top_ports, self.min_fraction)}
+
+    def _fit_flags(self, column: str, frame: pd.DataFrame, raw: np.ndarray) -> dict[str, Any] | None:
+        finite = raw[np.isfinite(raw)]
+        if len(np.unique(finite)) < 2:
+            return None
+        return {"name": column, "kind": "flags", "missing_indicator": bool(np.isnan(raw).any())}
+
+    # ----------------------------------------------------------- transform
+    @property
+    def feature_names(self) -> list[str]:
+        self._require_fitted()
+        names: list[str] = []
+        for spec in self.specs:
+            names += _spec_names(spec)
+        return names
+
+    @property
+    def n_features(self) -> int:
+        return len(self.feature_names)
+
+    def transform(self, frame: pd.DataFrame) -> np.ndarray:
+        """Rows of ``frame`` -> float32 (N, n_features), finite everywhere. Absent columns count as null."""
+        self._require_fitted()
+        absent = [s["name"] for s in self.specs if s["name"] not in frame.columns]
+        if absent and len(frame):
+            log.warning("features: column(s) %s absent from the frame; treated as missing", absent)
+        out = np.zeros((len(frame), self.n_features), dtype=np.float32)
+        col = 0
+        for spec in self.specs:
+            width = len(_spec_names(spec))
+            block = out[:, col:col + width]
+            if spec["kind"] == "category":
+                _one_hot(block, _category_codes(frame, spec["name"]), spec["values"])
+            else:
+                raw = _floats(frame, spec["name"])
+                {"numeric": _numeric, "port": _port, "flags": _flags}[spec["kind"]](block, raw, spec)
+            col += width
+        return out
+
+    def fit_transform(self, frame: pd.DataFrame) -> np.ndarray:
+        return self.fit(frame).transform(frame)
+
+    def _require_fitted(self) -> None:
+        if not self.fitted:
+            raise RuntimeError("FeaturePipeline: call fit() (or from_json) before transform")
+
+    # ---------------------------------------------------------------- JSON
+    def to_json(self) -> str:
+        self._require_fitted()
+        return json.dumps({
+            "format": FORMAT, "version": VERSION, "feature_set": self.feature_set,
+            "params": {"top_categories": self.top_categories, "top_ports": self.top_ports,
+                       "clip_quantile": self.clip_quantile, "min_fraction": self.min_fraction},
+            "specs": self.specs, "dropped": self.dropped, "feature_names": self.feature_names,
+        }, indent=1, allow_nan=False)
+
+    @classmethod
+    def from_json(cls, text: str) -> FeaturePipeline:
+        """Inverse of ``to_json``; ValueError when the document is not a flowhawk feature pipeline."""
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"FeaturePipeline.from_json: not JSON: {exc}") from None
+        if not isinstance(data, dict) or data.get("format") != FORMAT or data.get("version") != VERSION:
+            raise ValueError(f"FeaturePipeline.from_json: not a {FORMAT} v{VERSION} document")
+        pipeline = cls(data["feature_set"], **data["params"])
+        pipeline.specs = data["specs"]
+        pipeline.dropped = data.get("dropped", {})
+        pipeline.fitted = True
+        if pipeline.feature_names != data["feature_names"]:
+            raise ValueError("FeaturePipeline.from_json: feature_names do not match the specs")
+        return pipeline
+
+
+def _spec_names(spec: dict[str, Any]) -> list[str]:
+    name, kind = spec["name"], spec["kind"]
+    if kind == "numeric":
+        return [name] + ([f"{name}:missing"] if spec["missing_indicator"] else [])
+    if kind == "category":
+        return [f"{name}={v}" for v in spec["values"]] + [f"{name}=other"]
+    if kind == "port":
+        return [f"{name}:{b[0]}" for b in PORT_BUCKETS] + [f"{name}={v}" for v in spec["values"]]
+    return [f"{name}:bit{i}" for i in range(8)] + ([f"{name}:missing"] if spec["missing_indicator"] else [])
+
+
+def _numeric(block: np.ndarray, raw: np.ndarray, spec: dict[str, Any]) -> None:
+    values = _slog(raw) if spec["log"] else raw.copy()
+    missing = np.isnan(values)
+    values = np.clip(values, spec["lo"], spec["hi"])  # +-inf clip to the bounds
+    values[missing] = spec["median"]
+    block[:, 0] = (values - spec["mean"]) / spec["std"]
+    if spec["missing_indicator"]:
+        block[:, 1] = missing
+
+
+def _one_hot(block: np.ndarray, codes: np.ndarray, values: list[int]) -> None:
+    lookup = {v: i for i, v in enumerate(values)}
+    other = len(values)
+    uniques, inverse = np.unique(codes, return_inverse=True)
+    positions = np.array([lookup.get(int(u), other) for u in uniques], dtype=np.int64)[inverse]
+    block[np.arange(len(codes)), positions] = 1.0
+
+
+def _port(block: np.ndarray, raw: np.ndarray, spec: dict[str, Any]) -> None:
+    valid = np.isfinite(raw) & (raw >= 0) & (raw <= 65535)
+    ports = np.where(valid, raw, -1).astype(np.int64)
+    for i, (_, lo, hi) in enumerate(PORT_BUCKETS):
+        block[:, i] = (ports >= lo) & (ports <= hi)
+    for j, port in enumerate(spec["values"]):
+        block[:, len(PORT_BUCKETS) + j] = ports == port
+
+
+def _flags(block: np.ndarray, raw: np.ndarray, spec: dict[str, Any]) -> None:
+    valid = np.isfinite(raw) & (raw >= 0)
+    bits = np.where(valid, np.minimum(raw, 2**31 - 1), 0).astype(np.int64)
+    for i in range(8):
+        block[:, i] = (bits >> i) & 1
+    if spec["missing_indicator"]:
+        block[:, 8] = ~np.isfinite(raw)

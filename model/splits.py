@@ -1,0 +1,86 @@
+"""Train / validation / test splits of labelled flows, and seeded stratified subsampling.
+
+``time``: labelled rows ordered by FLOW_START_MILLISECONDS (ties keep frame order); the oldest go to train,
+then validation, the newest to test, so nothing is learnt from the future. ``stratified``: every class is
+shuffled (seeded) and cut in the same proportions, so a rare class is present in all three parts when it
+has at least 3 flows. ``auto``: ``time`` when the frame has start times, else ``stratified``.
+Split members are 0-based row positions into the frame.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from model.windows import time_key
+
+SPLIT_METHODS = ("auto", "time", "stratified")
+
+
+@dataclass(frozen=True)
+class Split:
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+    method: str
+
+    def sizes(self) -> dict[str, int]:
+        return {"train": len(self.train), "val": len(self.val), "test": len(self.test)}
+
+
+def split_rows(frame: pd.DataFrame, y: np.ndarray, method: str = "auto", val_fraction: float = 0.1,
+               test_fraction: float = 0.1, seed: int = 0) -> Split:
+    """Split the rows with a label (``y >= 0``) of ``frame``; unlabelled rows (``y < 0``) are in no part."""
+    if method not in SPLIT_METHODS:
+        raise ValueError(f"split: must be one of {SPLIT_METHODS}, got {method!r}")
+    if len(y) != len(frame):
+        raise ValueError(f"split: {len(y)} labels for {len(frame)} rows")
+    labelled = np.flatnonzero(np.asarray(y) >= 0)
+    if len(labelled) < 3:
+        raise ValueError(f"split: need at least 3 labelled flows, got {len(labelled)}")
+    times = time_key(frame)
+    if method == "auto":
+        method = "stratified" if times is None else "time"
+    if method == "time":
+        if times is None:
+            raise ValueError("split='time' needs FLOW_START_MILLISECONDS values; use 'stratified'")
+        ordered = labelled[np.lexsort((labelled, times[labelled]))]
+        n_test = max(1, round(test_fraction * len(ordered)))
+        n_val = max(1, round(val_fraction * len(ordered)))
+        n_train = len(ordered) - n_val - n_test
+        return Split(ordered[:n_train], ordered[n_train:n_train + n_val], ordered[n_train + n_val:], "time")
+    return _stratified(labelled, np.asarray(y)[labelled], val_fraction, test_fraction, seed)
+
+
+def _stratified(rows: np.ndarray, y: np.ndarray, val_fraction: float, test_fraction: float,
+                seed: int) -> Split:
+    rng = np.random.default_rng(seed)
+    parts: dict[str, list[np.ndarray]] = {"train": [], "val": [], "test": []}
+    for cls in np.unique(y):
+        members = rng.permutation(rows[y == cls])
+        n = len(members)
+        n_test = max(1, round(test_fraction * n)) if n >= 3 else 0
+        n_val = max(1, round(val_fraction * n)) if n >= 3 else 0
+        parts["test"].append(members[:n_test])
+        parts["val"].append(members[n_test:n_test + n_val])
+        parts["train"].append(members[n_test + n_val:])
+    out = {k: np.sort(np.concatenate(v)).astype(np.int64) for k, v in parts.items()}
+    return Split(out["train"], out["val"], out["test"], "stratified")
+
+
+def stratified_subsample(rows: np.ndarray, y: np.ndarray, max_rows: int, seed: int = 0,
+                         min_per_class: int = 50) -> np.ndarray:
+    """At most ``max_rows`` of ``rows`` (labels ``y`` aligned), class proportions kept, but every class keeps
+    ``min(its count, min_per_class)`` flows. Sorted; returns ``rows`` unchanged when already small enough."""
+    rows, y = np.asarray(rows), np.asarray(y)
+    if len(rows) <= max_rows:
+        return rows
+    rng = np.random.default_rng(seed)
+    keep = []
+    for cls in np.unique(y):
+        members = rows[y == cls]
+        n = max(min(len(members), min_per_class), round(max_rows * len(members) / len(rows)))
+        keep.append(rng.choice(members, size=min(n, len(members)), replace=False))
+    return np.sort(np.concatenate(keep)).astype(np.int64)
