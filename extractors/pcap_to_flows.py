@@ -1,0 +1,229 @@
+"""pcap / pcapng captures to NF flow records, through nfstream (libpcap + nDPI metering in C).
+
+``PcapExtractor(PcapConfig()).frames(path, notes)`` streams flows from ``nfstream.NFStreamer`` with
+``statistical_analysis=True`` and converts them ``chunk_rows`` at a time into frames of the columns below
+(``extractors.schema`` names); it never holds a capture's flows whole and never uses ``to_pandas``. The
+format comes from the magic bytes (``base.sniff_format``), never the extension; gzip'd captures are
+decompressed to a temporary file first.
+
+Modes: ``nf_compatible=True`` (default) meters like nProbe / the NF datasets: IP-level byte counts
+(nfstream ``accounting_mode=1``) and a 120 s active timeout. ``nf_compatible=False`` keeps nfstream's own
+defaults (link-layer bytes, 1800 s active timeout) and reproduces nfstream's published test results. In
+both modes the idle timeout is 120 s. Packet sizes (``*_PKT*``, ``*_IP_PKT_LEN``) follow the same
+accounting: IP length in NF mode, frame length otherwise.
+
+Mapping (src2dst = the flow's first packet's sender = "IN"):
+
+- addresses, ports, ``PROTOCOL``, ``IP_VERSION`` as nfstream gives them; IPv6 flows are kept.
+- ``IN/OUT_BYTES``, ``IN/OUT_PKTS`` <- ``src2dst_*`` / ``dst2src_*``.
+- ``TCP_FLAGS`` = OR of the flag bits whose ``bidirectional_<flag>_packets`` counter is non-zero;
+  ``CLIENT_TCP_FLAGS`` from ``src2dst_*``, ``SERVER_TCP_FLAGS`` from ``dst2src_*``. 0 for non-TCP flows
+  (no flag seen), as nProbe reports.
+- ``FLOW_DURATION_MILLISECONDS``, ``DURATION_IN/OUT``, ``FLOW_START/END_MILLISECONDS`` from nfstream's
+  millisecond first/last-seen times; a direction with no packets has duration 0.
+- ``MIN/MAX_IP_PKT_LEN`` and ``SHORTEST/LONGEST_FLOW_PKT`` <- ``bidirectional_min/max_ps``.
+- IAT min/max/avg/stddev <- ``src2dst_*_piat_ms`` / ``dst2src_*_piat_ms``; null for a direction with fewer
+  than two packets (no interval exists). Stddev is nfstream's sample stddev (0 with a single interval).
+- ``*_SECOND_BYTES`` = direction bytes / direction duration in seconds (bytes/s), ``*_AVG_THROUGHPUT`` =
+  8 x that (bits/s). Zero-duration rule: 0.0 for a direction with no packets; null when the direction has
+  packets but a duration of 0 ms (one packet, or all within one millisecond): a rate over no time is
+  undefined, and inventing a floor (1 ms) would fabricate huge rates.
+- ``APPLICATION_NAME`` = nDPI's name text (always kept, e.g. ``TLS.Google``); ``L7_PROTO`` = nDPI
+  ``master.app`` as a float from the id table of the nDPI bundled with nfstream
+  (``extractors.ndpi_protocols``), null for ``Unknown``.
+
+Always null from this extractor: ``MIN/MAX_TTL``, ``TCP_WIN_MAX_IN/OUT``, ``RETRANSMITTED_*``,
+``NUM_PKTS_*_BYTES``, ``ICMP_TYPE``, ``ICMP_IPV4_TYPE``, ``DNS_*``, ``FTP_COMMAND_RET_CODE``. nfstream's C
+meter does not compute them; getting them would take per-packet Python plugins (``NFPlugin.on_update``),
+which put a Python call on every packet and would break the ingest speed target.
+
+Bad input: not a capture, empty, missing, unreadable, or no IP flows at all (e.g. an 802.11 capture) ->
+``BadInputError``. A capture cut mid-packet or with a corrupt record length keeps the flows of the packets
+before the damage and sets ``notes.truncated`` (found by ``pcap_integrity.walk_capture``: libpcap itself
+stops silently). Any nfstream error becomes a one-line ``BadInputError`` naming the file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import logging
+import multiprocessing
+import shutil
+import tempfile
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import nfstream
+import pandas as pd
+import psutil
+from nfstream.meter import meter_workflow
+
+from extractors.base import BadInputError, ExtractNotes, read_head, sniff_format
+from extractors.pcap_columns import FlowBatch
+from extractors.pcap_integrity import walk_capture
+
+log = logging.getLogger(__name__)
+
+NF_ACTIVE_TIMEOUT = 120  # nProbe's default lifetime timeout (-t)
+NFSTREAM_ACTIVE_TIMEOUT = 1800  # nfstream's default
+_MAX_TIMEOUT = 31_536_000  # one year, in seconds
+
+
+def _check_int(name: str, value: object, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValueError(f"PcapConfig.{name}={value!r}: must be an integer in [{low}, {high}]")
+
+
+@dataclass(frozen=True)
+class PcapConfig:
+    """How captures are metered. Times in seconds; ``active_timeout=None`` follows ``nf_compatible``."""
+
+    nf_compatible: bool = True  # True: IP-level bytes + 120 s active timeout (nProbe); False: nfstream's
+    idle_timeout: int = 120
+    active_timeout: int | None = None  # None: 120 when nf_compatible, else nfstream's 1800
+    n_meters: int = 0  # metering processes; 0 = nfstream's choice (cores - 1, at least 1)
+    n_dissections: int = 20  # packets per flow given to nDPI (0 disables application detection)
+    chunk_rows: int = 20_000  # flows per yielded frame
+    decode_tunnels: bool = True  # GTP, CAPWAP, TZSP, L2TP, VXLAN, GRE: meter the inner flow
+
+    def __post_init__(self) -> None:
+        for name in ("nf_compatible", "decode_tunnels"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"PcapConfig.{name}={getattr(self, name)!r}: must be True or False")
+        _check_int("idle_timeout", self.idle_timeout, 0, _MAX_TIMEOUT)
+        if self.active_timeout is not None:
+            _check_int("active_timeout", self.active_timeout, 0, _MAX_TIMEOUT)
+        _check_int("n_meters", self.n_meters, 0, 256)
+        _check_int("n_dissections", self.n_dissections, 0, 255)
+        _check_int("chunk_rows", self.chunk_rows, 1, 10_000_000)
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, object]) -> PcapConfig:
+        """Build from a mapping (CLI / flow parameters); unknown keys are an error."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"PcapConfig: unknown key(s) {unknown}; known: {sorted(known)}")
+        return cls(**dict(values))
+
+    @property
+    def effective_active_timeout(self) -> int:
+        if self.active_timeout is not None:
+            return self.active_timeout
+        return NF_ACTIVE_TIMEOUT if self.nf_compatible else NFSTREAM_ACTIVE_TIMEOUT
+
+    def streamer_kwargs(self) -> dict[str, object]:
+        """The ``NFStreamer`` keyword arguments for this config (also used by the ingest benchmark)."""
+        return {
+            "decode_tunnels": self.decode_tunnels,
+            "idle_timeout": self.idle_timeout,
+            "active_timeout": self.effective_active_timeout,
+            "accounting_mode": 1 if self.nf_compatible else 0,
+            "n_dissections": self.n_dissections,
+            "statistical_analysis": True,
+            "n_meters": _meters(self.n_meters),
+        }
+
+
+def _meters(wanted: int) -> int:
+    """Clamp to cores - 1 ourselves: nfstream would print (not log) a warning and clamp anyway."""
+    if wanted == 0:
+        return 0
+    usable = max(1, len(psutil.Process().cpu_affinity()) - 1)
+    if wanted > usable:
+        log.warning("n_meters=%d reduced to %d (one core stays with the reader)", wanted, usable)
+    return min(wanted, usable)
+
+
+class PcapExtractor:
+    """Extractor protocol implementation for pcap and pcapng (see the module docstring)."""
+
+    def __init__(self, config: PcapConfig | None = None) -> None:
+        self.config = config or PcapConfig()
+        suffix = "" if self.config.nf_compatible else "-defaults"
+        self.name = f"nfstream-{nfstream.__version__}{suffix}"
+
+    def frames(self, path: Path, notes: ExtractNotes) -> Iterator[pd.DataFrame]:
+        path = Path(path)
+        kind = sniff_format(path)  # BadInputError for missing, empty, unreadable, unknown content
+        if kind not in ("pcap", "pcapng"):
+            raise BadInputError(path, f"not a packet capture (content looks like {kind})")
+        with _plain_capture(path, notes) as capture:
+            walk = walk_capture(capture, kind)
+            if walk.damaged:
+                notes.truncated = True
+                notes.add(walk.describe())
+                log.warning("%s: %s", path, walk.describe())
+            rows = 0
+            for frame in _stream_frames(path, capture, self.config):
+                rows += len(frame)
+                yield frame
+        if rows == 0:
+            why = "no IP flows (no IPv4/IPv6 packets nfstream could meter, e.g. an 802.11 or ARP-only capture)"
+            if walk.damaged:
+                why += f"; {walk.describe()}"
+            raise BadInputError(path, why)
+
+
+@contextlib.contextmanager
+def _plain_capture(path: Path, notes: ExtractNotes) -> Iterator[Path]:
+    """``path`` itself, or for gzip input a decompressed temporary copy (libpcap cannot read gzip)."""
+    if read_head(path, 2) != b"\x1f\x8b":
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix="flowhawk-pcap-") as tmp:
+        plain = Path(tmp) / (path.stem or "capture")
+        try:
+            with gzip.open(path, "rb") as src, plain.open("wb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+        except (EOFError, gzip.BadGzipFile, OSError) as exc:
+            notes.truncated = True
+            notes.add(f"gzip stream damaged ({exc}); using the {plain.stat().st_size:,} bytes decompressed "
+                      "before the damage")
+        yield plain
+
+
+def _stream_frames(path: Path, capture: Path, config: PcapConfig) -> Iterator[pd.DataFrame]:
+    """Frames of ``config.chunk_rows`` flows, converted as nfstream's meters emit them."""
+    batch = FlowBatch()
+    for flow in _flows(path, capture, config):
+        batch.add(flow)
+        if len(batch) >= config.chunk_rows:
+            yield batch.to_frame()
+    if len(batch):
+        yield batch.to_frame()
+
+
+def _flows(path: Path, capture: Path, config: PcapConfig) -> Iterator[object]:
+    """nfstream flows with its errors made one-line BadInputErrors; meters are stopped on early exit."""
+    proc = psutil.Process()
+    affinity = proc.cpu_affinity()  # nfstream pins the reading process; give the caller its cores back
+    before = set(multiprocessing.active_children())
+    finished = False
+    try:
+        streamer = nfstream.NFStreamer(source=str(capture), **config.streamer_kwargs())
+        flows = iter(streamer)
+        while True:
+            try:
+                flow = next(flows)
+            except StopIteration:
+                break
+            yield flow
+        finished = True
+    except ValueError as exc:  # nfstream reports engine/capture errors (from its meter) as ValueError
+        raise BadInputError(path, f"nfstream cannot read it: {exc}") from None
+    finally:
+        if not finished:
+            _stop_meters(before)
+        with contextlib.suppress(OSError):
+            proc.cpu_affinity(affinity)
+
+
+def _stop_meters(before: set) -> None:
+    """Terminate the nfstream meter processes this iteration started (consumer stopped early or failed)."""
+    for child in multiprocessing.active_children():
+        if child not in before and getattr(child, "_target", None) is meter_workflow:
+            child.terminate()
+            child.join(timeout=5)
