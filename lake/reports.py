@@ -1,0 +1,301 @@
+"""Per-batch anomaly reports: ``<lake>/reports/batch=<id>/{scored_flows.parquet, summary.json, report.html}``.
+
+A report is written whole or not at all: the three files go to a hidden temporary folder beside the final
+one, which is then renamed into place. Readers (pandas, pyarrow, DuckDB) ignore hidden folders, so they never
+see a half-written report. ``scored_flows.parquet`` has the same schema in every batch (``SCORED_SCHEMA``),
+so all batches read as one dataset (``read_scored`` or a glob of ``batch=*/scored_flows.parquet``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as pads
+import pyarrow.parquet as pq
+
+from extractors.schema import BENIGN, COLUMNS, FLOW_SCHEMA, conform
+
+log = logging.getLogger(__name__)
+
+REPORT_VERSION = 1
+SCORED_FILE, SUMMARY_FILE, HTML_FILE = "scored_flows.parquet", "summary.json", "report.html"
+SCORE_COLUMNS: tuple[pa.Field, ...] = (
+    pa.field("score", pa.float64()),
+    pa.field("is_anomaly", pa.bool_()),
+    pa.field("predicted_class", pa.string()),
+    pa.field("model_version", pa.string()),
+    pa.field("threshold", pa.float64()),
+)
+SCORED_SCHEMA: pa.Schema = pa.schema(
+    list(FLOW_SCHEMA) + list(SCORE_COLUMNS),
+    metadata={"flowhawk.report_version": str(REPORT_VERSION), **FLOW_SCHEMA.metadata},
+)
+_TMP_PREFIX = ".tmp-report-"
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    """How much a report shows. ``top_n``: rows of the top-anomalies table and of the top talker lists."""
+
+    top_n: int = 25
+    histogram_bins: int = 30
+    time_buckets: int = 40
+
+    def __post_init__(self) -> None:
+        for name, low, high in (("top_n", 1, 10_000), ("histogram_bins", 2, 1_000), ("time_buckets", 2, 1_000)):
+            value = getattr(self, name)
+            if not isinstance(value, int) or not low <= value <= high:
+                raise ValueError(f"ReportConfig.{name} must be an integer in [{low}, {high}], got {value!r}")
+
+
+@dataclass(frozen=True)
+class ReportPaths:
+    directory: Path
+    scored_flows: Path
+    summary: Path
+    html: Path
+
+    @classmethod
+    def for_batch(cls, reports_dir: Path, batch_id: str) -> ReportPaths:
+        directory = Path(reports_dir) / f"batch={batch_id}"
+        return cls(directory, directory / SCORED_FILE, directory / SUMMARY_FILE, directory / HTML_FILE)
+
+
+@dataclass(frozen=True)
+class ScoreMeta:
+    """What the scoring stage knows besides the per-flow scores."""
+
+    model_version: str
+    threshold: float
+    timings_s: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def scored_table(flows: pd.DataFrame, scores: pd.DataFrame, meta: ScoreMeta) -> pa.Table:
+    """Join a batch's flows (schema columns) with their scores (``score``, ``is_anomaly``, ``predicted_class``,
+    one row per flow, same order) into a table of ``SCORED_SCHEMA``."""
+    missing = {"score", "is_anomaly", "predicted_class"} - set(scores.columns)
+    if missing:
+        raise ValueError(f"scores lack column(s) {sorted(missing)}")
+    if len(scores) != len(flows):
+        raise ValueError(f"scores have {len(scores)} rows but the batch has {len(flows)} flows")
+    base = conform(flows.reset_index(drop=True))
+    n = len(flows)
+    extra = [
+        pa.array(scores["score"].to_numpy(dtype=np.float64), type=pa.float64()),
+        pa.array(scores["is_anomaly"].to_numpy(dtype=bool), type=pa.bool_()),
+        pa.array(scores["predicted_class"].astype("string").to_numpy(dtype=object, na_value=None),
+                 type=pa.string()),
+        pa.array([str(meta.model_version)] * n, type=pa.string()),
+        pa.array([float(meta.threshold)] * n, type=pa.float64()),
+    ]
+    return pa.Table.from_arrays(list(base.columns) + extra, schema=SCORED_SCHEMA)
+
+
+def summarize(table: pa.Table, batch_id: str, meta: ScoreMeta, config: ReportConfig = ReportConfig(),
+              extra: dict | None = None) -> dict:
+    """The batch summary (JSON-ready): counts, anomaly rate, top talkers, time range, timings, ground truth."""
+    frame = table.select(["IPV4_SRC_ADDR", "IPV4_DST_ADDR", "FLOW_START_MILLISECONDS", "FLOW_END_MILLISECONDS",
+                          "score", "is_anomaly", "predicted_class", "Label", "Attack"]).to_pandas()
+    n, n_anom = len(frame), int(frame["is_anomaly"].sum())
+    summary = {
+        "report_version": REPORT_VERSION,
+        "batch_id": batch_id,
+        "model_version": meta.model_version,
+        "threshold": _num(meta.threshold),
+        "flows": n,
+        "anomalies": n_anom,
+        "anomaly_rate": _num(n_anom / n) if n else 0.0,
+        "predicted_classes": {str(k): int(v) for k, v in
+                              frame["predicted_class"].fillna("unknown").value_counts().sort_index().items()},
+        "score": _score_stats(frame["score"]),
+        "top_sources": _top_talkers(frame, "IPV4_SRC_ADDR", config.top_n),
+        "top_destinations": _top_talkers(frame, "IPV4_DST_ADDR", config.top_n),
+        "time_range": _time_range(frame),
+        "timings_s": {k: round(float(v), 3) for k, v in meta.timings_s.items()},
+        "ground_truth": ground_truth_metrics(frame),
+        "notes": list(meta.notes),
+    }
+    if extra:
+        summary.update(extra)
+    return summary
+
+
+def _num(value: float) -> float | None:
+    value = float(value)
+    return None if math.isnan(value) or math.isinf(value) else round(value, 6)
+
+
+def _score_stats(score: pd.Series) -> dict:
+    s = score.dropna()
+    if s.empty:
+        return {"min": None, "max": None, "mean": None, "p50": None, "p95": None, "p99": None}
+    q = s.quantile([0.5, 0.95, 0.99])
+    return {"min": _num(s.min()), "max": _num(s.max()), "mean": _num(s.mean()),
+            "p50": _num(q[0.5]), "p95": _num(q[0.95]), "p99": _num(q[0.99])}
+
+
+def _top_talkers(frame: pd.DataFrame, column: str, top_n: int) -> list[dict]:
+    grouped = frame.groupby(frame[column].fillna("?"), sort=False)["is_anomaly"].agg(["sum", "size"])
+    grouped = grouped[grouped["sum"] > 0].reset_index()
+    grouped = grouped.sort_values(["sum", "size", column], ascending=[False, False, True]).head(top_n)
+    return [{"address": str(r[column]), "anomalies": int(r["sum"]), "flows": int(r["size"])}
+            for _, r in grouped.iterrows()]
+
+
+def _time_range(frame: pd.DataFrame) -> dict:
+    start, end = frame["FLOW_START_MILLISECONDS"].dropna(), frame["FLOW_END_MILLISECONDS"].dropna()
+    if start.empty:
+        return {"start_ms": None, "end_ms": None, "start": None, "end": None}
+    lo, hi = int(start.min()), int(end.max()) if not end.empty else int(start.max())
+    iso = lambda ms: pd.Timestamp(ms, unit="ms", tz="UTC").isoformat()  # noqa: E731
+    return {"start_ms": lo, "end_ms": hi, "start": iso(lo), "end": iso(hi)}
+
+
+def ground_truth_metrics(frame: pd.DataFrame) -> dict | None:
+    """Binary metrics (anomaly vs ``Label``) and class accuracy (``predicted_class`` vs ``Attack``) over the
+    labelled flows; None when the batch has no labels."""
+    labelled = frame[frame["Label"].notna()]
+    if labelled.empty:
+        return None
+    truth, pred = labelled["Label"].astype(int).to_numpy() == 1, labelled["is_anomaly"].to_numpy(dtype=bool)
+    tp, fp = int((truth & pred).sum()), int((~truth & pred).sum())
+    fn, tn = int((truth & ~pred).sum()), int((~truth & ~pred).sum())
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    fpr = fp / (fp + tn) if fp + tn else 0.0
+    result = {"labelled_flows": len(labelled), "tp": tp, "fp": fp, "tn": tn, "fn": fn,
+              "precision": _num(precision), "recall": _num(recall), "f1": _num(f1),
+              "false_positive_rate": _num(fpr), "accuracy": _num((tp + tn) / len(labelled))}
+    classes = labelled[labelled["Attack"].notna()]
+    if not classes.empty:
+        hit = classes["predicted_class"].astype("string").fillna("") == classes["Attack"].astype("string")
+        per_class = {str(k): {"flows": len(g), "correct": int(hit[g.index].sum())}
+                     for k, g in classes.groupby("Attack", sort=True)}
+        result["class_accuracy"] = _num(hit.mean())
+        result["per_class"] = per_class
+    result["true_classes"] = {str(k): int(v) for k, v in
+                              labelled["Attack"].fillna(BENIGN).value_counts().sort_index().items()}
+    return result
+
+
+def write_report(reports_dir: Path, batch_id: str, table: pa.Table, meta: ScoreMeta,
+                 config: ReportConfig = ReportConfig(), extra: dict | None = None) -> ReportPaths:
+    """Write a batch's three report files atomically (temp folder, then rename); returns their paths.
+
+    An existing report of the batch is replaced as a whole. ``extra`` adds keys to summary.json (e.g. the
+    ingest file statuses).
+    """
+    from lake.report_html import render_html
+
+    if table.schema.remove_metadata() != SCORED_SCHEMA.remove_metadata():
+        raise ValueError("write_report: table does not have SCORED_SCHEMA (build it with scored_table)")
+    reports_dir = Path(reports_dir)
+    final = ReportPaths.for_batch(reports_dir, batch_id)
+    reports_dir.mkdir(parents=True, exist_ok=True)
+    tmp = reports_dir / f"{_TMP_PREFIX}{batch_id}~{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        paths = ReportPaths.for_batch(reports_dir, batch_id)
+        summary = summarize(table, batch_id, meta, config, extra)
+        summary["paths"] = {"scored_flows": str(paths.scored_flows), "summary": str(paths.summary),
+                            "report_html": str(paths.html)}
+        pq.write_table(table.replace_schema_metadata(SCORED_SCHEMA.metadata), tmp / SCORED_FILE,
+                       compression="zstd")
+        (tmp / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        (tmp / HTML_FILE).write_text(render_html(summary, table, config), encoding="utf-8")
+        for name in (SCORED_FILE, SUMMARY_FILE, HTML_FILE):
+            _fsync(tmp / name)
+        _swap_in(tmp, final.directory)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    log.info("report for batch %s: %d flows, %d anomalies -> %s", batch_id, summary["flows"],
+             summary["anomalies"], final.directory)
+    return final
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _swap_in(tmp: Path, final: Path) -> None:
+    """Rename a finished temp folder to ``final``; an old ``final`` is moved aside first, then removed."""
+    old = None
+    if final.exists():
+        old = final.with_name(f"{_TMP_PREFIX}{final.name.split('=', 1)[1]}~old-{uuid.uuid4().hex[:8]}")
+        os.rename(final, old)
+    os.rename(tmp, final)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def report_exists(reports_dir: Path, batch_id: str) -> bool:
+    """True when the batch's report is complete (the folder only appears once all three files are in)."""
+    paths = ReportPaths.for_batch(reports_dir, batch_id)
+    return paths.scored_flows.is_file() and paths.summary.is_file() and paths.html.is_file()
+
+
+def read_summary(reports_dir: Path, batch_id: str) -> dict:
+    return json.loads(ReportPaths.for_batch(reports_dir, batch_id).summary.read_text(encoding="utf-8"))
+
+
+def reported_batches(reports_dir: Path) -> list[str]:
+    reports_dir = Path(reports_dir)
+    if not reports_dir.is_dir():
+        return []
+    return sorted(p.name.split("=", 1)[1] for p in reports_dir.glob("batch=*") if (p / SCORED_FILE).is_file())
+
+
+def scored_dataset(reports_dir: Path) -> pads.Dataset:
+    """All batches' ``scored_flows.parquet`` as one pyarrow dataset (schema ``SCORED_SCHEMA``)."""
+    files = [str(ReportPaths.for_batch(reports_dir, b).scored_flows) for b in reported_batches(reports_dir)]
+    return pads.dataset(files, schema=SCORED_SCHEMA, format="parquet")
+
+
+def read_scored(reports_dir: Path, columns: list[str] | None = None) -> pd.DataFrame:
+    """All batches' scored flows as one DataFrame (batch order, then flow order)."""
+    return scored_dataset(reports_dir).to_table(columns=columns).to_pandas()
+
+
+def clean_stale_temp(reports_dir: Path, batch_id: str) -> int:
+    """Remove the batch's temp folders left by a killed writer; returns how many. Call only while holding the
+    batch (the inbox flow calls it for batches it has claimed), so that no writer of that batch is running."""
+    reports_dir = Path(reports_dir)
+    removed = 0
+    for tmp in reports_dir.glob(f"{_TMP_PREFIX}{batch_id}~*") if reports_dir.is_dir() else []:
+        shutil.rmtree(tmp, ignore_errors=True)
+        removed += 1
+    return removed
+
+
+SCORED_COLUMN_DOCS: dict[str, str] = {
+    "score": "anomaly score in [0, 1] (model's attack probability); higher is more anomalous",
+    "is_anomaly": "score >= threshold",
+    "predicted_class": "most likely class (the training labels' Attack names, 'Benign' for normal)",
+    "model_version": "registry version of the model that scored the batch",
+    "threshold": "decision threshold used for is_anomaly",
+}
+
+
+def schema_markdown() -> str:
+    """The report schema as Markdown (for the README)."""
+    rows = ["| column | type | meaning |", "|---|---|---|",
+            f"| *all {len(COLUMNS)} flow-table columns* | (see the flow schema) | the flow as stored in the lake |"]
+    rows += [f"| `{f.name}` | {f.type} | {SCORED_COLUMN_DOCS[f.name]} |" for f in SCORE_COLUMNS]
+    return "\n".join(rows)
