@@ -1,0 +1,151 @@
+"""Detector networks (MindSpore) and their compiled train / predict step functions.
+
+Input: x (B, T, F) float32 windows of flow features, mask (B, T) float32 (1 = real flow,
+0 = left padding). Output: logits (B, n_classes). Padded positions cannot influence the logits:
+inputs are zeroed there, pooling and attention ignore them, and the (default) unrolled BiLSTM
+carries its state across them.
+
+    net = build_network(ModelConfig(arch="cnn_bilstm", n_features=24))
+    step = make_train_step(net, nn.CrossEntropyLoss(), nn.Adam(net.trainable_params(), 1e-3))
+    loss = step(x, mask, y)            # y int32 (B,)
+    logits = make_predict(net)(x, mask)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+
+import mindspore as ms
+from mindspore import Tensor, nn, ops
+
+from model.config import ARCHS, ModelConfig
+from model.layers import BiLSTM, MaskedAttentionPool, TemporalConv, masked_max_pool
+
+log = logging.getLogger(__name__)
+_THREADS_SET: list[int] = []
+
+
+def set_threads(n: int | None = None) -> int:
+    """Set MindSpore's CPU runtime threads (default: all cores, at most 2 on this project's machines).
+
+    Effective once per process (before the first compiled graph runs); later calls only log.
+    """
+    want = n if n is not None else max(1, min(2, os.cpu_count() or 1))
+    if want < 1:
+        raise ValueError(f"set_threads: n must be >= 1, got {want}")
+    if _THREADS_SET:
+        if _THREADS_SET[0] != want:
+            log.warning("MindSpore threads already set to %d; ignoring request for %d", _THREADS_SET[0], want)
+        return _THREADS_SET[0]
+    ms.set_context(mode=ms.PYNATIVE_MODE)
+    ms.set_device("CPU")
+    ms.runtime.dispatch_threads_num(want)
+    ms.set_context(runtime_num_threads=want, inter_op_parallel_num=1)
+    _THREADS_SET.append(want)
+    return want
+
+
+class CnnBiLstm(nn.Cell):
+    """MindFlow CNN-BiLSTM: Conv1D(+ReLU) -> max pool -> dropout -> BiLSTM -> dense."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.conv = TemporalConv(cfg.n_features, cfg.conv_channels, cfg.kernel_size)
+        self.pool = cfg.pool
+        self.drop = nn.Dropout(p=cfg.dropout)
+        self.bilstm = BiLSTM(cfg.conv_channels, cfg.hidden, cfg.lstm_layers, cfg.lstm_impl)
+        self.head = nn.Dense(2 * cfg.hidden, cfg.n_classes)
+
+    def construct(self, x: Tensor, mask: Tensor) -> Tensor:
+        # x: (B, T, F), mask: (B, T)
+        m3 = mask.expand_dims(-1)  # (B, T, 1)
+        x = x * m3  # (B, T, F): padded steps zeroed
+        y = ops.relu(self.conv(x)) * m3  # (B, T, C) >= 0, zero at padding
+        y, pmask = masked_max_pool(y, mask, self.pool)  # (B, T', C), (B, T') with T' = T // pool
+        y = self.drop(y)  # (B, T', C)
+        out = self.bilstm(y, pmask)  # (B, T', 2H)
+        feat = self.bilstm.summary(out)  # (B, 2H)
+        return self.head(feat)  # (B, n_classes)
+
+
+class MultiScale(nn.Cell):
+    """Parallel temporal convs (kernels e.g. 3/5/7) beside a BiLSTM, fused by masked attention over time."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.convs = nn.CellList([TemporalConv(cfg.n_features, cfg.conv_channels, k)
+                                  for k in cfg.multiscale_kernels])
+        self.bilstm = BiLSTM(cfg.n_features, cfg.hidden, cfg.lstm_layers, cfg.lstm_impl)
+        dim = len(cfg.multiscale_kernels) * cfg.conv_channels + 2 * cfg.hidden
+        self.attn = MaskedAttentionPool(dim, cfg.hidden)
+        self.drop = nn.Dropout(p=cfg.dropout)
+        self.head = nn.Dense(dim, cfg.n_classes)
+
+    def construct(self, x: Tensor, mask: Tensor) -> Tensor:
+        # x: (B, T, F), mask: (B, T)
+        m3 = mask.expand_dims(-1)  # (B, T, 1)
+        x = x * m3  # (B, T, F): padded steps zeroed
+        branches = [ops.relu(conv(x)) * m3 for conv in self.convs]  # K x (B, T, C)
+        branches.append(self.bilstm(x, mask))  # + (B, T, 2H)
+        z = ops.concat(branches, axis=-1)  # (B, T, D) with D = K*C + 2H
+        z = self.drop(z)  # (B, T, D)
+        ctx = self.attn(z, mask)  # (B, D): attention weights are 0 at padded steps
+        return self.head(ctx)  # (B, n_classes)
+
+
+_BUILDERS: dict[str, Callable[[ModelConfig], nn.Cell]] = {"cnn_bilstm": CnnBiLstm, "multiscale": MultiScale}
+assert tuple(_BUILDERS) == ARCHS
+
+
+def build_network(config: ModelConfig) -> nn.Cell:
+    """The network named by config.arch (float32 parameters, training mode off)."""
+    if not isinstance(config, ModelConfig):
+        raise TypeError(f"build_network needs a ModelConfig, got {type(config).__name__}")
+    if config.arch not in _BUILDERS:
+        raise ValueError(f"unknown arch {config.arch!r}; valid: {sorted(_BUILDERS)}")
+    set_threads()
+    net = _BUILDERS[config.arch](config)
+    net.set_train(False)
+    return net
+
+
+def make_train_step(net: nn.Cell, loss_fn: nn.Cell | Callable,
+                    optimizer: nn.Optimizer) -> Callable[[Tensor, Tensor, Tensor], Tensor]:
+    """A compiled (mindspore.jit) step: step(x, mask, y) -> scalar loss Tensor; updates the weights.
+
+    loss_fn(logits, y) -> scalar, e.g. nn.CrossEntropyLoss() with y int32 (B,). Puts net in training
+    mode (dropout on) on every call, so it may be interleaved with make_predict's function.
+    """
+
+    def forward(x: Tensor, mask: Tensor, y: Tensor) -> Tensor:
+        return loss_fn(net(x, mask), y)
+
+    grad_fn = ms.value_and_grad(forward, None, optimizer.parameters)
+
+    @ms.jit
+    def _step(x: Tensor, mask: Tensor, y: Tensor) -> Tensor:
+        loss, grads = grad_fn(x, mask, y)
+        optimizer(grads)
+        return loss
+
+    def step(x: Tensor, mask: Tensor, y: Tensor) -> Tensor:
+        net.set_train(True)
+        return _step(x, mask, y)
+
+    return step
+
+
+def make_predict(net: nn.Cell) -> Callable[[Tensor, Tensor], Tensor]:
+    """A compiled (mindspore.jit) predict(x, mask) -> logits (B, n_classes), eval mode (no dropout)."""
+
+    @ms.jit
+    def _predict(x: Tensor, mask: Tensor) -> Tensor:
+        return net(x, mask)
+
+    def predict(x: Tensor, mask: Tensor) -> Tensor:
+        net.set_train(False)
+        return _predict(x, mask)
+
+    return predict

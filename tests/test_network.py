@@ -1,0 +1,133 @@
+"""MindSpore detector networks: shapes, mask invariance, a real (jit) training signal, config rules."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+ms = pytest.importorskip("mindspore")
+from mindspore import Tensor, nn  # noqa: E402
+
+from model.config import ModelConfig  # noqa: E402
+from model.network import build_network, make_predict, make_train_step  # noqa: E402
+
+SMALL = {"n_features": 6, "window": 8, "conv_channels": 8, "hidden": 8}
+
+
+def _batch(cfg: ModelConfig, b: int, pad: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(b, cfg.window, cfg.n_features)).astype(np.float32)
+    mask = np.ones((b, cfg.window), np.float32)
+    mask[:, :pad] = 0.0
+    return x, mask
+
+
+@pytest.mark.parametrize("arch", ["cnn_bilstm", "multiscale"])
+@pytest.mark.parametrize("n_classes", [2, 5])
+def test_output_shape(arch: str, n_classes: int) -> None:
+    cfg = ModelConfig(arch=arch, n_classes=n_classes, **SMALL)
+    x, mask = _batch(cfg, 3, 2)
+    logits = make_predict(build_network(cfg))(Tensor(x), Tensor(mask)).asnumpy()
+    assert logits.shape == (3, n_classes)
+    assert np.isfinite(logits).all()
+
+
+@pytest.mark.parametrize("arch", ["cnn_bilstm", "multiscale"])
+def test_padded_values_do_not_change_logits(arch: str) -> None:
+    cfg = ModelConfig(arch=arch, **SMALL)
+    predict = make_predict(build_network(cfg))
+    x, mask = _batch(cfg, 4, 3)
+    x2 = x.copy()
+    x2[:, :3, :] = np.random.default_rng(1).normal(scale=100.0, size=(4, 3, cfg.n_features))
+    a = predict(Tensor(x), Tensor(mask)).asnumpy()
+    b = predict(Tensor(x2), Tensor(mask)).asnumpy()
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+    # and the real steps do matter
+    x3 = x.copy()
+    x3[:, -1, :] += 5.0
+    assert not np.allclose(a, predict(Tensor(x3), Tensor(mask)).asnumpy(), atol=1e-4)
+
+
+@pytest.mark.parametrize("arch", ["cnn_bilstm", "multiscale"])
+def test_unrolled_padding_equals_shorter_sequence(arch: str) -> None:
+    """With the unrolled BiLSTM, left padding is invisible: padded window == the same flows un-padded."""
+    cfg_long = ModelConfig(arch=arch, **{**SMALL, "window": 8, "pool": 2})
+    cfg_short = ModelConfig(arch=arch, **{**SMALL, "window": 4, "pool": 2})
+    net = build_network(cfg_long)
+    x, mask = _batch(cfg_long, 2, 4)
+    long = make_predict(net)(Tensor(x), Tensor(mask)).asnumpy()
+    short = make_predict(net)(Tensor(x[:, 4:]), Tensor(mask[:, 4:])).asnumpy()
+    np.testing.assert_allclose(long, short, rtol=1e-4, atol=1e-5)
+    assert cfg_short.window == 4
+
+
+def test_unrolled_lstm_matches_native() -> None:
+    """Same parameters, no padding: the unrolled recurrence reproduces mindspore.nn.LSTM."""
+    cfg_u = ModelConfig(**SMALL, dropout=0.0)
+    cfg_n = ModelConfig(**SMALL, dropout=0.0, lstm_impl="native")
+    net_u, net_n = build_network(cfg_u), build_network(cfg_n)
+    ms.load_param_into_net(net_n, {p.name: p for p in net_u.get_parameters()}, strict_load=True)
+    x, mask = _batch(cfg_u, 3, 0)
+    a = make_predict(net_u)(Tensor(x), Tensor(mask)).asnumpy()
+    b = make_predict(net_n)(Tensor(x), Tensor(mask)).asnumpy()
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("arch", ["cnn_bilstm", "multiscale"])
+def test_loss_falls_with_jit_train_steps(arch: str) -> None:
+    ms.set_seed(0)
+    cfg = ModelConfig(arch=arch, n_classes=3, dropout=0.1, **SMALL)
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, size=48).astype(np.int32)
+    x = rng.normal(scale=0.3, size=(48, cfg.window, cfg.n_features)).astype(np.float32)
+    x[:, :, 0] += 2.0 * y[:, None]  # class is readable from feature 0
+    mask = np.ones((48, cfg.window), np.float32)
+    mask[::2, :3] = 0.0
+    net = build_network(cfg)
+    step = make_train_step(net, nn.CrossEntropyLoss(), nn.Adam(net.trainable_params(), learning_rate=0.02))
+    args = (Tensor(x), Tensor(mask), Tensor(y))
+    losses = [float(step(*args).asnumpy()) for _ in range(25)]
+    assert losses[-1] < 0.5 * losses[0], losses
+    acc = (make_predict(net)(Tensor(x), Tensor(mask)).asnumpy().argmax(1) == y).mean()
+    assert acc > 0.9
+
+
+def test_predict_is_deterministic_after_training() -> None:
+    cfg = ModelConfig(**SMALL, dropout=0.5)
+    net = build_network(cfg)
+    step = make_train_step(net, nn.CrossEntropyLoss(), nn.SGD(net.trainable_params(), learning_rate=0.0))
+    predict = make_predict(net)
+    x, mask = _batch(cfg, 4, 0)
+    y = Tensor(np.zeros(4, np.int32))
+    a = predict(Tensor(x), Tensor(mask)).asnumpy()
+    step(Tensor(x), Tensor(mask), y)
+    b = predict(Tensor(x), Tensor(mask)).asnumpy()
+    np.testing.assert_array_equal(a, b)
+
+
+def test_config_roundtrip_json() -> None:
+    cfg = ModelConfig(arch="multiscale", n_features=30, n_classes=4, multiscale_kernels=(3, 5))
+    d = json.loads(json.dumps(cfg.to_dict()))
+    assert ModelConfig.from_dict(d) == cfg
+
+
+def test_config_rejects_unknown_keys() -> None:
+    d = ModelConfig().to_dict() | {"hiddden": 32}
+    with pytest.raises(ValueError, match="hiddden"):
+        ModelConfig.from_dict(d)
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("arch", "transformer"), ("n_classes", 1), ("window", 0), ("dropout", 1.0), ("hidden", -4),
+    ("pool", 99), ("kernel_size", 2.5), ("multiscale_kernels", (3, 0)), ("lstm_impl", "cudnn"),
+])
+def test_config_validation_names_field(field: str, value: object) -> None:
+    with pytest.raises(ValueError, match=field.split("_kernels")[0]):
+        ModelConfig(**{field: value})
+
+
+def test_build_network_rejects_non_config() -> None:
+    with pytest.raises(TypeError, match="ModelConfig"):
+        build_network({"arch": "cnn_bilstm"})  # type: ignore[arg-type]
