@@ -60,7 +60,7 @@ import pandas as pd
 import psutil
 from nfstream.meter import meter_workflow
 
-from extractors.base import BadInputError, ExtractNotes, read_head, sniff_format
+from extractors.base import BadInputError, ExtractNotes, sniff_format
 from extractors.pcap_columns import FlowBatch
 from extractors.pcap_integrity import walk_capture
 
@@ -161,7 +161,8 @@ class PcapExtractor:
                 rows += len(frame)
                 yield frame
         if rows == 0:
-            why = "no IP flows (no IPv4/IPv6 packets nfstream could meter, e.g. an 802.11 or ARP-only capture)"
+            why = (f"no IP flows in {walk.packets:,} packets (none nfstream could meter as IPv4/IPv6, e.g. an "
+                   "802.11 or ARP-only capture)") if walk.packets else "no IP flows: the capture holds no packets"
             if walk.damaged:
                 why += f"; {walk.describe()}"
             raise BadInputError(path, why)
@@ -170,7 +171,9 @@ class PcapExtractor:
 @contextlib.contextmanager
 def _plain_capture(path: Path, notes: ExtractNotes) -> Iterator[Path]:
     """``path`` itself, or for gzip input a decompressed temporary copy (libpcap cannot read gzip)."""
-    if read_head(path, 2) != b"\x1f\x8b":
+    with path.open("rb") as fh:  # read_head would decompress: look at the raw bytes
+        compressed = fh.read(2) == b"\x1f\x8b"
+    if not compressed:
         yield path
         return
     with tempfile.TemporaryDirectory(prefix="flowhawk-pcap-") as tmp:
