@@ -4,6 +4,7 @@
 then validation, the newest to test, so nothing is learnt from the future. ``stratified``: every class is
 shuffled (seeded) and cut in the same proportions, so a rare class is present in all three parts when it
 has at least 3 flows. ``auto``: ``time`` when the frame has start times, else ``stratified``.
+``capped_subsample`` caps the training part without losing rare classes.
 Split members are 0-based row positions into the frame.
 """
 
@@ -70,17 +71,18 @@ def _stratified(rows: np.ndarray, y: np.ndarray, val_fraction: float, test_fract
     return Split(out["train"], out["val"], out["test"], "stratified")
 
 
-def stratified_subsample(rows: np.ndarray, y: np.ndarray, max_rows: int, seed: int = 0,
-                         min_per_class: int = 50) -> np.ndarray:
-    """At most ``max_rows`` of ``rows`` (labels ``y`` aligned), class proportions kept, but every class keeps
-    ``min(its count, min_per_class)`` flows. Sorted; returns ``rows`` unchanged when already small enough."""
+def capped_subsample(rows: np.ndarray, y: np.ndarray, max_rows: int, seed: int = 0) -> np.ndarray:
+    """At most ``max_rows`` of ``rows`` (labels ``y`` aligned), seeded: rare classes are kept whole and the
+    budget left is shared equally among the larger ones (water filling), so capping a 99.5 %-attack set never
+    throws away benign flows. Sorted; ``rows`` unchanged when already small enough."""
     rows, y = np.asarray(rows), np.asarray(y)
     if len(rows) <= max_rows:
         return rows
     rng = np.random.default_rng(seed)
-    keep = []
-    for cls in np.unique(y):
-        members = rows[y == cls]
-        n = max(min(len(members), min_per_class), round(max_rows * len(members) / len(rows)))
-        keep.append(rng.choice(members, size=min(n, len(members)), replace=False))
+    classes, counts = np.unique(y, return_counts=True)
+    keep, budget = [], max_rows
+    for i, k in enumerate(np.argsort(counts, kind="stable")):
+        take = min(int(counts[k]), budget // (len(classes) - i))
+        budget -= take
+        keep.append(rng.choice(rows[y == classes[k]], size=take, replace=False))
     return np.sort(np.concatenate(keep)).astype(np.int64)

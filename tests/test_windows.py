@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from model.splits import split_rows, stratified_subsample
+from model.splits import capped_subsample, split_rows
 from model.windows import build_window_index
 
 
@@ -97,8 +97,12 @@ def test_time_split_has_no_future_leakage_and_stratified_keeps_rare_classes():
     assert split_rows(frame, y, method="stratified", seed=3).test.tolist() == strat.test.tolist()
 
 
-def test_stratified_subsample_keeps_every_class():
-    y = np.array([0] * 9000 + [1] * 30)
-    rows = np.arange(len(y))
-    kept = stratified_subsample(rows, y, max_rows=1000, seed=0)
-    assert len(kept) <= 1030 and (y[kept] == 1).sum() == 30
+def test_capped_subsample_keeps_rare_classes_whole():
+    y = np.array([0] * 9000 + [1] * 3000 + [2] * 30)
+    rows = np.arange(len(y)) + 100
+    kept = capped_subsample(rows, y, max_rows=1000, seed=0)
+    assert len(kept) == 1000 and set(kept) <= set(rows)
+    counts = np.bincount(y[kept - 100])
+    assert counts.tolist() == [485, 485, 30]
+    assert capped_subsample(rows, y, max_rows=1000, seed=0).tolist() == kept.tolist()
+    assert capped_subsample(rows, y, max_rows=10**6).tolist() == rows.tolist()

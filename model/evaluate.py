@@ -1,0 +1,137 @@
+"""Evaluation: decision rule, validation-tuned threshold, metrics, and the comparison table.
+
+Class 0 is always benign. A model gives class probabilities; the attack score is ``1 - p(benign)``. The
+decision: a flow is an attack when its score >= threshold, and then its class is the most probable attack
+class; otherwise it is benign. So binary and multiclass use one rule, and the threshold tuned on validation
+(max F1 of attack vs benign) sets the benign recall of both.
+
+Metrics (attack = positive): accuracy, precision, recall, F1, benign recall, FPR (= 1 - benign recall),
+macro-F1 over the task's classes, PR-AUC (average precision of the attack score), confusion matrix and a
+per-class report.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import (
+    accuracy_score,
+    average_precision_score,
+    confusion_matrix,
+    f1_score,
+    precision_recall_fscore_support,
+)
+
+TABLE_COLUMNS = ("accuracy", "precision", "recall", "f1", "benign_recall", "fpr", "macro_f1", "pr_auc")
+
+
+def attack_scores(probs: np.ndarray) -> np.ndarray:
+    """(N, C) class probabilities -> (N,) attack score 1 - p(benign)."""
+    return np.clip(1.0 - probs[:, 0], 0.0, 1.0)
+
+
+def decide(probs: np.ndarray, threshold: float) -> np.ndarray:
+    """Predicted class per row: 0 (benign) when the attack score < threshold, else the best attack class."""
+    if probs.shape[1] == 2:
+        return (attack_scores(probs) >= threshold).astype(np.int64)
+    best_attack = 1 + np.argmax(probs[:, 1:], axis=1)
+    return np.where(attack_scores(probs) >= threshold, best_attack, 0).astype(np.int64)
+
+
+def tune_threshold(is_attack: np.ndarray, scores: np.ndarray) -> dict[str, float]:
+    """Threshold maximising F1 (attack positive) on validation; ties go to the higher threshold (lower FPR).
+
+    The threshold is placed midway between the chosen score and the next lower one, so it does not sit on a
+    validation flow. Returns {threshold, f1, fpr, benign_recall} measured at it; 0.5 when validation lacks
+    either class.
+    """
+    is_attack = np.asarray(is_attack, dtype=bool)
+    scores = np.asarray(scores, dtype=np.float64)
+    if is_attack.all() or not is_attack.any():
+        return {"threshold": 0.5, **_rates(is_attack, scores >= 0.5)}
+    candidates = np.unique(scores)[::-1]  # descending
+    order = np.argsort(-scores, kind="stable")
+    sorted_scores, sorted_truth = scores[order], is_attack[order]
+    tp_cum = np.cumsum(sorted_truth)
+    # number of flows with score >= candidate
+    counts = np.searchsorted(-sorted_scores, -candidates, side="right")
+    tp = tp_cum[counts - 1]
+    fp = counts - tp
+    fn = is_attack.sum() - tp
+    f1 = 2 * tp / np.maximum(2 * tp + fp + fn, 1)
+    best = int(np.argmax(f1))  # first max = highest threshold among ties
+    lower = candidates[best + 1] if best + 1 < len(candidates) else 0.0
+    threshold = float((candidates[best] + lower) / 2.0)
+    return {"threshold": threshold, **_rates(is_attack, scores >= threshold)}
+
+
+def _rates(is_attack: np.ndarray, flagged: np.ndarray) -> dict[str, float]:
+    benign = ~is_attack
+    benign_recall = float((benign & ~flagged).sum() / benign.sum()) if benign.any() else float("nan")
+    f1 = f1_score(is_attack, flagged, zero_division=0.0) if is_attack.any() else float("nan")
+    return {"f1": float(f1), "fpr": 1.0 - benign_recall, "benign_recall": benign_recall}
+
+
+def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, scores: np.ndarray | None,
+                           class_names: list[str]) -> dict[str, Any]:
+    """All metrics for predictions ``y_pred`` (class indices, 0 = benign) against ``y_true``."""
+    y_true, y_pred = np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)
+    labels = list(range(len(class_names)))
+    true_attack, pred_attack = y_true != 0, y_pred != 0
+    precision, recall, f1, _ = precision_recall_fscore_support(
+        true_attack, pred_attack, average="binary", zero_division=0.0)
+    per_p, per_r, per_f, support = precision_recall_fscore_support(
+        y_true, y_pred, labels=labels, zero_division=0.0)
+    present = [k for k in labels if support[k] > 0]
+    benign = ~true_attack
+    benign_recall = float((~pred_attack & benign).sum() / benign.sum()) if benign.any() else float("nan")
+    pr_auc = float("nan")
+    if scores is not None and true_attack.any() and benign.any():
+        pr_auc = float(average_precision_score(true_attack, scores))
+    return {
+        "n": len(y_true),
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "precision": float(precision), "recall": float(recall), "f1": float(f1),
+        "benign_recall": benign_recall, "fpr": 1.0 - benign_recall,
+        "macro_f1": float(np.mean(per_f[present])) if present else float("nan"),
+        "pr_auc": pr_auc,
+        "confusion": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
+        "class_names": list(class_names),
+        "per_class": {class_names[k]: {"precision": float(per_p[k]), "recall": float(per_r[k]),
+                                       "f1": float(per_f[k]), "support": int(support[k])} for k in labels},
+    }
+
+
+def results_table(results: dict[str, dict[str, Any]], extra: tuple[str, ...] = ()) -> pd.DataFrame:
+    """{model name: metrics dict} -> tidy table (one row per model, TABLE_COLUMNS + ``extra`` columns)."""
+    rows = []
+    for name, metrics in results.items():
+        rows.append({"model": name, **{c: metrics.get(c, float("nan")) for c in (*TABLE_COLUMNS, *extra)}})
+    return pd.DataFrame(rows).set_index("model")
+
+
+def render_table(table: pd.DataFrame, digits: int = 4, markdown: bool = False) -> str:
+    """Console (or Markdown) rendering of a results table."""
+    shown = table.copy()
+    for col in shown.columns:
+        if pd.api.types.is_float_dtype(shown[col]):
+            shown[col] = shown[col].map(lambda v: "-" if pd.isna(v) else f"{v:.{digits}f}")
+    if not markdown:
+        return shown.to_string()
+    header = "| model | " + " | ".join(shown.columns) + " |"
+    lines = [header, "|" + "---|" * (len(shown.columns) + 1)]
+    lines += ["| " + " | ".join([str(i), *map(str, r)]) + " |" for i, r in zip(shown.index, shown.values, strict=True)]
+    return "\n".join(lines)
+
+
+def render_confusion(metrics: dict[str, Any]) -> str:
+    """Confusion matrix with class names (rows = truth, columns = prediction)."""
+    names = metrics["class_names"]
+    return pd.DataFrame(metrics["confusion"], index=[f"true {n}" for n in names], columns=names).to_string()
+
+
+def render_per_class(metrics: dict[str, Any], digits: int = 4) -> str:
+    frame = pd.DataFrame(metrics["per_class"]).T
+    return frame.to_string(float_format=lambda v: f"{v:.{digits}f}")

@@ -1,0 +1,79 @@
+"""Score flows with a trained detector, streaming windows batch by batch.
+
+``score_frame(trained, frame)`` returns one row per input flow, aligned to ``frame.index``: ``score`` (attack
+probability, 1 - p(benign)), ``is_anomaly`` (score >= the model's threshold) and ``predicted_class`` (the
+most probable attack class when anomalous, else the benign class). Memory: the (N, F) float32 feature matrix,
+three int64 index arrays and one batch of windows; never an (N, T, F) array.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+
+from model.evaluate import attack_scores, decide
+from model.trained import TrainedModel
+from model.windows import WindowIndex, build_window_index
+
+log = logging.getLogger(__name__)
+DEFAULT_BATCH = 2048
+
+
+def predict_proba(network: object, features: np.ndarray, index: WindowIndex, rows: np.ndarray,
+                  batch_size: int = DEFAULT_BATCH, predict: Callable | None = None) -> np.ndarray:
+    """Class probabilities (len(rows), C) float32 for ``rows`` (positions into ``features``).
+
+    Every batch has exactly ``batch_size`` windows (the last is padded by repeating its first row, then
+    trimmed) so the compiled graph is built once.
+    """
+    from mindspore import Tensor
+
+    from model.network import make_predict
+
+    predict = predict or make_predict(network)
+    rows = np.asarray(rows, dtype=np.int64)
+    out: np.ndarray | None = None
+    for start, (chunk, x, mask) in zip(range(0, len(rows), batch_size),
+                                       index.batches(features, rows, batch_size), strict=True):
+        n = len(chunk)
+        if n < batch_size:
+            x = np.concatenate([x, np.repeat(x[:1], batch_size - n, axis=0)])
+            mask = np.concatenate([mask, np.repeat(mask[:1], batch_size - n, axis=0)])
+        logits = predict(Tensor(x), Tensor(mask)).asnumpy()[:n].astype(np.float64)
+        probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+        probs /= probs.sum(axis=1, keepdims=True)
+        if out is None:
+            out = np.empty((len(rows), probs.shape[1]), dtype=np.float32)
+        out[start:start + n] = probs
+    if out is None:
+        return np.zeros((0, 0), dtype=np.float32)
+    return out
+
+
+def score_frame(trained: TrainedModel, frame: pd.DataFrame, batch_size: int = DEFAULT_BATCH) -> pd.DataFrame:
+    """Score every flow of ``frame`` (see module doc); the result has ``frame``'s index, in its order."""
+    if batch_size < 1:
+        raise ValueError(f"score_frame: batch_size must be >= 1, got {batch_size}")
+    result = pd.DataFrame(index=frame.index)
+    if len(frame) == 0:
+        result["score"] = pd.Series(dtype="float64")
+        result["is_anomaly"] = pd.Series(dtype="bool")
+        result["predicted_class"] = pd.Series(dtype="object")
+        return result
+    features = trained.pipeline.transform(frame)
+    config = trained.train_config
+    index = build_window_index(frame, window=config.window, group_by=config.group_by)
+    probs = predict_proba(trained.network, features, index, np.arange(len(frame)), batch_size)
+    del features
+    scores = attack_scores(probs)
+    predicted = decide(probs, trained.threshold)
+    names = np.asarray(trained.class_names, dtype=object)
+    result["score"] = scores.astype(np.float64)
+    result["is_anomaly"] = scores >= trained.threshold
+    result["predicted_class"] = names[predicted]
+    log.info("scored %d flows: %d anomalous (threshold %.4f)", len(frame), int(result["is_anomaly"].sum()),
+             trained.threshold)
+    return result
