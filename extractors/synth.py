@@ -188,8 +188,9 @@ def _plan(config: SynthConfig) -> tuple[list[_Source], dict[str, int]]:
             rng = random.Random(f"{config.seed}/benign/{i}")
             host = Host(addr, 64, rng.getrandbits(16))
             start = t0 + rng.randint(0, 500_000)
-            sources.append(_Source(BENIGN_LABEL, host, benign_client(rng, host, server, start,
-                                                                     t0 + dur - 6_000_000, budget)))
+            last_start = t0 + dur - min(6_000_000, dur // 5)  # room for the last session to finish
+            sources.append(_Source(BENIGN_LABEL, host, benign_client(rng, host, server, start, last_start,
+                                                                     t0 + dur - 1_000_000, budget)))
     return sources, units
 
 

@@ -63,10 +63,10 @@ ATTACKS: dict[str, AttackSpec] = {
 }
 
 
-def benign_client(rng: random.Random, client: Host, server: Host, t0: int, t1: int,
+def benign_client(rng: random.Random, client: Host, server: Host, t0: int, t1: int, t_end: int,
                   budget: int) -> Iterator[Session]:
-    """Web sessions (1-3 keep-alive GETs of 200 B-64 KB), DNS lookups and short pings at random times in
-    [t0, t1] until about ``budget`` packets are planned."""
+    """Web sessions (1-3 keep-alive GETs of 200 B-64 KB), DNS lookups and short pings starting at random
+    times in [t0, t1] (sessions end before ``t_end``) until about ``budget`` packets are planned."""
     rtt = int(math.exp(rng.uniform(math.log(300), math.log(40_000))))  # LAN to far WAN, per client
     agent = rng.choice(AGENTS)
     plan: list[tuple[str, object]] = []
@@ -86,7 +86,9 @@ def benign_client(rng: random.Random, client: Host, server: Host, t0: int, t1: i
             plan.append(("ping", count))
             total += 2 * count
     starts = sorted(rng.randint(t0, t1) for _ in plan)
-    starts[0] = t0  # the client is active from the start of the capture
+    starts[0] = t0  # the client is active from the start of the capture ...
+    if len(starts) > 1:
+        starts[-1] = t1  # ... to its end
     cport = rng.randint(32768, 60999)
     for start, (kind, params) in zip(starts, plan, strict=True):
         if kind == "http":
@@ -96,8 +98,9 @@ def benign_client(rng: random.Random, client: Host, server: Host, t0: int, t1: i
         elif kind == "dns":
             qname, qtype = params  # type: ignore[misc]
             yield dns_session(client, server, rng.randint(32768, 60999), start, rng, qname, qtype)
-        else:
-            yield ping_session(client, server, start, rng, params)  # type: ignore[arg-type]
+        else:  # one echo a second: no more than fit before the end of the capture
+            count = max(1, min(params, (t_end - start) // 1_000_000))  # type: ignore[call-overload]
+            yield ping_session(client, server, start, rng, count)
 
 
 def _paced(rng: random.Random, w0: int, w1: int, n: int) -> Iterator[int]:
