@@ -215,6 +215,6 @@ def _labels(frame: pd.DataFrame) -> None:
 def _report(path: Path, stats: Counter[str], notes: ExtractNotes) -> None:
     found = {k: v for k, v in stats.items() if v}
     if found:
-        message = f"{path.name}: " + "; ".join(f"{k}: {v:,}" for k, v in found.items())
+        message = "; ".join(f"{k}: {v:,}" for k, v in found.items())
         notes.add(message)
-        log.info(message)
+        log.info("%s: %s", path.name, message)

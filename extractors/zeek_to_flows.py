@@ -46,8 +46,8 @@ import re
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -105,6 +105,13 @@ class ZeekConfig:
     def __post_init__(self) -> None:
         if not isinstance(self.chunk_rows, int) or not 1 <= self.chunk_rows <= 10_000_000:
             raise ValueError(f"ZeekConfig.chunk_rows must be an int in 1..10000000, got {self.chunk_rows!r}")
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, object]) -> ZeekConfig:
+        unknown = sorted(set(values) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ValueError(f"ZeekConfig: unknown key(s) {unknown}; known: ['chunk_rows']")
+        return cls(**values)  # type: ignore[arg-type]
 
 
 @dataclass
@@ -389,11 +396,11 @@ def _report(path: Path, damage: _Damage, notes: ExtractNotes) -> None:
     if damage.truncated_last:
         notes.truncated = True
     if skipped:
-        message = (f"{path.name}: skipped {skipped} garbled line(s) (wrong field count {damage.wrong_count}, "
+        message = (f"skipped {skipped} garbled line(s) (wrong field count {damage.wrong_count}, "
                    f"invalid JSON {damage.bad_json}, unparsable/unset required values {damage.bad_value})"
                    + ("; the last line is truncated" if damage.truncated_last else ""))
         notes.add(message)
-        log.warning(message)
+        log.warning("%s: %s", path.name, message)
 
 
 def zeek_pcap_to_conn(pcap: Path, workdir: Path, timeout_s: float = 3600) -> Path:

@@ -225,6 +225,9 @@ def test_files_are_extracted_independently(tmp_path: Path) -> None:
 def test_config_and_type_table() -> None:
     with pytest.raises(ValueError, match="chunk_rows"):
         ZeekConfig(chunk_rows=0)
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['rows'\]"):
+        ZeekConfig.from_mapping({"rows": 5})
+    assert ZeekConfig.from_mapping({"chunk_rows": 7}).chunk_rows == 7
     for zeek_type in ("time", "interval", "count", "int", "port", "addr", "string", "enum", "bool"):
         assert zeek_type in ZEEK_TYPES
     values, bad = convert(pd.Series(["T", "F", "-", "x"]), "bool", frozenset({"-"}))
