@@ -255,12 +255,14 @@ def _write_pcap(sources: list[_Source], fh: BinaryIO) -> tuple[int, int, list[li
     return n_packets, n_bytes, spans, flows
 
 
-def _temp_for(path: Path) -> Path:
-    """A fresh hidden sibling of ``path`` (same file system, so ``os.replace`` is atomic; umask applies)."""
+def _temp_for(path: Path, temps: list[Path]) -> Path:
+    """A fresh hidden sibling of ``path`` (same file system, so ``os.replace`` is atomic; umask applies),
+    recorded in ``temps`` for clean-up."""
     if not path.parent.is_dir():
         raise BadInputError(path, "output directory does not exist")
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     tmp.open("xb").close()
+    temps.append(tmp)
     return tmp
 
 
@@ -271,8 +273,10 @@ def synthesize(config: SynthConfig, out_pcap: Path, out_labels: Path) -> SynthRe
     if out_pcap.resolve() == out_labels.resolve():
         raise BadInputError(out_labels, "labels path is the same as the pcap path")
     sources, units = _plan(config)
-    tmp_pcap, tmp_labels = _temp_for(out_pcap), _temp_for(out_labels)
+    temps: list[Path] = []
     try:
+        tmp_pcap = _temp_for(out_pcap, temps)
+        tmp_labels = _temp_for(out_labels, temps)
         with tmp_pcap.open("wb") as fh:
             n_packets, n_bytes, spans, flows = _write_pcap(sources, fh)
         rows = ["src_ip,dst_ip,label,start_epoch,end_epoch,tool,exit_code"]
@@ -282,7 +286,7 @@ def synthesize(config: SynthConfig, out_pcap: Path, out_labels: Path) -> SynthRe
         os.replace(tmp_pcap, out_pcap)
         os.replace(tmp_labels, out_labels)
     finally:
-        for tmp in (tmp_pcap, tmp_labels):
+        for tmp in temps:
             tmp.unlink(missing_ok=True)
     by_label: dict[str, int] = {}
     flows_by_label: dict[str, int] = {}
