@@ -209,25 +209,24 @@ def _raw_chunks(path: Path, fh: io.TextIOBase, chunk: int,
 
 
 def _header_line(line: str, meta: dict[str, str]) -> _Layout | None:
-    """Record one ``#key value`` header line; return a new layout when it is the ``#types`` line."""
+    """Record one ``#key value`` header line; return a new layout at ``#fields`` and again at ``#types``
+    (a log without ``#types`` gets the default conn field types)."""
     key = line[1:].split(None, 1)[0] if len(line) > 1 else ""
     rest = line[1 + len(key):]
     if key == "separator":
         meta["separator"] = codecs.decode(rest.strip(), "unicode_escape") or "\t"
         return None
     sep = meta.get("separator", "\t")
-    value = rest[len(sep):] if rest.startswith(sep) else rest.lstrip()
-    meta[key] = value
+    meta[key] = rest[len(sep):] if rest.startswith(sep) else rest.lstrip()
     if key == "fields":
         meta.pop("types", None)
-        return None
-    if key != "types" or "fields" not in meta:
+    if key not in ("fields", "types") or "fields" not in meta:
         return None
     spaced = "   " in meta["fields"]  # IoT-23 original: last columns separated by three spaces
     split: re.Pattern[str] | str = re.compile(re.escape(sep) + "| {3}") if spaced else sep
-    fields, types = _split(meta["fields"], split), _split(value, split)
-    unset = {meta.get("unset_field", "-")}
-    return _Layout(fields, dict(zip(fields, types, strict=False)), split, frozenset(unset), meta.get("path"))
+    names, types = _split(meta["fields"], split), _split(meta.get("types", ""), split)
+    unset = frozenset({meta.get("unset_field", "-")})
+    return _Layout(names, dict(zip(names, types, strict=False)), split, unset, meta.get("path"))
 
 
 def _split(text: str, split: re.Pattern[str] | str) -> list[str]:

@@ -205,6 +205,14 @@ def test_chunks_are_bounded_and_index_continues(tmp_path: Path) -> None:
     assert [len(f) for f in frames] == [2, 2, 1] and df.flow_index.tolist() == list(range(5))
 
 
+def test_fields_without_types(tmp_path: Path) -> None:
+    text = "\n".join(line for line in tsv().splitlines() if not line.startswith("#types")) + "\n"
+    df, notes, _ = extract(write(tmp_path, text))
+    base, _, _ = extract(write(tmp_path, tsv(), "base.log"))
+    assert notes.messages == []
+    pd.testing.assert_frame_equal(df, base)
+
+
 def test_concatenated_logs_restart_header(tmp_path: Path) -> None:
     other_fields = ["_node_name", *FIELDS]
     second = tsv(["w " + ROWS[0]], other_fields, ["string", *TYPES])
