@@ -1,0 +1,101 @@
+"""``process_inbox``: the scheduled entry point (claim, ingest, train if needed, score, report, file away)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger
+
+from flows.ingest_flow import ingest_batch
+from flows.model_flows import refresh_model, train_model
+from flows.params import DEFAULT_INBOX, DEFAULT_INBOX_OPTIONS, DEFAULT_LAKE, DEFAULT_MODELS, InboxOptions
+from flows.score_flow import score_batch
+from flows.tasks import (
+    claim_inbox,
+    covered_batches,
+    current_model,
+    finish_claim,
+    labelled_batches,
+    model_info,
+    report_exists,
+    timed,
+)
+
+
+@flow(name="process-inbox", log_prints=False)
+def process_inbox(inbox: Path = DEFAULT_INBOX, lake: Path = DEFAULT_LAKE, models: Path = DEFAULT_MODELS,
+                  options: InboxOptions = DEFAULT_INBOX_OPTIONS) -> dict[str, Any]:
+    """Claim new files of ``inbox`` (and batches abandoned by killed runs), ingest them into ``lake``, train
+    a first model when there is none and labels are available, score and report each batch, then move its
+    files to ``done/`` or ``quarantine/``. Refreshes the model when enough new labelled batches arrived."""
+    logger = get_run_logger()
+    t0 = time.perf_counter()
+    claims = claim_inbox(inbox, options.settle_seconds, options.max_files)
+    claim_seconds = time.perf_counter() - t0
+    batches = []
+    try:
+        for claim in claims:
+            batches.append(_process_claim(claim, Path(inbox), Path(lake), Path(models), options, claim_seconds))
+    finally:
+        for claim in claims:
+            claim.release()
+    refreshed = _maybe_refresh(Path(lake), Path(models), options)
+    if not claims:
+        logger.info("inbox %s: nothing to do", inbox)
+    return {"batches": batches, "refresh": refreshed}
+
+
+def _process_claim(claim: Any, inbox: Path, lake: Path, models: Path, options: InboxOptions,
+                   claim_seconds: float) -> dict[str, Any]:
+    logger = get_run_logger()
+    seconds = {"claim": round(claim_seconds, 3)}
+    t0 = time.perf_counter()
+    files = ingest_batch(claim.captures, lake, claim.labels, options.source)
+    timed(seconds, "ingest", t0)
+    outcomes = {r["file"]: r for r in files}
+    record = {"batch_id": claim.claim_id, "resumed": claim.resumed, "files": _file_rows(files), "report": None}
+    if report_exists(lake, claim.claim_id):  # a resumed claim killed after its report was written
+        logger.info("batch %s: report already written; filing the files away", claim.claim_id)
+        finish_claim(inbox, claim, outcomes)
+        return {**record, "status": "reported"}
+    good = {r["lake_batch"] for r in files if r["status"] in ("ingested", "duplicate") and r.get("lake_batch")}
+    todo = sorted(good - covered_batches(lake))
+    if not todo:
+        logger.info("batch %s: nothing new to report (%s)", claim.claim_id,
+                    ", ".join(f"{r['file']}: {r['status']}" for r in files))
+        finish_claim(inbox, claim, outcomes)
+        return {**record, "status": "nothing new"}
+    if current_model(models) is None:
+        if not (options.train_if_missing and labelled_batches(lake)):
+            logger.warning("batch %s: ingested, but there is no model and no labelled data to train one; the "
+                           "batch waits in %s for a model", claim.claim_id, claim.directory)
+            return {**record, "status": "waiting for a model"}
+        t0 = time.perf_counter()
+        train_model(lake, models, options.train)
+        timed(seconds, "train", t0)
+    summary = score_batch(claim.claim_id, lake, models, todo, options.top_n, seconds,
+                          {"claim_id": claim.claim_id, "files": _file_rows(files)})
+    finish_claim(inbox, claim, outcomes)
+    return {**record, "status": "reported", "report": summary["paths"], "flows": summary["flows"],
+            "anomalies": summary["anomalies"]}
+
+
+def _file_rows(files: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    keys = ("file", "status", "flows", "packets", "reason", "sha256", "lake_batch", "kind")
+    return [{k: r.get(k) for k in keys} for r in files]
+
+
+def _maybe_refresh(lake: Path, models: Path, options: InboxOptions) -> dict[str, Any] | None:
+    """Refresh when ``options.refresh.after_labelled_batches`` labelled batches are new to the current model."""
+    wanted = options.refresh.after_labelled_batches
+    version = current_model(models) if wanted else None
+    if version is None:
+        return None
+    seen = {b["batch_id"] for b in model_info(models, version)["data"].get("batches", [])}
+    new = [b for b in labelled_batches(lake) if b not in seen]
+    if len(new) < wanted:
+        get_run_logger().info("model %s: %d new labelled batch(es), refresh at %d", version, len(new), wanted)
+        return None
+    return refresh_model(lake, models, options.refresh)

@@ -1,0 +1,74 @@
+"""``train_model`` and ``refresh_model``: the model package, run through Prefect, metrics published as artifacts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact, create_progress_artifact, create_table_artifact
+
+from flows.params import DEFAULT_LAKE, DEFAULT_MODELS, DEFAULT_REFRESH, DEFAULT_TRAIN, RefreshOptions, TrainOptions
+from flows.tasks import (
+    fit_model,
+    labelled_batches,
+    promote_model,
+    read_flows,
+    register_model,
+    training_data_manifest,
+)
+
+_METRIC_KEYS = ("accuracy", "precision", "recall", "f1", "benign_recall", "fpr", "macro_f1", "pr_auc")
+
+
+@flow(name="train-model", log_prints=False)
+def train_model(lake: Path = DEFAULT_LAKE, models: Path = DEFAULT_MODELS, options: TrainOptions = DEFAULT_TRAIN,
+                batches: list[str] | None = None, promote: bool = True) -> dict[str, Any]:
+    """Train a detector on the labelled flows of ``batches`` (default: every lake batch with labels), save
+    it as a new registry version and (``promote``) make it current. Returns version, metrics, batches."""
+    logger = get_run_logger()
+    batches = list(batches) if batches else labelled_batches(lake)
+    if not batches:
+        raise ValueError(f"{lake}: no labelled flows to train on (ingest captures with labels first)")
+    frame = read_flows(lake, batches)
+    logger.info("training %s/%s on %d flows from %d batch(es)", options.task, options.arch, len(frame), len(batches))
+    config = options.to_train_config()
+    progress = create_progress_artifact(0.0, description=f"training ({config.epochs} epochs max)")
+    trained = fit_model(frame, config, progress_id=progress)
+    data = training_data_manifest(lake, batches)
+    version = register_model(models, trained, data, "promoted" if promote else "candidate",
+                             f"trained on {len(batches)} batch(es), {len(frame)} flows")
+    if promote:
+        promote_model(models, version, "first model" if version == "v0001" else "train-model")
+    publish_metrics(version, trained.metrics, trained.history, trained.threshold, trained.class_names)
+    return {"version": version, "promoted": promote, "batches": batches, "flows": len(frame),
+            "threshold": float(trained.threshold), "test": _headline(trained.metrics.get("test", {}))}
+
+
+@flow(name="refresh-model", log_prints=False)
+def refresh_model(lake: Path = DEFAULT_LAKE, models: Path = DEFAULT_MODELS,
+                  options: RefreshOptions = DEFAULT_REFRESH) -> dict[str, Any]:
+    """Fine-tune the current model on the labelled batches it has not seen, keep it only if it does not get
+    worse on held-out data (``model.refresh``), promote it then. Returns the refresh decision."""
+    raise NotImplementedError("refresh_model: waiting for model.refresh")
+
+
+def _headline(metrics: dict[str, Any]) -> dict[str, Any]:
+    return {k: metrics[k] for k in _METRIC_KEYS if k in metrics}
+
+
+def publish_metrics(version: str, metrics: dict[str, Any], history: list[dict[str, Any]], threshold: float,
+                    class_names: list[str]) -> None:
+    """A table artifact of the test metrics and a markdown artifact with the training history."""
+    key = f"model-metrics-{version.lower()}"
+    test = metrics.get("test", {})
+    create_table_artifact([{"metric": k, "value": test[k]} for k in _METRIC_KEYS if k in test],
+                          key=key, description=f"Test-split metrics of model {version}")
+    lines = [f"# Model `{version}`", "", f"- classes: {', '.join(class_names)}",
+             f"- threshold (validation-tuned): {threshold:.4f}",
+             f"- split: {metrics.get('split', {})}", f"- training time: {metrics.get('train_seconds')} s", "",
+             "| epoch | loss | val_loss | val_f1 | s |", "|---:|---:|---:|---:|---:|"]
+    lines += [f"| {h['epoch']}{' (best)' if h.get('best') else ''} | {h['loss']:.4f} | {h['val_loss']:.4f} | "
+              f"{h['val_f1']:.4f} | {h['seconds']} |" for h in history]
+    create_markdown_artifact("\n".join(lines) + "\n", key=f"model-summary-{version.lower()}",
+                             description=f"Training summary of model {version}")

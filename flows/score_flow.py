@@ -1,0 +1,78 @@
+"""``score_batch``: the current model scores every flow of a batch; the batch report and its artifacts."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import (
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
+
+from flows.params import DEFAULT_LAKE, DEFAULT_MODELS
+from flows.tasks import current_model, load_model, read_flows, score_flows, timed, write_report
+
+
+def artifact_key(kind: str, batch_id: str) -> str:
+    """Prefect artifact keys allow lowercase letters, digits and dashes only."""
+    return re.sub(r"-+", "-", re.sub(r"[^a-z0-9-]", "-", f"{kind}-{batch_id}".lower())).strip("-")
+
+
+@flow(name="score-batch", log_prints=False)
+def score_batch(batch_id: str, lake: Path = DEFAULT_LAKE, models: Path = DEFAULT_MODELS,
+                lake_batches: list[str] | None = None, top_n: int = 25,
+                timings: dict[str, float] | None = None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Score lake batches ``lake_batches`` (default: the lake batch ``batch_id``) with the current model and
+    write the report ``<lake>/reports/batch=<batch_id>/``. Returns the report summary."""
+    from lake.reports import ScoreMeta, summary_markdown, top_anomalies
+
+    logger = get_run_logger()
+    lake_batches = list(lake_batches or [batch_id])
+    seconds = dict(timings or {})
+    progress = create_progress_artifact(0.0, key=artifact_key("scoring", batch_id),
+                                        description=f"scoring batch {batch_id}")
+    t0 = time.perf_counter()
+    version = current_model(models)
+    if version is None:
+        raise RuntimeError(f"{models}: no current model to score with (run train-model first)")
+    trained = load_model(models, version)
+    timed(seconds, "load_model", t0)
+    update_progress_artifact(progress, 10.0, description=f"model {version} loaded")
+    t0 = time.perf_counter()
+    flows = read_flows(lake, lake_batches)
+    timed(seconds, "read_flows", t0)
+    update_progress_artifact(progress, 25.0, description=f"{len(flows):,} flows read; scoring")
+    t0 = time.perf_counter()
+    scores = score_flows(trained, flows)
+    timed(seconds, "score", t0)
+    update_progress_artifact(progress, 85.0, description="scored; writing the report")
+    meta = ScoreMeta(model_version=version, threshold=float(trained.threshold), timings_s=seconds)
+    paths, summary = write_report(lake, batch_id, flows, scores, meta, top_n,
+                                  {"lake_batches": lake_batches, **(extra or {})})
+    update_progress_artifact(progress, 100.0, description=f"report written: {paths.directory}")
+    _publish(batch_id, summary, top_anomalies_rows(paths, top_n, top_anomalies), summary_markdown(summary))
+    logger.info("batch %s: %d flows, %d anomalies (%.2f %%); report %s", batch_id, summary["flows"],
+                summary["anomalies"], 100 * summary["anomaly_rate"], paths.html)
+    return summary
+
+
+def top_anomalies_rows(paths: Any, top_n: int, top_anomalies: Any) -> list[dict[str, Any]]:
+    import pyarrow.parquet as pq
+
+    top = top_anomalies(pq.read_table(paths.scored_flows), top_n)
+    top = top.astype(object).where(top.notna(), None)
+    return top.to_dict(orient="records")
+
+
+def _publish(batch_id: str, summary: dict, rows: list[dict], markdown: str) -> None:
+    create_table_artifact(rows or [{"note": "no flow scored above the threshold"}],
+                          key=artifact_key("top-anomalies", batch_id),
+                          description=f"Top anomalies of batch {batch_id} (model {summary['model_version']})")
+    create_markdown_artifact(markdown, key=artifact_key("batch-summary", batch_id),
+                             description=f"Summary of batch {batch_id}")
