@@ -288,10 +288,10 @@ def convert(values: pd.Series, zeek_type: str, unset: frozenset[str]) -> tuple[p
     if dtype not in _NUMERIC:
         return kept.astype("string"), pd.Series(False, index=values.index)
     out = pd.to_numeric(kept, errors="coerce").astype("float64")
-    iso = out.isna() & kept.map(lambda v: isinstance(v, str) and "T" in v)
-    if base == "time" and iso.any():  # JSON logs written with JSON::TS_FORMAT = ISO8601
-        stamps = pd.to_datetime(kept[iso], utc=True, errors="coerce", format="ISO8601")
-        out[iso] = (stamps - pd.Timestamp(0, tz="UTC")).dt.total_seconds()
+    failed = out.isna() & ~is_unset
+    if base == "time" and failed.any():  # JSON logs written with JSON::TS_FORMAT = ISO8601
+        stamps = pd.to_datetime(kept[failed].astype(str), utc=True, errors="coerce", format="ISO8601")
+        out[failed] = (stamps - pd.Timestamp(0, tz="UTC")).dt.total_seconds()
     ok = out.notna() | is_unset
     if dtype != "float64":
         ok &= out.isna() | ((out == out.round()) & ((out >= 0) | (dtype == "Int64")))
@@ -372,14 +372,13 @@ def history_flags(history: str | None, conn_state: str | None) -> tuple[int | No
 
 
 def _tcp_flags(history: pd.Series, state: pd.Series, is_tcp: pd.Series) -> tuple[pd.Series, pd.Series]:
-    pairs = [tuple(None if pd.isna(x) else x for x in key)
-             for key in zip(history.astype("object"), state.astype("object"), strict=True)]
-    cache = {key: history_flags(*key) for key in set(pairs)}
-    mapped = [cache[key] for key in pairs]
+    keys = history.astype("object").fillna("?") + "|" + state.astype("object").fillna("?")
+    pairs = {key: history_flags(*(None if part == "?" else part for part in key.split("|")))
+             for key in keys.unique()}
     tcp = is_tcp.to_numpy(bool)
-    client = pd.Series([p[0] for p in mapped], dtype="Int32").where(tcp, 0)
-    server = pd.Series([p[1] for p in mapped], dtype="Int32").where(tcp, 0)
-    return client, server
+    client = keys.map({k: v[0] for k, v in pairs.items()}).astype("Int32").where(tcp, 0)
+    server = keys.map({k: v[1] for k, v in pairs.items()}).astype("Int32").where(tcp, 0)
+    return client.reset_index(drop=True), server.reset_index(drop=True)
 
 
 def _labels(label: pd.Series, detailed: pd.Series) -> tuple[pd.Series, pd.Series]:
