@@ -159,5 +159,6 @@ def test_lab_capture_every_listed_address_labelled() -> None:
                 "dirscan": 300, "slowloris": 100, "icmpflood": 1}  # README, nfstream flow counts
     assert {k: v for k, v in counts.items() if k in expected} == expected
     # README's 1,041 benign flows, plus each client's ~150 s ping flow split in two by the 120 s active timeout
-    assert counts["Benign"] == 1_041 + (benign_icmp - 6) and benign_icmp == 12
+    assert benign_icmp == 12, f"expected 6 clients x 2 ping flows (120 s active timeout), got {benign_icmp}"
+    assert counts["Benign"] == 1_041 + (benign_icmp - 6), counts
     assert counts["unlabelled"] == 0
