@@ -195,12 +195,12 @@ class Registry:
             path = where / name
             if not path.is_file():
                 raise RegistryError(where, f"{name} is missing")
+            if name.endswith(".json"):
+                _read_json(path, where)
             size = path.stat().st_size
             if size != meta["bytes"]:
                 raise RegistryError(where, f"{name} is {size} bytes, the manifest says {meta['bytes']} "
                                            f"({'truncated' if size < meta['bytes'] else 'modified'})")
-            if name.endswith(".json"):
-                _read_json(path, where)
             if _sha256(path) != meta["sha256"]:
                 raise RegistryError(where, f"{name} does not match its sha256 in the manifest (modified)")
         _check_compatible(where, manifest)

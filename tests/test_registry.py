@@ -1,0 +1,256 @@
+"""Model registry: save/load round trip, atomic pointer, interrupted saves, rollback, corrupt versions.
+
+One tiny real MindSpore model is trained once per session (``tiny_base``) on flows the test synthesises,
+ingested into a real lake through the NF CSV path; every registry test saves copies of it.
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import json
+import shutil
+import tempfile
+import threading
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from model.registry import MANIFEST, POINTER, Registry, RegistryError, data_manifest
+
+TINY = {"epochs": 2, "batch_size": 64, "window": 4, "lr": 5e-3, "model": {"hidden": 8, "conv_channels": 8}}
+
+
+def make_flows(n: int, seed: int, t0: int = 1_700_000_000_000, attack_share: float = 0.4) -> pd.DataFrame:
+    """Separable synthetic flows: scanners (1-packet SYNs to low ports) and benign web/DNS clients."""
+    rng = np.random.default_rng(seed)
+    attack = rng.random(n) < attack_share
+    benign_hosts = [f"10.0.0.{i}" for i in range(1, 7)]
+    return pd.DataFrame({
+        "IPV4_SRC_ADDR": np.where(attack, rng.choice(["10.9.0.1", "10.9.0.2"], n), rng.choice(benign_hosts, n)),
+        "L4_SRC_PORT": rng.integers(30000, 60000, n),
+        "IPV4_DST_ADDR": "10.0.0.100",
+        "L4_DST_PORT": np.where(attack, rng.integers(1, 1024, n), rng.choice([80, 443, 53], n)),
+        "PROTOCOL": np.where(attack, 6, rng.choice([6, 17], n)),
+        "L7_PROTO": np.where(attack, 0.0, 7.0),
+        "IN_BYTES": np.where(attack, 44, rng.integers(200, 5000, n)),
+        "OUT_BYTES": np.where(attack, rng.choice([0, 40], n), rng.integers(500, 50000, n)),
+        "IN_PKTS": np.where(attack, 1, rng.integers(3, 40, n)),
+        "OUT_PKTS": np.where(attack, rng.choice([0, 1], n), rng.integers(3, 60, n)),
+        "TCP_FLAGS": np.where(attack, 2, 27),
+        "FLOW_DURATION_MILLISECONDS": np.where(attack, 0, rng.integers(5, 3000, n)),
+        "FLOW_START_MILLISECONDS": t0 + np.sort(rng.integers(0, 600_000, n)),
+        "Label": attack.astype(int),
+        "Attack": np.where(attack, "scan", "Benign"),
+    })
+
+
+def ingest_frame(lake_root: Path, frame: pd.DataFrame, batch_id: str) -> None:
+    """Write ``frame`` as an NF CSV and ingest it into ``lake_root`` as ``batch_id`` (the real ingest path)."""
+    from lake.ingest import IngestConfig, ingest_paths
+
+    csv = lake_root.parent / f"{batch_id}.csv"
+    frame.to_csv(csv, index=False)
+    summary = ingest_paths([csv], IngestConfig(lake=lake_root, batch_id=batch_id, source="nf-csv"))
+    assert summary.count("ingested") == 1, summary.line()
+
+
+@functools.lru_cache(maxsize=1)
+def tiny_base() -> tuple[Path, object]:
+    """(lake root holding batch b1, a model trained on b1) — built once per test session."""
+    from lake.store import Lake
+    from model.train import TrainConfig, train_model
+
+    work = Path(tempfile.mkdtemp(prefix="flowhawk-registry-"))
+    atexit.register(shutil.rmtree, work, ignore_errors=True)
+    lake_root = work / "lake"
+    ingest_frame(lake_root, make_flows(500, seed=0), "b1")
+    trained = train_model(Lake(lake_root).read_flows(["b1"]), TrainConfig(**TINY))
+    return lake_root, trained
+
+
+@pytest.fixture
+def base(tmp_path: Path) -> tuple[Path, object]:
+    lake_root, trained = tiny_base()
+    return lake_root, trained
+
+
+def one_line(exc: pytest.ExceptionInfo) -> str:
+    text = str(exc.value)
+    assert "\n" not in text and "Traceback" not in text, text
+    return text
+
+
+def test_round_trip_scores_identical(base, tmp_path):
+    from lake.store import Lake
+    from model.scoring import score_frame
+
+    lake_root, trained = base
+    reg = Registry(tmp_path / "models")
+    version = reg.save(trained, data=data_manifest(Lake(lake_root), ["b1"]))
+    assert version == "v0001" and reg.versions() == ["v0001"]
+    assert not [p for p in reg.root.iterdir() if p.name.startswith(".tmp-")]
+    shown = reg.show(version)
+    export = shown["manifest"]["export"]
+    assert export["ok"] and (reg.path(version) / "model.mindir").stat().st_size > 0, export
+    batch = shown["data"]["batches"][0]
+    assert batch["batch_id"] == "b1" and batch["rows"] == 500 and len(batch["files"][0]["sha256"]) == 64
+    assert shown["train_config"]["epochs"] == 2 and shown["model_config"]["hidden"] == 8
+    frame = Lake(lake_root).read_flows(["b1"])
+    before = score_frame(trained, frame)
+    after = score_frame(reg.load(version), frame)
+    np.testing.assert_array_equal(before["score"].to_numpy(), after["score"].to_numpy())
+    assert (before["predicted_class"] == after["predicted_class"]).all()
+
+
+def test_promote_pointer_is_always_valid_json(base, tmp_path):
+    reg = Registry(tmp_path / "models")
+    versions = [reg.save(base[1], export=False) for _ in range(2)]
+    assert reg.current() is None
+    stop, seen, bad = threading.Event(), set(), []
+
+    def reader() -> None:
+        while not stop.is_set():
+            try:
+                seen.add(json.loads((reg.root / POINTER).read_text())["current"])
+            except FileNotFoundError:
+                seen.add(None)
+            except json.JSONDecodeError as exc:
+                bad.append(str(exc))
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    try:
+        for i in range(60):
+            reg.promote(versions[i % 2])
+    finally:
+        stop.set()
+        thread.join()
+    assert not bad, bad[:3]
+    assert seen <= {None, *versions}
+    assert reg.current() == versions[1]
+    assert not [p for p in reg.root.iterdir() if p.name.startswith(".tmp-")]
+
+
+def test_interrupted_save_leaves_no_visible_version(base, tmp_path, monkeypatch):
+    import model.registry as registry_module
+
+    reg = Registry(tmp_path / "models")
+    good = reg.save(base[1], export=False)
+    reg.promote(good)
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt  # like Ctrl-C in the middle of writing the version
+    monkeypatch.setattr(registry_module, "_export_mindir", killed)
+    with pytest.raises(KeyboardInterrupt):
+        reg.save(base[1])
+    assert reg.versions() == [good]
+    assert not [p for p in reg.root.iterdir() if p.name.startswith(".tmp-")]
+    # a writer killed hard (no cleanup) leaves only a hidden temp folder: never listed, never loaded
+    base[1].save(reg.root / ".tmp-save-killed")
+    assert reg.versions() == [good] and [r["version"] for r in reg.list()] == [good]
+    assert reg.current() == good
+
+
+def test_rollback_walks_back_the_promotion_history(base, tmp_path):
+    reg = Registry(tmp_path / "models")
+    v1, v2, v3 = (reg.save(base[1], export=False) for _ in range(3))
+    with pytest.raises(RegistryError, match="no current model"):
+        reg.load()
+    for v in (v1, v2, v3):
+        reg.promote(v, reason=f"promote {v}")
+    assert reg.rollback() == v2 and reg.current() == v2
+    assert reg.rollback() == v1 and reg.current() == v1
+    with pytest.raises(RegistryError) as exc:
+        reg.rollback()
+    assert "no previous version" in one_line(exc)
+    assert [e["action"] for e in reg.history()] == ["promote"] * 3 + ["rollback"] * 2
+    statuses = {r["version"]: r["status"] for r in reg.list()}
+    assert statuses == {v1: "current", v2: "promoted", v3: "promoted"}
+
+
+def test_candidate_is_listed_with_its_reason(base, tmp_path):
+    reg = Registry(tmp_path / "models")
+    version = reg.save(base[1], status="candidate", reason="rejected: f1 0.5 vs 0.9", export=False)
+    (row,) = reg.list()
+    assert row["version"] == version and row["status"] == "candidate" and row["reason"].startswith("rejected")
+    with pytest.raises(ValueError, match="status"):
+        reg.save(base[1], status="maybe", export=False)
+
+
+def _rewrite(version_dir: Path, name: str, edit) -> None:
+    """Edit a JSON file of a version and re-sign it in the manifest: a consistent version that this
+    flowhawk cannot read (as if written by another release)."""
+    import hashlib
+
+    path = version_dir / name
+    data = json.loads(path.read_text())
+    edit(data)
+    path.write_text(json.dumps(data))
+    if name == MANIFEST:
+        return
+    manifest = json.loads((version_dir / MANIFEST).read_text())
+    manifest["files"][name] = {"bytes": path.stat().st_size, "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+    (version_dir / MANIFEST).write_text(json.dumps(manifest))
+
+
+def _set_model_config(key: str, value: object):
+    return lambda meta: meta["model_config"].__setitem__(key, value)
+
+
+@pytest.mark.parametrize(("damage", "expected"), [
+    ("truncate_weights", r"weights\.ckpt is \d+ bytes, the manifest says \d+ \(truncated\)"),
+    ("garble_features", "features.json is not valid JSON"),
+    ("garble_manifest", "manifest.json is not valid JSON"),
+    ("remove_weights", "weights.ckpt is missing"),
+    ("unknown_config_key", r"incompatible: ValueError: ModelConfig: unknown key\(s\) \['attention_heads'\]"),
+    ("unknown_arch", "incompatible: ValueError: ModelConfig.arch must be one of"),
+    ("feature_mismatch", "features.json yields .* features, the network expects 7"),
+    ("schema_version", "flow schema version 99"),
+])
+def test_damaged_version_is_one_line_registry_error(base, tmp_path, damage, expected):
+    reg = Registry(tmp_path / "models")
+    version = reg.save(base[1], export=False)
+    where = reg.path(version)
+    if damage == "truncate_weights":
+        data = (where / "weights.ckpt").read_bytes()
+        (where / "weights.ckpt").chmod(0o600)
+        (where / "weights.ckpt").write_bytes(data[: len(data) // 2])
+    elif damage.startswith("garble_"):
+        name = "features.json" if damage == "garble_features" else MANIFEST
+        text = (where / name).read_text()
+        (where / name).write_text(text[:-10] + "#" * 10)  # same size: only the parse can tell
+    elif damage == "remove_weights":
+        (where / "weights.ckpt").unlink()
+    elif damage == "unknown_config_key":
+        _rewrite(where, "model.json", _set_model_config("attention_heads", 4))
+    elif damage == "unknown_arch":
+        _rewrite(where, "model.json", _set_model_config("arch", "transformer"))
+    elif damage == "feature_mismatch":
+        _rewrite(where, "model.json", _set_model_config("n_features", 7))
+    elif damage == "schema_version":
+        _rewrite(where, MANIFEST, lambda m: m.__setitem__("schema_version", 99))
+    with pytest.raises(RegistryError) as exc:
+        reg.load(version)
+    text = one_line(exc)
+    assert text.startswith(f"{where}: "), text
+    assert exc.match(expected)
+    with pytest.raises(RegistryError):
+        reg.promote(version)
+    (row,) = reg.list()
+    assert row["status"] == "broken" and row["reason"] == exc.value.reason
+
+
+def test_bad_version_names_and_missing_versions(tmp_path):
+    reg = Registry(tmp_path / "models")
+    assert reg.list() == [] and reg.current() is None
+    with pytest.raises(RegistryError, match="no such model version"):
+        reg.load("v0042")
+    with pytest.raises(RegistryError, match="not a version name"):
+        reg.load("../etc")
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / POINTER).write_text("{not json")
+    with pytest.raises(RegistryError, match=r"current\.json is not valid JSON"):
+        reg.current()
