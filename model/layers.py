@@ -107,37 +107,66 @@ class _UnrolledLSTMCore(nn.Cell):
             tuple(getattr(self, f"{kind}_l{layer}{sfx}") for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
             for layer in range(num_layers) for sfx in ("", "_reverse"))
 
-    def _direction(self, x: Tensor, mask: Tensor, layer: int, reverse: bool) -> list:
-        # x: (B, T, I), mask: (B, T) -> list of T tensors (B, H) in time order
-        w_ih, w_hh, b_ih, b_hh = self._by_dir[2 * layer + int(reverse)]
-        b, t = x.shape[0], x.shape[1]
+    def _layer(self, x: Tensor, keep: Tensor, layer: int) -> list:
+        """One layer, both directions advanced together as a batch of 2.
+
+        x: (T, B, I) time-major, keep: (T, 2, B, H) bool (True = real step, direction 1 time-reversed)
+        -> T states (2, B, H); state s holds forward time s and backward time T-1-s.
+        """
+        w_ih_f, w_hh_f, b_ih_f, b_hh_f = self._by_dir[2 * layer]
+        w_ih_b, w_hh_b, b_ih_b, b_hh_b = self._by_dir[2 * layer + 1]
+        t, b, i = x.shape
         hsz = self.hidden
-        xw = ops.matmul(x, w_ih.T) + (b_ih + b_hh)  # (B, T, 4H)
-        xs = ops.unstack(xw, axis=1)  # T x (B, 4H); unstack/split backprop as stack/concat (cheap)
-        ms_ = ops.unstack(mask.expand_dims(-1), axis=1)  # T x (B, 1)
-        w_hh_t = w_hh.T  # (H, 4H)
-        h = ops.zeros((b, hsz), x.dtype)  # (B, H)
-        c = ops.zeros((b, hsz), x.dtype)  # (B, H)
-        outs = [None] * t
-        steps = range(t - 1, -1, -1) if reverse else range(t)
-        for s in steps:
-            gates = xs[s] + ops.matmul(h, w_hh_t)  # (B, 4H)
-            i_p, f_p, g_p, o_p = ops.split(gates, hsz, axis=1)  # (B, H) each
-            c_new = ops.sigmoid(f_p) * c + ops.sigmoid(i_p) * ops.tanh(g_p)  # (B, H)
-            h_new = ops.sigmoid(o_p) * ops.tanh(c_new)  # (B, H)
-            m = ms_[s]  # (B, 1)
-            c = c + m * (c_new - c)  # (B, H): carried over at padded steps
-            h = h + m * (h_new - h)  # (B, H)
-            outs[s] = h
-        return outs
+        w_ih = ops.concat([w_ih_f, w_ih_b], axis=0)  # (8H, I)
+        bias = ops.concat([b_ih_f + b_hh_f, b_ih_b + b_hh_b], axis=0)  # (8H,)
+        xw = (ops.matmul(x.reshape(t * b, i), w_ih.T) + bias).reshape(t, b, 8 * hsz)  # (T, B, 8H)
+        xw_f, xw_b = ops.split(xw, 4 * hsz, axis=-1)  # (T, B, 4H) each
+        xs = ops.unstack(ops.stack([xw_f, ops.flip(xw_b, (0,))], axis=1), axis=0)  # T x (2, B, 4H)
+        keeps = ops.unstack(keep, axis=0)  # T x (2, B, H)
+        w_hh = ops.stack([w_hh_f.T, w_hh_b.T], axis=0)  # (2, H, 4H)
+        h = ops.zeros((2, b, hsz), x.dtype)  # (2, B, H)
+        c = ops.zeros((2, b, hsz), x.dtype)  # (2, B, H)
+        states = []
+        for s in range(t):
+            gates = xs[s] + ops.bmm(h, w_hh)  # (2, B, 4H)
+            i_p, f_p, g_p, o_p = ops.split(gates, hsz, axis=-1)  # (2, B, H) each
+            c_new = ops.sigmoid(f_p) * c + ops.sigmoid(i_p) * ops.tanh(g_p)  # (2, B, H)
+            h_new = ops.sigmoid(o_p) * ops.tanh(c_new)  # (2, B, H)
+            c = ops.select(keeps[s], c_new, c)  # (2, B, H): state carried over at padded steps
+            h = ops.select(keeps[s], h_new, h)  # (2, B, H)
+            states.append(h)
+        return states
+
+    def _keep(self, mask: Tensor) -> Tensor:
+        # mask: (B, T) -> (T, 2, B, H) bool, direction 1 reversed in time
+        m = mask.T > 0.5  # (T, B)
+        m2 = ops.stack([m, ops.flip(m, (0,))], axis=1).expand_dims(-1)  # (T, 2, B, 1)
+        return ops.broadcast_to(m2, (m2.shape[0], 2, m2.shape[2], self.hidden))  # (T, 2, B, H)
+
+    def _run(self, x: Tensor, mask: Tensor) -> list:
+        # x: (B, T, I), mask: (B, T) -> last layer's T states (2, B, H)
+        keep = self._keep(mask)  # (T, 2, B, H)
+        xt = x.transpose(1, 0, 2)  # (T, B, I)
+        states = self._layer(xt, keep, 0)
+        for layer in range(1, self.num_layers):
+            xt = self._sequence(states)  # (T, B, 2H)
+            states = self._layer(xt, keep, layer)
+        return states
+
+    @staticmethod
+    def _sequence(states: list) -> Tensor:
+        # T x (2, B, H) -> (T, B, 2H) in time order for both directions
+        st = ops.stack(states, axis=0)  # (T, 2, B, H)
+        return ops.concat([st[:, 0], ops.flip(st[:, 1], (0,))], axis=-1)  # (T, B, 2H)
 
     def construct(self, x: Tensor, mask: Tensor) -> Tensor:
         # x: (B, T, I), mask: (B, T)
-        for layer in range(self.num_layers):
-            fwd = self._direction(x, mask, layer, False)  # T x (B, H)
-            bwd = self._direction(x, mask, layer, True)  # T x (B, H)
-            x = ops.concat([ops.stack(fwd, axis=1), ops.stack(bwd, axis=1)], axis=-1)  # (B, T, 2H)
-        return x  # (B, T, 2H)
+        return self._sequence(self._run(x, mask)).transpose(1, 0, 2)  # (B, T, 2H)
+
+    def last(self, x: Tensor, mask: Tensor) -> Tensor:
+        """(B, 2H): forward state after the last step | backward state after the first step."""
+        final = self._run(x, mask)[-1]  # (2, B, H)
+        return ops.concat([final[0], final[1]], axis=-1)  # (B, 2H)
 
 
 class BiLSTM(nn.Cell):
@@ -167,9 +196,16 @@ class BiLSTM(nn.Cell):
             return self.lstm(x * mask.expand_dims(-1))[0]  # (B, T, 2H)
         return self.lstm(x, mask)  # (B, T, 2H)
 
-    def summary(self, out: Tensor) -> Tensor:
-        """(B, T, 2H) -> (B, 2H): forward state at the last step | backward state at the first step."""
-        return ops.concat([out[:, -1, :self.hidden], out[:, 0, self.hidden:]], axis=-1)
+    def last(self, x: Tensor, mask: Tensor) -> Tensor:
+        """(B, T, I), (B, T) -> (B, 2H): forward output at the last step | backward output at the first.
+
+        With left padding these are the final states of both directions (the unrolled core returns
+        them without materialising the sequence).
+        """
+        if self.native:
+            out = self.construct(x, mask)  # (B, T, 2H)
+            return ops.concat([out[:, -1, :self.hidden], out[:, 0, self.hidden:]], axis=-1)  # (B, 2H)
+        return self.lstm.last(x, mask)  # (B, 2H)
 
 
 def numpy_param_count(cell: nn.Cell) -> int:

@@ -65,8 +65,7 @@ class CnnBiLstm(nn.Cell):
         y = ops.relu(self.conv(x)) * m3  # (B, T, C) >= 0, zero at padding
         y, pmask = masked_max_pool(y, mask, self.pool)  # (B, T', C), (B, T') with T' = T // pool
         y = self.drop(y)  # (B, T', C)
-        out = self.bilstm(y, pmask)  # (B, T', 2H)
-        feat = self.bilstm.summary(out)  # (B, 2H)
+        feat = self.bilstm.last(y, pmask)  # (B, 2H): final states of both directions
         return self.head(feat)  # (B, n_classes)
 
 
