@@ -51,7 +51,7 @@ import logging
 import multiprocessing
 import shutil
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -62,7 +62,7 @@ from nfstream.meter import meter_workflow
 
 from extractors.base import BadInputError, ExtractNotes, sniff_format
 from extractors.pcap_columns import FlowBatch
-from extractors.pcap_integrity import walk_capture
+from extractors.pcap_integrity import CaptureWalk, walk_capture
 
 log = logging.getLogger(__name__)
 
@@ -150,22 +150,38 @@ class PcapExtractor:
         kind = sniff_format(path)  # BadInputError for missing, empty, unreadable, unknown content
         if kind not in ("pcap", "pcapng"):
             raise BadInputError(path, f"not a packet capture (content looks like {kind})")
+        walks = []
+
+        def check() -> None:  # run once the meter is busy, so the walk overlaps its work
+            walks.append(_check_integrity(path, capture, kind, notes))
+
         with _plain_capture(path, notes) as capture:
-            walk = walk_capture(capture, kind)
-            if walk.damaged:
-                notes.truncated = True
-                notes.add(walk.describe())
-                log.warning("%s: %s", path, walk.describe())
             rows = 0
-            for frame in _stream_frames(path, capture, self.config):
+            for frame in _stream_frames(path, capture, self.config, check):
                 rows += len(frame)
                 yield frame
+            if not walks:
+                check()
         if rows == 0:
-            why = (f"no IP flows in {walk.packets:,} packets (none nfstream could meter as IPv4/IPv6, e.g. an "
-                   "802.11 or ARP-only capture)") if walk.packets else "no IP flows: the capture holds no packets"
-            if walk.damaged:
-                why += f"; {walk.describe()}"
-            raise BadInputError(path, why)
+            raise BadInputError(path, _no_flows_reason(walks[0]))
+
+
+def _check_integrity(path: Path, capture: Path, kind: str, notes: ExtractNotes) -> CaptureWalk:
+    walk = walk_capture(capture, kind)
+    if walk.damaged:
+        notes.truncated = True
+        notes.add(walk.describe())
+        log.warning("%s: %s", path, walk.describe())
+    return walk
+
+
+def _no_flows_reason(walk: CaptureWalk) -> str:
+    if not walk.packets:
+        why = "no IP flows: the capture holds no packets"
+    else:
+        why = (f"no IP flows in {walk.packets:,} packets (none nfstream could meter as IPv4/IPv6, e.g. an "
+               "802.11 or ARP-only capture)")
+    return f"{why}; {walk.describe()}" if walk.damaged else why
 
 
 @contextlib.contextmanager
@@ -188,11 +204,16 @@ def _plain_capture(path: Path, notes: ExtractNotes) -> Iterator[Path]:
         yield plain
 
 
-def _stream_frames(path: Path, capture: Path, config: PcapConfig) -> Iterator[pd.DataFrame]:
+def _stream_frames(path: Path, capture: Path, config: PcapConfig,
+                   on_first_flow: Callable[[], None]) -> Iterator[pd.DataFrame]:
     """Frames of ``config.chunk_rows`` flows, converted as nfstream's meters emit them."""
     batch = FlowBatch()
+    first = True
     for flow in _flows(path, capture, config):
         batch.add(flow)
+        if first:
+            first = False
+            on_first_flow()
         if len(batch) >= config.chunk_rows:
             yield batch.to_frame()
     if len(batch):
