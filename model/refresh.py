@@ -1,0 +1,296 @@
+"""Incremental refresh: fine-tune the current model on new labelled batches plus a bounded replay sample.
+
+Rows get a fixed role from a hash of their identity (``source_sha256``, ``flow_index``; ``RefreshConfig.salt``):
+``holdout_fraction`` of them are held out, ``val_fraction`` validate (early stopping, threshold), the rest may
+be trained on. The role of a flow never changes between refreshes, so a flow held out once is never trained
+on by any refresh. (The first model, trained by ``train_model`` with its own split, may have seen some of
+the old held-out flows; that can only favour the current model, i.e. make the guard stricter.)
+
+Old data is sampled in blocks of ``block_rows`` consecutive flows of one source (in window order), each with
+the ``window - 1`` flows before it as context only, so replayed and held-out old flows keep their real windows.
+Blocks are drawn until ``replay_rows`` old training flows are in; cost therefore follows the new data and the
+replay budget, not the history (only reading the old batches' Parquet grows with it).
+
+The candidate is compared with the current model on the same held-out flows (old and new): it is promoted
+only if its F1 (binary: attack F1; multiclass: macro-F1) on all held-out flows is at least the current one's
+minus ``f1_tolerance`` (0.002) and on the old held-out flows it drops by at most ``old_drop_tolerance`` (0.01).
+Otherwise it is saved as a candidate with that reason.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+if TYPE_CHECKING:
+    from lake.store import Lake
+    from model.registry import Registry
+    from model.train import Prepared
+    from model.trained import TrainedModel
+
+log = logging.getLogger(__name__)
+OLD, NEW = 0, 1
+TRAIN, VAL, TEST, CONTEXT = 0, 1, 2, -1
+
+
+class RefreshError(ValueError):
+    """A refresh that cannot run (no current model, no new labelled flows, a new class...). One line."""
+
+
+@dataclass(frozen=True)
+class RefreshConfig:
+    """How a refresh samples, trains and decides. Validated at construction."""
+
+    replay_rows: int = 20_000
+    epochs: int = 5
+    lr_scale: float = 0.5
+    patience: int = 3
+    holdout_fraction: float = 0.2
+    val_fraction: float = 0.1
+    f1_tolerance: float = 0.002
+    old_drop_tolerance: float = 0.01
+    block_rows: int = 256
+    salt: int = 0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        ints = (("replay_rows", 0, 10**9), ("epochs", 1, 1000), ("patience", 1, 1000), ("block_rows", 1, 10**6),
+                ("salt", 0, 2**31), ("seed", 0, 2**31))
+        for name, lo, hi in ints:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+                raise ValueError(f"RefreshConfig.{name}: must be an integer in [{lo}, {hi}], got {value!r}")
+        floats = (("lr_scale", 1e-4, 10.0), ("holdout_fraction", 0.01, 0.5), ("val_fraction", 0.01, 0.5),
+                  ("f1_tolerance", 0.0, 1.0), ("old_drop_tolerance", 0.0, 1.0))
+        for name, lo, hi in floats:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
+                raise ValueError(f"RefreshConfig.{name}: must be a number in [{lo}, {hi}], got {value!r}")
+        if self.holdout_fraction + self.val_fraction >= 0.9:
+            raise ValueError("RefreshConfig.holdout_fraction + val_fraction: must be < 0.9 (leave rows to train)")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RefreshConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"RefreshConfig: unknown key(s) {unknown}; valid keys: {sorted(known)}")
+        return cls(**data)
+
+
+@dataclass
+class Refreshed:
+    """The outcome of one refresh on frames (before anything is saved)."""
+
+    candidate: TrainedModel
+    promote: bool
+    reason: str
+    comparison: dict[str, Any]
+    sizes: dict[str, int]
+    seconds: dict[str, float]
+
+
+@dataclass
+class RefreshResult:
+    version: str
+    parent: str
+    promoted: bool
+    reason: str
+    comparison: dict[str, Any]
+    sizes: dict[str, int]
+    seconds: dict[str, float]
+    new_batches: list[str]
+
+
+# ------------------------------------------------------------------------------------------ row roles
+def row_roles(frame: pd.DataFrame, config: RefreshConfig) -> np.ndarray:
+    """TRAIN / VAL / TEST per row from a salted hash of the flow's identity (stable across runs)."""
+    if {"source_sha256", "flow_index"} <= set(frame.columns):
+        key = frame[["source_sha256", "flow_index"]]
+    else:  # frames not from the lake: identity = position (still deterministic for a given frame)
+        key = pd.DataFrame({"row": np.arange(len(frame))})
+    hashed = pd.util.hash_pandas_object(key, index=False, hash_key=f"flowhawk{config.salt:08d}").to_numpy()
+    u = (hashed >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+    roles = np.full(len(frame), TRAIN, dtype=np.int8)
+    roles[u < config.holdout_fraction + config.val_fraction] = VAL
+    roles[u < config.holdout_fraction] = TEST
+    return roles
+
+
+def sample_old(old: pd.DataFrame, y_old: np.ndarray, config: RefreshConfig, window: int, group_by: str
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Row positions of ``old`` to keep (sorted) and each kept row's role (CONTEXT for window context only).
+
+    Whole blocks of ``block_rows`` consecutive flows (window order) are drawn at random until they hold
+    ``replay_rows`` labelled TRAIN rows; each block brings the ``window - 1`` flows before it as context.
+    """
+    from model.windows import build_window_index
+
+    roles = row_roles(old, config)
+    if len(old) == 0 or config.replay_rows == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int8)
+    order = build_window_index(old, window=window, group_by=group_by).order
+    trainable = (roles == TRAIN) & (y_old >= 0)
+    starts = np.arange(0, len(order), config.block_rows)
+    rng = np.random.default_rng(config.seed)
+    chosen, context, count = [], [], 0
+    for start in rng.permutation(starts):
+        block = order[start:start + config.block_rows]
+        chosen.append(block)
+        context.append(order[max(0, start - (window - 1)):start])
+        count += int(trainable[block].sum())
+        if count >= config.replay_rows:
+            break
+    keep = np.concatenate(chosen)
+    extra = np.setdiff1d(np.concatenate(context), keep) if context else np.zeros(0, np.int64)
+    rows = np.concatenate([keep, extra]).astype(np.int64)
+    row_role = np.concatenate([roles[keep], np.full(len(extra), CONTEXT, np.int8)])
+    sort = np.argsort(rows, kind="stable")
+    return rows[sort], row_role[sort]
+
+
+def prepare_refresh(current: TrainedModel, old: pd.DataFrame, new: pd.DataFrame, config: RefreshConfig
+                    ) -> tuple[pd.DataFrame, Prepared, np.ndarray]:
+    """One frame (old sample + new), labelled with the current classes and split by row role.
+
+    Returns the frame, a ``Prepared`` for ``train_prepared`` (current pipeline, hash split) and the origin of
+    every row (OLD / NEW).
+    """
+    from model.splits import Split
+    from model.train import Prepared, encode_labels
+    from model.windows import build_window_index
+
+    tc = current.train_config
+    y_old, _ = _labels(old, current)
+    rows, old_roles = sample_old(old, y_old, config, tc.window, tc.group_by)
+    frame = pd.concat([old.iloc[rows], new], ignore_index=True)
+    origin = np.concatenate([np.full(len(rows), OLD, np.int8), np.full(len(new), NEW, np.int8)])
+    roles = np.concatenate([old_roles, row_roles(new, config)])
+    try:
+        y, names = encode_labels(frame, tc.task, current.class_names)
+    except ValueError as exc:
+        raise RefreshError(f"refresh: {exc} (a full retrain is needed for new classes)") from None
+    labelled = y >= 0
+    if not (labelled & (origin == NEW) & (roles == TRAIN)).any():
+        raise RefreshError("refresh: the new batches hold no labelled flows to train on")
+    split = Split(*(np.flatnonzero(labelled & (roles == r)).astype(np.int64) for r in (TRAIN, VAL, TEST)),
+                  method="hash")
+    features = current.pipeline.transform(frame)
+    index = build_window_index(frame, window=tc.window, group_by=tc.group_by)
+    return frame, Prepared(y, names, split, split.train, current.pipeline, features, index), origin
+
+
+def _labels(frame: pd.DataFrame, current: TrainedModel) -> tuple[np.ndarray, list[str]]:
+    from model.train import encode_labels
+
+    try:
+        return encode_labels(frame, current.task, current.class_names)
+    except ValueError as exc:
+        raise RefreshError(f"refresh: old data: {exc}") from None
+
+
+# ---------------------------------------------------------------------------------------- the guard
+def compare(current: TrainedModel, candidate: TrainedModel, prep: Prepared, origin: np.ndarray
+            ) -> dict[str, Any]:
+    """Metrics of both models (each with its own threshold) on held-out flows: all, old, new."""
+    from model.evaluate import attack_scores, classification_metrics, decide
+    from model.scoring import predict_proba
+
+    test = prep.split.test
+    out: dict[str, Any] = {}
+    for name, model in (("current", current), ("candidate", candidate)):
+        probs = predict_proba(model.network, prep.features, prep.index, test)
+        pred = decide(probs, model.threshold)
+        scores = attack_scores(probs)
+        out[name] = {}
+        for part, sel in (("all", np.ones(len(test), bool)), ("old", origin[test] == OLD),
+                          ("new", origin[test] == NEW)):
+            if sel.any():
+                out[name][part] = classification_metrics(prep.y[test][sel], pred[sel], scores[sel],
+                                                         prep.class_names)
+    return out
+
+
+def decide_promotion(comparison: dict[str, Any], task: str, config: RefreshConfig) -> tuple[bool, str]:
+    """(promote?, one-line reason with the numbers)."""
+    key = "f1" if task == "binary" else "macro_f1"
+    cur, cand = comparison["current"], comparison["candidate"]
+    c_all, n_all = cur["all"][key], cand["all"][key]
+    text = f"held-out {key} {n_all:.4f} vs current {c_all:.4f} (n={cur['all']['n']})"
+    if not n_all >= c_all - config.f1_tolerance:
+        return False, f"rejected: {text}: worse by more than {config.f1_tolerance}"
+    if "old" in cur:
+        c_old, n_old = cur["old"][key], cand["old"][key]
+        text += f"; old {n_old:.4f} vs {c_old:.4f} (n={cur['old']['n']})"
+        if not n_old >= c_old - config.old_drop_tolerance:
+            return False, f"rejected: {text}: old data drop over {config.old_drop_tolerance}"
+    else:
+        text += "; no old held-out flows"
+    return True, f"promoted: {text}"
+
+
+def refresh_frames(current: TrainedModel, old: pd.DataFrame, new: pd.DataFrame,
+                   config: RefreshConfig = RefreshConfig()) -> Refreshed:
+    """Fine-tune ``current`` on ``new`` plus a replay sample of ``old``; compare; decide (nothing saved)."""
+    from model.train import train_prepared
+
+    started = time.monotonic()
+    _, prep, origin = prepare_refresh(current, old, new, config)
+    prepared_at = time.monotonic()
+    tc = current.train_config
+    train_config = dataclasses.replace(tc, epochs=config.epochs, patience=config.patience,
+                                       lr=min(1.0, tc.lr * config.lr_scale), max_train_rows=None)
+    candidate = train_prepared(prep, train_config, init_from=current)
+    trained_at = time.monotonic()
+    comparison = compare(current, candidate, prep, origin)
+    promote, reason = decide_promotion(comparison, tc.task, config)
+    train = prep.split.train
+    sizes = {"new_rows": int((origin == NEW).sum()), "old_rows_read": len(old),
+             "old_rows_sampled": int((origin == OLD).sum()), "replay_train": int((origin[train] == OLD).sum()),
+             "new_train": int((origin[train] == NEW).sum()), "val": len(prep.split.val),
+             "held_out": len(prep.split.test)}
+    seconds = {"prepare": round(prepared_at - started, 2), "train": round(trained_at - prepared_at, 2),
+               "compare": round(time.monotonic() - trained_at, 2)}
+    candidate.metrics["refresh"] = {"comparison": comparison, "decision": reason, "sizes": sizes,
+                                    "config": dataclasses.asdict(config)}
+    log.info("refresh: %s (%s)", reason, sizes)
+    return Refreshed(candidate, promote, reason, comparison, sizes, seconds)
+
+
+def refresh_model(registry: Registry, lake: Lake, new_batches: list[str] | None = None,
+                  config: RefreshConfig = RefreshConfig()) -> RefreshResult:
+    """Refresh the registry's current model with lake batches it was not trained on (or ``new_batches``).
+
+    The candidate is always saved (with the decision as its reason); it becomes current only if it passes.
+    """
+    from model.registry import data_manifest
+
+    started = time.monotonic()
+    parent = registry.require_current()
+    current = registry.load(parent)
+    old_batches = [b["batch_id"] for b in registry.show(parent)["data"].get("batches", [])]
+    if new_batches is None:
+        new_batches = [b for b in lake.batches() if b not in set(old_batches)]
+    overlap = sorted(set(new_batches) & set(old_batches))
+    if overlap:
+        raise RefreshError(f"refresh: batch(es) {overlap} are already in {parent}'s training data")
+    if not new_batches:
+        raise RefreshError(f"refresh: no new batches in {lake.root} since {parent}")
+    old = lake.read_flows(old_batches) if old_batches else lake.read_flows([])
+    new = lake.read_flows(new_batches)
+    read = round(time.monotonic() - started, 2)
+    done = refresh_frames(current, old, new, config)
+    data = data_manifest(lake, old_batches + new_batches, refresh={
+        "parent": parent, "new_batches": new_batches, "sizes": done.sizes, "config": dataclasses.asdict(config)})
+    version = registry.save(done.candidate, data=data, status="promoted" if done.promote else "candidate",
+                            reason=done.reason, parent=parent)
+    if done.promote:
+        registry.promote(version, reason=done.reason)
+    return RefreshResult(version, parent, done.promote, done.reason, done.comparison, done.sizes,
+                         {"read": read, **done.seconds}, list(new_batches))

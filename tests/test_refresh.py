@@ -1,0 +1,89 @@
+"""Incremental refresh: the promotion guard both ways, on a real lake and real MindSpore fine-tuning."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from model.refresh import RefreshConfig, RefreshError, refresh_model, row_roles
+from model.registry import Registry, data_manifest
+from tests.test_registry import ingest_frame, make_flows, tiny_base
+
+FAST = {"replay_rows": 150, "epochs": 1, "block_rows": 32, "holdout_fraction": 0.25}
+
+
+@pytest.fixture
+def setup(tmp_path: Path):
+    """A copy of the shared lake (batch b1) and a registry whose current model was trained on b1."""
+    from lake.store import Lake
+
+    lake_root, trained = tiny_base()
+    lake = Lake(shutil.copytree(lake_root, tmp_path / "lake"))
+    reg = Registry(tmp_path / "models")
+    base = reg.save(trained, data=data_manifest(lake, ["b1"]), export=False)
+    reg.promote(base)
+    return lake, reg, base
+
+
+def test_good_refresh_is_promoted(setup):
+    lake, reg, base = setup
+    ingest_frame(lake.root, make_flows(300, seed=7, t0=1_700_001_000_000), "b2")
+    result = refresh_model(reg, lake, config=RefreshConfig(**FAST))
+    assert result.promoted, result.reason
+    assert result.reason.startswith("promoted:") and result.parent == base and result.new_batches == ["b2"]
+    assert reg.current() == result.version != base
+    shown = reg.show(result.version)
+    assert [b["batch_id"] for b in shown["data"]["batches"]] == ["b1", "b2"]
+    assert shown["manifest"]["parent"] == base
+    sizes = result.sizes
+    assert 0 < sizes["replay_train"] <= FAST["replay_rows"] + FAST["block_rows"]
+    assert sizes["old_rows_sampled"] < sizes["old_rows_read"] == 500
+    assert sizes["new_train"] > 0 and sizes["held_out"] > 0
+    assert reg.rollback() == base  # the refreshed model can be undone
+    with pytest.raises(RefreshError, match="already in"):
+        refresh_model(reg, lake, new_batches=["b1"], config=RefreshConfig(**FAST))
+
+
+def test_mislabelled_refresh_is_kept_as_candidate_not_promoted(setup):
+    lake, reg, base = setup
+    wrong = make_flows(600, seed=8, t0=1_700_001_000_000)
+    wrong["Label"] = 1 - wrong["Label"]
+    wrong["Attack"] = np.where(wrong["Label"] == 1, "scan", "Benign")
+    ingest_frame(lake.root, wrong, "b2")
+    result = refresh_model(reg, lake, config=RefreshConfig(**{**FAST, "lr_scale": 2.0}))
+    assert not result.promoted
+    assert result.reason.startswith("rejected:"), result.reason
+    assert reg.current() == base
+    rows = {r["version"]: r for r in reg.list()}
+    assert rows[result.version]["status"] == "candidate"
+    assert rows[result.version]["reason"] == result.reason
+    old_cur = result.comparison["current"]["old"]["f1"]
+    old_cand = result.comparison["candidate"]["old"]["f1"]
+    assert old_cand < old_cur - 0.01, result.comparison
+
+
+def test_refresh_refuses_without_new_data_and_validates_config(setup):
+    lake, reg, _ = setup
+    with pytest.raises(RefreshError, match="no new batches"):
+        refresh_model(reg, lake, config=RefreshConfig(**FAST))
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['replay'\]"):
+        RefreshConfig.from_dict({"replay": 10})
+    with pytest.raises(ValueError, match=r"RefreshConfig\.holdout_fraction"):
+        RefreshConfig(holdout_fraction=0.7)
+    with pytest.raises(ValueError, match=r"RefreshConfig\.replay_rows"):
+        RefreshConfig(replay_rows=-1)
+
+
+def test_row_roles_are_stable_and_proportional():
+    frame = make_flows(4000, seed=3)
+    frame["source_sha256"] = "ab" * 32
+    frame["flow_index"] = np.arange(len(frame))
+    config = RefreshConfig(holdout_fraction=0.2, val_fraction=0.1)
+    roles = row_roles(frame, config)
+    np.testing.assert_array_equal(roles, row_roles(frame.iloc[::-1], config)[::-1])  # identity, not position
+    shares = np.bincount(roles, minlength=3) / len(roles)
+    assert abs(shares[2] - 0.2) < 0.03 and abs(shares[1] - 0.1) < 0.03
+    assert not np.array_equal(roles, row_roles(frame, RefreshConfig(salt=1)))
