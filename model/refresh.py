@@ -108,6 +108,16 @@ class RefreshResult:
     new_batches: list[str]
 
 
+def labelled_batches(lake: Lake) -> list[str]:
+    """Lake batches holding at least one labelled flow (reads only the Label and Attack columns)."""
+    out = []
+    for batch in lake.batches():
+        table = lake.read_table([batch], columns=["Label", "Attack"])
+        if any(col.null_count < len(col) for col in table.columns):
+            out.append(batch)
+    return out
+
+
 # ------------------------------------------------------------------------------------------ row roles
 def row_roles(frame: pd.DataFrame, config: RefreshConfig) -> np.ndarray:
     """TRAIN / VAL / TEST per row from a salted hash of the flow's identity (stable across runs)."""
@@ -265,7 +275,8 @@ def refresh_frames(current: TrainedModel, old: pd.DataFrame, new: pd.DataFrame,
 
 def refresh_model(registry: Registry, lake: Lake, new_batches: list[str] | None = None,
                   config: RefreshConfig = RefreshConfig()) -> RefreshResult:
-    """Refresh the registry's current model with lake batches it was not trained on (or ``new_batches``).
+    """Refresh the registry's current model with the labelled lake batches it was not trained on (or
+    ``new_batches``).
 
     The candidate is always saved (with the decision as its reason); it becomes current only if it passes.
     """
@@ -274,9 +285,10 @@ def refresh_model(registry: Registry, lake: Lake, new_batches: list[str] | None 
     started = time.monotonic()
     parent = registry.require_current()
     current = registry.load(parent)
+    loaded = time.monotonic()
     old_batches = [b["batch_id"] for b in registry.show(parent)["data"].get("batches", [])]
     if new_batches is None:
-        new_batches = [b for b in lake.batches() if b not in set(old_batches)]
+        new_batches = [b for b in labelled_batches(lake) if b not in set(old_batches)]
     overlap = sorted(set(new_batches) & set(old_batches))
     if overlap:
         raise RefreshError(f"refresh: batch(es) {overlap} are already in {parent}'s training data")
@@ -284,7 +296,7 @@ def refresh_model(registry: Registry, lake: Lake, new_batches: list[str] | None 
         raise RefreshError(f"refresh: no new batches in {lake.root} since {parent}")
     old = lake.read_flows(old_batches) if old_batches else lake.read_flows([])
     new = lake.read_flows(new_batches)
-    read = round(time.monotonic() - started, 2)
+    read = round(time.monotonic() - loaded, 2)
     done = refresh_frames(current, old, new, config)
     data = data_manifest(lake, old_batches + new_batches, refresh={
         "parent": parent, "new_batches": new_batches, "sizes": done.sizes, "config": dataclasses.asdict(config)})
@@ -293,4 +305,4 @@ def refresh_model(registry: Registry, lake: Lake, new_batches: list[str] | None 
     if done.promote:
         registry.promote(version, reason=done.reason)
     return RefreshResult(version, parent, done.promote, done.reason, done.comparison, done.sizes,
-                         {"read": read, **done.seconds}, list(new_batches))
+                         {"load": round(loaded - started, 2), "read": read, **done.seconds}, list(new_batches))

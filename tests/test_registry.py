@@ -254,3 +254,40 @@ def test_bad_version_names_and_missing_versions(tmp_path):
     (tmp_path / "models" / POINTER).write_text("{not json")
     with pytest.raises(RegistryError, match=r"current\.json is not valid JSON"):
         reg.current()
+
+
+def test_cli_models_commands(base, tmp_path, capsys):
+    from flows.cli import main
+
+    models = str(tmp_path / "models")
+    reg = Registry(models)
+    v1 = reg.save(base[1], export=False)
+    v2 = reg.save(base[1], status="candidate", reason="rejected: test", export=False)
+    assert main(["models", "promote", v1, "--models", models]) == 0
+    assert main(["models", "promote", v2, "--models", models]) == 0
+    assert main(["models", "rollback", "--models", models]) == 0 and reg.current() == v1
+    capsys.readouterr()
+    assert main(["models", "list", "--models", models]) == 0
+    listing = capsys.readouterr().out
+    assert v1 in listing and "current" in listing and "rejected: test" in listing
+    assert main(["models", "show", v2, "--models", models]) == 0
+    shown = capsys.readouterr().out
+    assert "rejected: test" in shown and "train config" in shown and "test metrics" in shown
+    (reg.path(v2) / "model.json").write_text("{")
+    assert main(["models", "promote", v2, "--models", models]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"flowhawk models promote: {reg.path(v2)}: model.json is not valid JSON "
+                   "(Expecting property name enclosed in double quotes: line 1 column 2 (char 1))"]
+    assert reg.current() == v1
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate", "refresh", "models", "models list", "models show",
+                                     "models promote", "models rollback"])
+def test_cli_help(command, capsys):
+    from flows.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main([*command.split(), "--help"])
+    out = capsys.readouterr().out
+    assert exc.value.code == 0
+    assert ("list" in out and "rollback" in out) if command == "models" else "--models" in out

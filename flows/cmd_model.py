@@ -1,0 +1,376 @@
+"""``flowhawk train | evaluate | refresh | models list|show|promote|rollback``: the model registry from the shell.
+
+Paths: ``--lake`` / ``--models`` win, then FLOWHAWK_LAKE / FLOWHAWK_MODELS, then ./flowhawk-data/{lake,models}.
+Errors (a damaged model version, a missing batch, a bad option value) are one line on stderr, exit code 1.
+MindSpore, pandas and the model code are imported inside the handlers, so ``--help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+ENV = {"lake": "FLOWHAWK_LAKE", "models": "FLOWHAWK_MODELS"}
+BASELINES = "majority,extra_trees,random_forest,knn,linear_svm"
+
+
+# --- parsers ---------------------------------------------------------------------------------------------
+def register(sub: argparse._SubParsersAction) -> None:
+    _train_parser(sub)
+    p = sub.add_parser("evaluate", help="evaluate a model version on lake batches",
+                       description="Score the labelled flows of lake batches with a registry version (default: "
+                       "the current one) and print its metrics: one row per batch and one for all of them, then "
+                       "the confusion matrix and per-class report.")
+    p.add_argument("version", nargs="?", help="registry version, e.g. v0003 (default: current)")
+    _paths(p, lake=True)
+    _batches(p, "batches to evaluate on (default: every labelled batch)")
+    p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    p.set_defaults(func=run_evaluate)
+
+    p = sub.add_parser("refresh", help="fine-tune the current model on new labelled batches (guarded)",
+                       description="Fine-tune the current model on labelled lake batches it was not trained on, "
+                       "mixed with a bounded replay sample of its earlier training data. The candidate is "
+                       "saved either way; it becomes current only if its held-out F1 is within --f1-tolerance "
+                       "of the current model's and it drops by at most --old-drop-tolerance on old data.")
+    _paths(p, lake=True)
+    _batches(p, "new batches (default: labelled batches not in the current model's training data)")
+    p.add_argument("--epochs", type=int, default=5, help="fine-tuning epochs (default 5)")
+    p.add_argument("--replay-rows", type=int, default=20_000, help="old training flows replayed (default 20000)")
+    p.add_argument("--lr-scale", type=float, default=0.5, help="learning rate x this (default 0.5)")
+    p.add_argument("--holdout-fraction", type=float, default=0.2, help="flows held out for the guard (0.2)")
+    p.add_argument("--f1-tolerance", type=float, default=0.002, help="allowed held-out F1 drop (0.002)")
+    p.add_argument("--old-drop-tolerance", type=float, default=0.01, help="allowed F1 drop on old data (0.01)")
+    p.add_argument("--seed", type=int, default=0, help="replay sampling seed")
+    p.set_defaults(func=run_refresh)
+    _models_parser(sub)
+
+
+def _train_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a detector on labelled lake flows and register it",
+                       description="Read the labelled flows of lake batches, train the MindSpore detector, "
+                       "print its test metrics beside per-flow baselines (same split, same features), save it "
+                       "as a new registry version and make it current when no model is current yet "
+                       "(--promote always, --no-promote never).")
+    _paths(p, lake=True)
+    _batches(p, "batches to train on (default: every labelled batch)")
+    p.add_argument("--task", choices=("binary", "multiclass"), default="binary", help="default binary")
+    p.add_argument("--arch", choices=("cnn_bilstm", "multiscale"), default="cnn_bilstm", help="network")
+    p.add_argument("--epochs", type=int, default=20, help="maximum epochs (early stopping; default 20)")
+    p.add_argument("--batch-size", type=int, default=256, help="default 256")
+    p.add_argument("--lr", type=float, default=1e-3, help="learning rate (default 0.001)")
+    p.add_argument("--window", type=int, default=16, help="flows per window (default 16)")
+    p.add_argument("--hidden", type=int, help="conv channels and LSTM hidden size (default: ModelConfig's)")
+    p.add_argument("--split", choices=("auto", "time", "stratified"), default="auto", help="default auto")
+    p.add_argument("--feature-set", choices=("nf-v1", "full"), default="nf-v1", help="default nf-v1")
+    p.add_argument("--max-train-rows", type=int, default=200_000, help="cap on training flows (default 200000)")
+    p.add_argument("--seed", type=int, default=0, help="default 0")
+    p.add_argument("--baselines", default=BASELINES, help=f"comma list or 'none' (default {BASELINES})")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--promote", dest="promote", action="store_const", const="yes", help="always promote")
+    group.add_argument("--no-promote", dest="promote", action="store_const", const="no", help="never promote")
+    p.set_defaults(func=run_train, promote="auto")
+
+
+def _models_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("models", help="list, show, promote or roll back registry versions",
+                       description="Inspect and switch the model registry's versions.")
+    p.set_defaults(func=lambda args: _usage(p))
+    msub = p.add_subparsers(dest="models_command", metavar="ACTION")
+    q = msub.add_parser("list", help="every version with status, metrics and reason",
+                        description="One line per version: status (current / promoted / candidate / broken), "
+                        "architecture, task, headline test metrics, training rows, parent, reason.")
+    _paths(q)
+    q.add_argument("--json", action="store_true", help="print as JSON")
+    q.set_defaults(func=run_list)
+    q = msub.add_parser("show", help="manifest, configs, metrics and training data of one version",
+                        description="Details of one version (default: the current one).")
+    q.add_argument("version", nargs="?", help="e.g. v0003 (default: current)")
+    _paths(q)
+    q.add_argument("--json", action="store_true", help="print everything as JSON")
+    q.set_defaults(func=run_show)
+    q = msub.add_parser("promote", help="make a version current", description="Check a version and make it "
+                        "current (the previous one stays in the history for rollback).")
+    q.add_argument("version", help="e.g. v0003")
+    _paths(q)
+    q.add_argument("--reason", default="manual promote", help="recorded in the history")
+    q.set_defaults(func=run_promote)
+    q = msub.add_parser("rollback", help="make the previously current version current again",
+                        description="Walk back one step of the promotion history.")
+    _paths(q)
+    q.add_argument("--reason", default="manual rollback", help="recorded in the history")
+    q.set_defaults(func=run_rollback)
+
+
+def _paths(p: argparse.ArgumentParser, lake: bool = False) -> None:
+    if lake:
+        p.add_argument("--lake", type=Path, help="lake root (env FLOWHAWK_LAKE; default ./flowhawk-data/lake)")
+    p.add_argument("--models", type=Path, help="registry root (env FLOWHAWK_MODELS; default ./flowhawk-data/models)")
+
+
+def _batches(p: argparse.ArgumentParser, text: str) -> None:
+    p.add_argument("--batches", type=lambda s: [b for b in s.split(",") if b], metavar="B1,B2", help=text)
+
+
+def _usage(p: argparse.ArgumentParser) -> int:
+    p.print_help()
+    return 2
+
+
+def _path(args: argparse.Namespace, name: str) -> Path:
+    value = getattr(args, name, None) or os.environ.get(ENV[name]) or Path("flowhawk-data") / name
+    return Path(value).expanduser().resolve()
+
+
+def _fail(command: str, exc: BaseException) -> int:
+    print(f"flowhawk {command}: {' '.join(str(exc).split())}", file=sys.stderr)
+    return 1
+
+
+def _errors() -> tuple[type[BaseException], ...]:
+    from extractors.base import BadInputError
+    from model.refresh import RefreshError
+    from model.registry import RegistryError
+
+    return RegistryError, RefreshError, BadInputError, ValueError, KeyError, FileNotFoundError
+
+
+# --- handlers --------------------------------------------------------------------------------------------
+def run_train(args: argparse.Namespace) -> int:
+    try:
+        return _train(args)
+    except _errors() as exc:
+        return _fail("train", exc)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from lake.store import Lake
+    from model.baselines import BaselineConfig, compare
+    from model.evaluate import render_table, results_table
+    from model.refresh import labelled_batches
+    from model.registry import Registry, data_manifest
+    from model.train import TrainConfig, prepare, train_prepared
+
+    lake, registry = Lake(_path(args, "lake")), Registry(_path(args, "models"))
+    batches = args.batches or labelled_batches(lake)
+    if not batches:
+        raise ValueError(f"{lake.root}: no labelled batches to train on (ingest captures with --labels first)")
+    config = TrainConfig(task=args.task, arch=args.arch, epochs=args.epochs, batch_size=args.batch_size,
+                         lr=args.lr, window=args.window, split=args.split, feature_set=args.feature_set,
+                         max_train_rows=args.max_train_rows, seed=args.seed,
+                         model={"hidden": args.hidden, "conv_channels": args.hidden} if args.hidden else {})
+    names = () if args.baselines in ("", "none") else tuple(args.baselines.split(","))
+    baseline_config = BaselineConfig(names=names, seed=args.seed)
+    frame = lake.read_flows(batches)
+    print(f"training {config.task} {config.arch} on {len(frame):,} flows of {len(batches)} batch(es)", flush=True)
+    prep = prepare(frame, config)
+    trained = train_prepared(prep, config)
+    if names:
+        table, results = compare(prep, trained, baseline_config)
+        trained.metrics["baselines"] = {k: v for k, v in results.items() if k != "flowhawk"}
+    else:
+        table = results_table({"flowhawk": trained.metrics["test"]})
+    print(f"\ntest split ({len(prep.split.test):,} flows), threshold {trained.threshold:.4f}:")
+    print(render_table(table))
+    promote = args.promote == "yes" or (args.promote == "auto" and registry.current() is None)
+    version = registry.save(trained, data=data_manifest(lake, batches), status="promoted" if promote else "candidate",
+                            reason=f"trained on {len(batches)} batch(es), {len(frame)} flows")
+    if promote:
+        registry.promote(version, reason="first model" if args.promote == "auto" else "train --promote")
+    print(f"\nsaved {version} in {registry.root}" + (" (now current)" if promote else
+                                                  f" (candidate; current is {registry.current()})"))
+    return 0
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    try:
+        return _evaluate(args)
+    except _errors() as exc:
+        return _fail("evaluate", exc)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from lake.store import Lake
+    from model.evaluate import render_confusion, render_per_class, render_table
+    from model.refresh import labelled_batches
+    from model.registry import Registry
+
+    lake, registry = Lake(_path(args, "lake")), Registry(_path(args, "models"))
+    version = args.version or registry.require_current()
+    trained = registry.load(version)
+    batches = args.batches or labelled_batches(lake)
+    if not batches:
+        raise ValueError(f"{lake.root}: no labelled batches to evaluate on")
+    results = evaluate_batches(trained, lake, batches)
+    if args.json:
+        print(json.dumps({"version": version, "metrics": results}, indent=1, default=str))
+        return 0
+    print(f"{version} ({trained.task}, {trained.model_config.arch}, threshold {trained.threshold:.4f})")
+    seen = {b["batch_id"] for b in registry.show(version)["data"].get("batches", [])} & set(batches)
+    if seen:
+        print(f"note: {sorted(seen)} are in {version}'s training data: these figures are optimistic")
+    keys = ("n", "accuracy", "precision", "recall", "f1", "fpr", "macro_f1", "pr_auc")
+    table = pd.DataFrame({name: {k: m[k] for k in keys} for name, m in results.items()}).T
+    table["n"] = table["n"].astype(int)
+    table.index.name = "batch"
+    print(render_table(table))
+    print("\nconfusion (all batches; rows = truth):\n" + render_confusion(results["all"]))
+    print("\nper class (all batches):\n" + render_per_class(results["all"]))
+    return 0
+
+
+def evaluate_batches(trained: Any, lake: Any, batches: list[str]) -> dict[str, dict[str, Any]]:
+    """Metrics of ``trained`` on the labelled flows of each batch (scored batch by batch, as in production)
+    and on all of them together (key ``all``)."""
+    import numpy as np
+
+    from model.evaluate import classification_metrics
+    from model.scoring import score_frame
+    from model.train import encode_labels
+
+    lookup = {name: i for i, name in enumerate(trained.class_names)}
+    results: dict[str, dict[str, Any]] = {}
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    for batch in batches:
+        frame = lake.read_flows([batch])
+        y, _ = encode_labels(frame, trained.task, trained.class_names)
+        scored = score_frame(trained, frame)
+        keep = y >= 0
+        if keep.any():
+            pred = scored["predicted_class"].map(lookup).to_numpy(dtype=np.int64)[keep]
+            score = scored["score"].to_numpy()[keep]
+            results[batch] = classification_metrics(y[keep], pred, score, trained.class_names)
+            parts.append((y[keep], pred, score))
+    if not parts:
+        raise ValueError(f"batches {batches}: no labelled flows")
+    y, pred, score = (np.concatenate(p) for p in zip(*parts, strict=True))
+    results["all"] = classification_metrics(y, pred, score, trained.class_names)
+    return results
+
+
+def run_refresh(args: argparse.Namespace) -> int:
+    try:
+        return _refresh(args)
+    except _errors() as exc:
+        return _fail("refresh", exc)
+
+
+def _refresh(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from lake.store import Lake
+    from model.refresh import RefreshConfig, refresh_model
+    from model.registry import Registry
+
+    config = RefreshConfig(replay_rows=args.replay_rows, epochs=args.epochs, lr_scale=args.lr_scale,
+                           holdout_fraction=args.holdout_fraction, f1_tolerance=args.f1_tolerance,
+                           old_drop_tolerance=args.old_drop_tolerance, seed=args.seed)
+    lake, registry = Lake(_path(args, "lake")), Registry(_path(args, "models"))
+    result = refresh_model(registry, lake, args.batches, config)
+    rows = {}
+    for model in ("current", "candidate"):
+        for part, m in result.comparison[model].items():
+            rows[(model, part)] = {k: m[k] for k in ("n", "f1", "macro_f1", "precision", "recall", "fpr")}
+    table = pd.DataFrame(rows).T
+    table["n"] = table["n"].astype(int)
+    table.index.names = ["model", "held-out"]
+    print(f"refresh of {result.parent} on {', '.join(result.new_batches)}: " +
+          ", ".join(f"{k} {v:,}" for k, v in result.sizes.items()))
+    print(table.to_string(float_format=lambda v: f"{v:.4f}"))
+    print("seconds: " + ", ".join(f"{k} {v}" for k, v in result.seconds.items()))
+    state = "now current" if result.promoted else f"kept as candidate; current is still {result.parent}"
+    print(f"{result.version}: {result.reason} ({state})")
+    return 0
+
+
+def run_list(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from model.registry import Registry, RegistryError
+
+    try:
+        rows = Registry(_path(args, "models")).list()
+    except RegistryError as exc:
+        return _fail("models list", exc)
+    if args.json:
+        print(json.dumps(rows, indent=1, default=str))
+        return 0
+    if not rows:
+        print(f"no model versions in {_path(args, 'models')}")
+        return 0
+    columns = ["version", "status", "created", "arch", "task", "f1", "macro_f1", "rows", "parent", "reason"]
+    for row in rows:
+        row["rows"] = f"{row['rows']:,}" if isinstance(row.get("rows"), int) else ""
+    table = pd.DataFrame(rows).reindex(columns=columns).fillna("")
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}", max_colwidth=70))
+    return 0
+
+
+def run_show(args: argparse.Namespace) -> int:
+    from model.registry import Registry, RegistryError
+
+    try:
+        info = Registry(_path(args, "models")).show(args.version)
+    except RegistryError as exc:
+        return _fail("models show", exc)
+    if args.json:
+        print(json.dumps(info, indent=1, default=str))
+        return 0
+    print("\n".join(_show_lines(info)))
+    return 0
+
+
+def _show_lines(info: dict[str, Any]) -> list[str]:
+    from model.evaluate import render_table, results_table
+
+    man = info["manifest"]
+    export = man["export"]
+    lines = [f"{info['version']}{' (current)' if info['current'] else ''}: {man['status']} {man['created']}",
+             f"  reason: {man['reason'] or '-'}", f"  parent: {man['parent'] or '-'}",
+             f"  task {man['task']}, classes {man['class_names']}, threshold {man['threshold']:.4f}",
+             "  MindIR: " + (f"{export['file']} inputs {export['input_shapes']}" if export["ok"]
+                             else f"not exported ({export['error']})"),
+             f"  model config: {json.dumps(info['model_config'], sort_keys=True)}",
+             f"  train config: {json.dumps(info['train_config'], sort_keys=True)}"]
+    data = info["data"]
+    lines.append(f"  training data: {data.get('rows', 0) or 0:,} rows from {data.get('lake', '-')}")
+    lines += [f"    batch {b['batch_id']}: {b['rows']:,} rows, " + ", ".join(
+        f"{f['name']} ({f['sha256'][:12]})" for f in b["files"]) for b in data.get("batches", [])]
+    metrics = info["metrics"]
+    if "test" in metrics:
+        table = results_table({"flowhawk": metrics["test"], **metrics.get("baselines", {})})
+        lines += ["", "test metrics:", render_table(table)]
+    if "refresh" in metrics:
+        lines += ["", f"refresh: {metrics['refresh']['decision']}"]
+    return lines
+
+
+def run_promote(args: argparse.Namespace) -> int:
+    from model.registry import Registry, RegistryError
+
+    registry = Registry(_path(args, "models"))
+    try:
+        previous = registry.current()
+        registry.promote(args.version, reason=args.reason)
+    except RegistryError as exc:
+        return _fail("models promote", exc)
+    print(f"{args.version} is current (was {previous or 'none'})")
+    return 0
+
+
+def run_rollback(args: argparse.Namespace) -> int:
+    from model.registry import Registry, RegistryError
+
+    registry = Registry(_path(args, "models"))
+    try:
+        previous = registry.current()
+        version = registry.rollback(reason=args.reason)
+    except RegistryError as exc:
+        return _fail("models rollback", exc)
+    print(f"{version} is current again (rolled back from {previous})")
+    return 0
