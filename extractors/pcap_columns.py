@@ -1,11 +1,13 @@
 """nfstream ``NFlow`` objects to a frame of flow-table columns, vectorised per chunk.
 
-``FlowBatch.add`` keeps three tuples per flow (one C-level ``attrgetter`` call each); ``to_frame`` turns a
-chunk into numpy columns at once. The column semantics are documented in ``extractors.pcap_to_flows``.
+``FlowBatch.add`` reads each flow with three C-level ``attrgetter`` calls, keeps the numbers in flat
+``array.array`` buffers (8 bytes per value, no Python int objects kept alive) and the text in lists;
+``to_frame`` turns a chunk into numpy columns at once. Column semantics: ``extractors.pcap_to_flows``.
 """
 
 from __future__ import annotations
 
+from array import array
 from operator import attrgetter
 
 import numpy as np
@@ -59,24 +61,26 @@ class FlowBatch:
 
     def __init__(self) -> None:
         self._str: list[tuple] = []
-        self._int: list[tuple] = []
-        self._iat: list[tuple] = []
+        self._int = array("q")
+        self._iat = array("d")
         self._l7: dict[str | None, float] = {}  # application name -> L7_PROTO, memoised across chunks
 
     def __len__(self) -> int:
-        return len(self._int)
+        return len(self._str)
 
     def add(self, flow: object) -> None:
         self._str.append(self._get_str(flow))
-        self._int.append(self._get_int(flow))
-        self._iat.append(self._get_iat(flow))
+        self._int.extend(self._get_int(flow))
+        self._iat.extend(self._get_iat(flow))
 
-    def to_frame(self) -> pd.DataFrame:
-        ints = np.array(self._int, dtype=np.int64).reshape(-1, len(_INT))
-        iat = np.array(self._iat, dtype=np.float64).reshape(-1, len(_IAT))
+    def to_frame(self, first_index: int = 0) -> pd.DataFrame:
+        """The batched flows as a frame (``flow_index`` counting from ``first_index``); empties the batch."""
+        ints = np.frombuffer(self._int, dtype=np.int64).reshape(-1, len(_INT)).copy()
+        iat = np.frombuffer(self._iat, dtype=np.float64).reshape(-1, len(_IAT)).copy()
         src, dst, app = (list(c) for c in zip(*self._str, strict=True)) if self._str else ([], [], [])
-        self._str, self._int, self._iat = [], [], []
-        cols: dict[str, object] = {"IPV4_SRC_ADDR": src, "IPV4_DST_ADDR": dst}
+        self._str, self._int, self._iat = [], array("q"), array("d")
+        cols: dict[str, object] = {"flow_index": np.arange(first_index, first_index + len(ints), dtype=np.int64),
+                                   "IPV4_SRC_ADDR": src, "IPV4_DST_ADDR": dst}
         for column, (attr, dtype) in _DIRECT.items():
             cols[column] = ints[:, _I[attr]].astype(dtype)
         cols["TCP_FLAGS"] = _flags(ints, "bidirectional")

@@ -28,6 +28,7 @@ Mapping (src2dst = the flow's first packet's sender = "IN"):
   8 x that (bits/s). Zero-duration rule: 0.0 for a direction with no packets; null when the direction has
   packets but a duration of 0 ms (one packet, or all within one millisecond): a rate over no time is
   undefined, and inventing a floor (1 ms) would fabricate huge rates.
+- ``flow_index`` = the flow's position in the order nfstream emits flows (0-based, per file).
 - ``APPLICATION_NAME`` = nDPI's name text (always kept, e.g. ``TLS.Google``); ``L7_PROTO`` = nDPI
   ``master.app`` as a float from the id table of the nDPI bundled with nfstream
   (``extractors.ndpi_protocols``), null for ``Unknown``.
@@ -207,17 +208,16 @@ def _plain_capture(path: Path, notes: ExtractNotes) -> Iterator[Path]:
 def _stream_frames(path: Path, capture: Path, config: PcapConfig,
                    on_first_flow: Callable[[], None]) -> Iterator[pd.DataFrame]:
     """Frames of ``config.chunk_rows`` flows, converted as nfstream's meters emit them."""
-    batch = FlowBatch()
-    first = True
+    batch, done = FlowBatch(), 0
     for flow in _flows(path, capture, config):
         batch.add(flow)
-        if first:
-            first = False
+        if done == 0 and len(batch) == 1:
             on_first_flow()
         if len(batch) >= config.chunk_rows:
-            yield batch.to_frame()
+            done += len(batch)
+            yield batch.to_frame(done - len(batch))
     if len(batch):
-        yield batch.to_frame()
+        yield batch.to_frame(done)
 
 
 def _flows(path: Path, capture: Path, config: PcapConfig) -> Iterator[object]:

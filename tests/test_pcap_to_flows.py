@@ -206,6 +206,7 @@ def test_chunks_are_bounded_and_keep_order(tiny, flows):
     notes = ExtractNotes()
     frames = list(PcapExtractor(PcapConfig(chunk_rows=3)).frames(tiny, notes))
     assert [len(f) for f in frames] == [3, 1]
+    assert [list(f.flow_index) for f in frames] == [[0, 1, 2], [3]]
     pd.testing.assert_frame_equal(pd.concat(frames, ignore_index=True), flows)
 
 
