@@ -1,0 +1,23 @@
+"""The README documents every schema column exactly as the schema module declares it."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from extractors.schema import markdown_table
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def test_readme_schema_table_matches_schema_module():
+    text = README.read_text()
+    block = re.search(r"<!-- schema-table:start -->\n(.*)\n<!-- schema-table:end -->", text, flags=re.S)
+    assert block, "README lacks the schema table markers"
+    assert block.group(1) == markdown_table(), "README schema table is stale: regenerate from extractors.schema"
+
+
+def test_readme_test_command_is_what_ci_runs():
+    ci = (README.parent / ".ci" / "run").read_text()
+    command = ci.strip().splitlines()[-1]
+    assert command in README.read_text()
