@@ -13,12 +13,12 @@ from flows.model_flows import refresh_model, train_model
 from flows.params import DEFAULT_INBOX, DEFAULT_INBOX_OPTIONS, DEFAULT_LAKE, DEFAULT_MODELS, InboxOptions
 from flows.score_flow import score_batch
 from flows.tasks import (
+    batches_new_to_model,
     claim_inbox,
     covered_batches,
     current_model,
     finish_claim,
     labelled_batches,
-    model_info,
     report_exists,
     timed,
 )
@@ -31,19 +31,24 @@ def process_inbox(inbox: Path = DEFAULT_INBOX, lake: Path = DEFAULT_LAKE, models
     a first model when there is none and labels are available, score and report each batch, then move its
     files to ``done/`` or ``quarantine/``. Refreshes the model when enough new labelled batches arrived."""
     logger = get_run_logger()
-    t0 = time.perf_counter()
-    claims = claim_inbox(inbox, options.settle_seconds, options.max_files)
-    claim_seconds = time.perf_counter() - t0
-    batches = []
-    try:
-        for claim in claims:
-            batches.append(_process_claim(claim, Path(inbox), Path(lake), Path(models), options, claim_seconds))
-    finally:
-        for claim in claims:
-            claim.release()
-    refreshed = _maybe_refresh(Path(lake), Path(models), options)
-    if not claims:
+    batches: list[dict[str, Any]] = []
+    while len(batches) < options.max_batches:
+        t0 = time.perf_counter()
+        claims = claim_inbox(inbox, options.settle_seconds, options.max_files)
+        if not claims:
+            break
+        claim_seconds = time.perf_counter() - t0
+        try:
+            for claim in claims:
+                batches.append(_process_claim(claim, Path(inbox), Path(lake), Path(models), options, claim_seconds))
+        finally:
+            for claim in claims:
+                claim.release()
+        if any(b["status"] == "waiting for a model" for b in batches):
+            break  # claiming more would only park more batches
+    if not batches:
         logger.info("inbox %s: nothing to do", inbox)
+    refreshed = _maybe_refresh(Path(lake), Path(models), options)
     return {"batches": batches, "refresh": refreshed}
 
 
@@ -88,14 +93,19 @@ def _file_rows(files: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _maybe_refresh(lake: Path, models: Path, options: InboxOptions) -> dict[str, Any] | None:
-    """Refresh when ``options.refresh.after_labelled_batches`` labelled batches are new to the current model."""
+    """Refresh when ``options.refresh.after_labelled_batches`` labelled batches are new to the current model.
+    A failed refresh is logged (its subflow run shows the error) but does not fail the run: the batches were
+    reported already."""
     wanted = options.refresh.after_labelled_batches
     version = current_model(models) if wanted else None
     if version is None:
         return None
-    seen = {b["batch_id"] for b in model_info(models, version)["data"].get("batches", [])}
-    new = [b for b in labelled_batches(lake) if b not in seen]
+    new = batches_new_to_model(models, lake)
     if len(new) < wanted:
         get_run_logger().info("model %s: %d new labelled batch(es), refresh at %d", version, len(new), wanted)
         return None
-    return refresh_model(lake, models, options.refresh)
+    state = refresh_model(lake, models, options.refresh, new, return_state=True)
+    if not state.is_completed():
+        get_run_logger().warning("refresh of %s failed: %s", version, state.message)
+        return {"error": state.message}
+    return state.result()

@@ -48,7 +48,11 @@ def _run(task: Any, files: list[Path], lake: Path, labels: dict[str, Path], sour
     for path, future in zip(files, futures, strict=True):
         future.wait()
         if future.state.is_completed():
-            results.append(future.result())
+            result = dict(future.result())
+            if future.state.name == "Cached" and result["status"] == "ingested":  # same bytes seen before
+                result["status"] = "duplicate"
+                result["reason"] = f"content already in batch {result['lake_batch']} (cached ingest)"
+            results.append(result)
             continue
         exc = future.state.result(raise_on_failure=False)
         reason = " ".join(f"ingest failed: {type(exc).__name__}: {exc}".split())

@@ -14,6 +14,7 @@ from flows.tasks import (
     labelled_batches,
     promote_model,
     read_flows,
+    refresh,
     register_model,
     training_data_manifest,
 )
@@ -46,11 +47,32 @@ def train_model(lake: Path = DEFAULT_LAKE, models: Path = DEFAULT_MODELS, option
 
 
 @flow(name="refresh-model", log_prints=False)
-def refresh_model(lake: Path = DEFAULT_LAKE, models: Path = DEFAULT_MODELS,
-                  options: RefreshOptions = DEFAULT_REFRESH) -> dict[str, Any]:
-    """Fine-tune the current model on the labelled batches it has not seen, keep it only if it does not get
-    worse on held-out data (``model.refresh``), promote it then. Returns the refresh decision."""
-    raise NotImplementedError("refresh_model: waiting for model.refresh")
+def refresh_model(lake: Path = DEFAULT_LAKE, models: Path = DEFAULT_MODELS, options: RefreshOptions = DEFAULT_REFRESH,
+                  new_batches: list[str] | None = None) -> dict[str, Any]:
+    """Fine-tune the current model on the labelled batches it has not seen (or ``new_batches``) plus a replay
+    sample of old ones; promote the candidate only if it is not worse on held-out flows (``model.refresh``).
+    The candidate is kept in the registry either way, with the decision as its reason."""
+    logger = get_run_logger()
+    result = refresh(models, lake, new_batches, options.to_refresh_config())
+    logger.info("refresh of %s on %d new batch(es) -> %s: %s", result.parent, len(result.new_batches),
+                result.version, result.reason)
+    publish_refresh(result)
+    return {"version": result.version, "parent": result.parent, "promoted": result.promoted,
+            "reason": result.reason, "new_batches": result.new_batches, "sizes": result.sizes,
+            "seconds": result.seconds}
+
+
+def publish_refresh(result: Any) -> None:
+    """A table of held-out metrics (current vs candidate; all, old, new flows) and the decision."""
+    rows = [{"model": name, "held_out": part, **_headline(metrics), "n": metrics.get("n")}
+            for name, parts in result.comparison.items() for part, metrics in parts.items()]
+    key = f"refresh-{result.version.lower()}"
+    create_table_artifact(rows, key=key, description=f"Refresh {result.parent} -> {result.version}: held-out "
+                          "metrics of both models")
+    create_markdown_artifact(
+        f"# Refresh `{result.parent}` -> `{result.version}`\n\n- decision: **{result.reason}**\n"
+        f"- new batches: {', '.join(result.new_batches)}\n- sizes: {result.sizes}\n- seconds: {result.seconds}\n",
+        key=f"refresh-summary-{result.version.lower()}", description="Refresh decision")
 
 
 def _headline(metrics: dict[str, Any]) -> dict[str, Any]:

@@ -32,6 +32,9 @@ class TrainOptions(_Frozen):
     window: int = Field(16, ge=1, le=512, description="flows per window (the last T flows of a source)")
     lr: float = Field(1e-3, gt=0, le=1)
     patience: int = Field(3, ge=1, le=100)
+    split: Literal["auto", "time", "stratified"] = Field(
+        "auto", description="train/validation/test split: by time (auto, when flows have timestamps) or "
+                            "stratified by class (better when each attack sits in its own time window)")
     max_train_rows: int | None = Field(200_000, ge=10, description="cap on training rows (seeded subsample)")
     seed: int = Field(0, ge=0)
 
@@ -42,15 +45,24 @@ class TrainOptions(_Frozen):
 
 
 class RefreshOptions(_Frozen):
-    """When and how ``process_inbox`` refreshes the current model."""
+    """When ``process_inbox`` refreshes the current model, and how (``model.refresh.RefreshConfig``)."""
 
     after_labelled_batches: int = Field(
         3, ge=0, le=10_000,
-        description="refresh once this many labelled lake batches arrived since the current model was trained "
-                    "(0: never refresh automatically)")
+        description="process_inbox refreshes once this many labelled lake batches arrived since the current "
+                    "model was trained (0: never automatically)")
     epochs: int = Field(3, ge=1, le=1000, description="fine-tuning epochs")
-    max_f1_drop: float = Field(0.02, ge=0, le=1, description="reject the refreshed model when its F1 on the "
-                               "held-out data is lower than the current model's by more than this")
+    replay_rows: int = Field(20_000, ge=0, description="old training flows replayed beside the new ones")
+    f1_tolerance: float = Field(0.002, ge=0, le=1, description="promote only if held-out F1 is at least the "
+                                "current model's minus this")
+    old_drop_tolerance: float = Field(0.01, ge=0, le=1, description="and F1 on old held-out flows drops by at "
+                                      "most this")
+    seed: int = Field(0, ge=0)
+
+    def to_refresh_config(self) -> Any:
+        from model.refresh import RefreshConfig
+
+        return RefreshConfig.from_dict(self.model_dump(exclude={"after_labelled_batches"}))
 
 
 class InboxOptions(_Frozen):
@@ -59,6 +71,7 @@ class InboxOptions(_Frozen):
     settle_seconds: float = Field(5.0, ge=0, le=86_400,
                                   description="files modified more recently wait for the next run")
     max_files: int = Field(100, ge=1, le=100_000, description="captures per batch")
+    max_batches: int = Field(20, ge=1, le=10_000, description="batches per run (the rest wait for the next run)")
     source: Literal["auto", "pcap", "zeek", "nf-csv"] = Field("auto", description="input kind (auto: sniffed)")
     train_if_missing: bool = Field(True, description="train a first model when none exists and labels are in "
                                    "the lake")

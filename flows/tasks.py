@@ -109,16 +109,11 @@ def lake_batches(lake: Path) -> list[str]:
 
 @task(name="labelled-batches", **_MEMORY)
 def labelled_batches(lake: Path) -> list[str]:
-    """Lake batches with at least one labelled flow (reads only the Label column)."""
+    """Lake batches with at least one labelled flow."""
     from lake.store import Lake
+    from model.refresh import labelled_batches as labelled
 
-    store = Lake(lake)
-    out = []
-    for batch in store.batches():
-        labels = store.read_table([batch], columns=["Label"]).column(0)
-        if labels.null_count < len(labels):
-            out.append(batch)
-    return out
+    return labelled(Lake(lake))
 
 
 @task(name="read-flows", **_MEMORY)
@@ -212,6 +207,31 @@ def promote_model(models: Path, version: str, reason: str) -> None:
     from model.registry import Registry
 
     Registry(models).promote(version, reason)
+
+
+@task(name="refresh", **_MEMORY)
+def refresh(models: Path, lake: Path, new_batches: list[str] | None, config: Any) -> Any:
+    """``model.refresh.refresh_model``: fine-tune, compare on held-out flows, promote only if not worse."""
+    from lake.store import Lake
+    from model.refresh import refresh_model
+    from model.registry import Registry
+
+    return refresh_model(Registry(models), Lake(lake), new_batches, config)
+
+
+@task(name="batches-new-to-model", **_MEMORY)
+def batches_new_to_model(models: Path, lake: Path) -> list[str]:
+    """Labelled lake batches that neither the current model nor a refresh attempt from it has trained on
+    (so a rejected refresh candidate is not retried on the same batches every run)."""
+    from lake.store import Lake
+    from model.refresh import labelled_batches as labelled
+    from model.registry import Registry
+
+    registry = Registry(models)
+    current = registry.require_current()
+    tried = [current] + [r["version"] for r in registry.list() if r.get("parent") == current]
+    seen = {b["batch_id"] for v in tried for b in registry.show(v)["data"].get("batches", [])}
+    return [b for b in labelled(Lake(lake)) if b not in seen]
 
 
 @task(name="score-flows", **_MEMORY)

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from lake.reports import ReportConfig
+from lake.reports import ReportConfig, top_anomalies
 
 _CSS = """
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;color:#1d232b;background:#fff}
@@ -32,9 +32,7 @@ _RED, _GREY, _BLUE = "#d64545", "#b8c0ca", "#3a6ea5"
 
 def render_html(summary: dict, table: pa.Table, config: ReportConfig) -> str:
     """The whole report page as a string."""
-    frame = table.select(["FLOW_START_MILLISECONDS", "IPV4_SRC_ADDR", "L4_SRC_PORT", "IPV4_DST_ADDR",
-                          "L4_DST_PORT", "PROTOCOL", "APPLICATION_NAME", "IN_BYTES", "OUT_BYTES", "IN_PKTS",
-                          "OUT_PKTS", "score", "is_anomaly", "predicted_class", "Attack"]).to_pandas()
+    frame = table.select(["FLOW_START_MILLISECONDS", "score", "is_anomaly"]).to_pandas()
     bid = escape(str(summary["batch_id"]))
     parts = [
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
@@ -49,7 +47,7 @@ def render_html(summary: dict, table: pa.Table, config: ReportConfig) -> str:
         _talkers_svg(summary["top_sources"], "Top sources by anomalies"),
         _talkers_svg(summary["top_destinations"], "Top destinations by anomalies"),
         "</div>",
-        "<h2>Top anomalies</h2>", _top_table(frame, config.top_n),
+        "<h2>Top anomalies</h2>", _top_table(table, config.top_n),
         "<h2>Predicted classes</h2>", _kv_table(summary["predicted_classes"], "class", "flows"),
         _ground_truth(summary.get("ground_truth")),
         _files(summary.get("files")),
@@ -172,8 +170,8 @@ def _talkers_svg(talkers: list[dict], title: str) -> str:
     return "".join(parts) + "</svg></figure>"
 
 
-def _top_table(frame: pd.DataFrame, top_n: int) -> str:
-    top = frame[frame["is_anomaly"]].sort_values("score", ascending=False, kind="stable").head(top_n)
+def _top_table(table: pa.Table, top_n: int) -> str:
+    top = top_anomalies(table, top_n)
     if top.empty:
         return "<p>No flow scored above the threshold.</p>"
     head = ("<table><tr><th>#</th><th>start (UTC)</th><th>source</th><th>destination</th><th>proto</th>"

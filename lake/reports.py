@@ -13,7 +13,6 @@ import logging
 import math
 import os
 import shutil
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +23,7 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
 from extractors.schema import BENIGN, COLUMNS, FLOW_SCHEMA, conform
+from lake.atomic import remove_stale_temps, tmp_sibling
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,6 @@ SCORED_SCHEMA: pa.Schema = pa.schema(
     list(FLOW_SCHEMA) + list(SCORE_COLUMNS),
     metadata={"flowhawk.report_version": str(REPORT_VERSION), **FLOW_SCHEMA.metadata},
 )
-_TMP_PREFIX = ".tmp-report-"
 
 
 @dataclass(frozen=True)
@@ -204,7 +203,7 @@ def write_report(reports_dir: Path, batch_id: str, table: pa.Table, meta: ScoreM
     reports_dir = Path(reports_dir)
     final = ReportPaths.for_batch(reports_dir, batch_id)
     reports_dir.mkdir(parents=True, exist_ok=True)
-    tmp = reports_dir / f"{_TMP_PREFIX}{batch_id}~{uuid.uuid4().hex[:8]}"
+    tmp = tmp_sibling(final.directory)  # .tmp-batch=<id>-<pid>-<hex>: lake.atomic's stale-temp convention
     tmp.mkdir()
     try:
         paths = ReportPaths.for_batch(reports_dir, batch_id)
@@ -226,6 +225,61 @@ def write_report(reports_dir: Path, batch_id: str, table: pa.Table, meta: ScoreM
     return final
 
 
+def write_scored_report(reports_dir: Path, batch_id: str, flows: pd.DataFrame, scores: pd.DataFrame,
+                        meta: ScoreMeta, config: ReportConfig = ReportConfig(),
+                        extra: dict | None = None) -> tuple[ReportPaths, dict]:
+    """``scored_table`` + ``write_report`` in one call; returns the paths and the summary written."""
+    paths = write_report(reports_dir, batch_id, scored_table(flows, scores, meta), meta, config, extra)
+    return paths, json.loads(paths.summary.read_text(encoding="utf-8"))
+
+
+TOP_COLUMNS = ("FLOW_START_MILLISECONDS", "IPV4_SRC_ADDR", "L4_SRC_PORT", "IPV4_DST_ADDR", "L4_DST_PORT",
+               "PROTOCOL", "APPLICATION_NAME", "IN_BYTES", "OUT_BYTES", "IN_PKTS", "OUT_PKTS", "score",
+               "predicted_class", "Attack", "source_file", "flow_index")
+
+
+def top_anomalies(table: pa.Table, n: int) -> pd.DataFrame:
+    """The ``n`` highest-scoring anomalous flows (score descending, then flow order), ``TOP_COLUMNS`` only."""
+    frame = table.select([*TOP_COLUMNS, "is_anomaly"]).to_pandas()
+    top = frame[frame["is_anomaly"]].sort_values("score", ascending=False, kind="stable").head(n)
+    return top.drop(columns="is_anomaly").reset_index(drop=True)
+
+
+def summary_markdown(summary: dict) -> str:
+    """A short Markdown digest of a summary (counts, ground truth, report paths), for UIs and logs."""
+    lines = [f"# Batch `{summary['batch_id']}`", "",
+             f"- flows: **{summary['flows']:,}**, anomalies: **{summary['anomalies']:,}** "
+             f"({100 * (summary['anomaly_rate'] or 0):.2f} %)",
+             f"- model: `{summary['model_version']}`, threshold {summary['threshold']}"]
+    tr = summary.get("time_range") or {}
+    if tr.get("start"):
+        lines.append(f"- time range: {tr['start']} to {tr['end']}")
+    gt = summary.get("ground_truth")
+    if gt:
+        lines.append(f"- ground truth ({gt['labelled_flows']:,} labelled flows): precision {gt['precision']}, "
+                     f"recall {gt['recall']}, F1 {gt['f1']}, FPR {gt['false_positive_rate']}")
+    lines += ["", "| predicted class | flows |", "|---|---:|"]
+    lines += [f"| {k} | {v:,} |" for k, v in summary["predicted_classes"].items()]
+    if summary.get("timings_s"):
+        lines += ["", "| stage | seconds |", "|---|---:|"]
+        lines += [f"| {k} | {v} |" for k, v in summary["timings_s"].items()]
+    paths = summary.get("paths") or {}
+    if paths:
+        lines += ["", "Report files:", *[f"- {k}: `{v}`" for k, v in paths.items()]]
+    return "\n".join(lines) + "\n"
+
+
+def covered_lake_batches(reports_dir: Path) -> set[str]:
+    """Lake batches already in some report (the ``lake_batches`` key of every summary.json)."""
+    covered: set[str] = set()
+    for batch_id in reported_batches(reports_dir):
+        try:
+            covered.update(read_summary(reports_dir, batch_id).get("lake_batches") or [batch_id])
+        except (OSError, ValueError):
+            log.warning("%s: unreadable summary.json, ignored", ReportPaths.for_batch(reports_dir, batch_id).summary)
+    return covered
+
+
 def _fsync(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -238,7 +292,7 @@ def _swap_in(tmp: Path, final: Path) -> None:
     """Rename a finished temp folder to ``final``; an old ``final`` is moved aside first, then removed."""
     old = None
     if final.exists():
-        old = final.with_name(f"{_TMP_PREFIX}{final.name.split('=', 1)[1]}~old-{uuid.uuid4().hex[:8]}")
+        old = tmp_sibling(final, prefix=".tmp-old-")
         os.rename(final, old)
     os.rename(tmp, final)
     if old is not None:
@@ -273,15 +327,9 @@ def read_scored(reports_dir: Path, columns: list[str] | None = None) -> pd.DataF
     return scored_dataset(reports_dir).to_table(columns=columns).to_pandas()
 
 
-def clean_stale_temp(reports_dir: Path, batch_id: str) -> int:
-    """Remove the batch's temp folders left by a killed writer; returns how many. Call only while holding the
-    batch (the inbox flow calls it for batches it has claimed), so that no writer of that batch is running."""
-    reports_dir = Path(reports_dir)
-    removed = 0
-    for tmp in reports_dir.glob(f"{_TMP_PREFIX}{batch_id}~*") if reports_dir.is_dir() else []:
-        shutil.rmtree(tmp, ignore_errors=True)
-        removed += 1
-    return removed
+def clean_stale_temp(reports_dir: Path) -> int:
+    """Remove temp folders of killed report writers (their process is gone); live writers' are kept."""
+    return remove_stale_temps(Path(reports_dir))
 
 
 SCORED_COLUMN_DOCS: dict[str, str] = {

@@ -113,8 +113,8 @@ def test_html_is_self_contained_and_escaped(tmp_path):
 def test_all_batches_read_as_one_dataset_with_pandas_pyarrow_duckdb(tmp_path):
     for bid in ("b-1", "b-2", "b-3"):
         _write(tmp_path, bid, labelled=bid != "b-2")
-    (tmp_path / ".tmp-report-b-4~dead").mkdir()  # a killed writer's leftover is invisible to readers
-    (tmp_path / ".tmp-report-b-4~dead" / "scored_flows.parquet").write_bytes(b"partial")
+    (tmp_path / ".tmp-batch=b-4-1-0a").mkdir()  # a killed writer's leftover is invisible to readers
+    (tmp_path / ".tmp-batch=b-4-1-0a" / "scored_flows.parquet").write_bytes(b"partial")
     assert reported_batches(tmp_path) == ["b-1", "b-2", "b-3"]
     frame = read_scored(tmp_path)
     assert len(frame) == 120 and frame["is_anomaly"].sum() == 30
@@ -141,11 +141,13 @@ def test_rewrite_replaces_whole_and_failure_leaves_old_report(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["batch=b-x"]
 
 
-def test_clean_stale_temp_only_touches_its_batch(tmp_path):
-    (tmp_path / ".tmp-report-b-a~1").mkdir()
-    (tmp_path / ".tmp-report-b-a-2~1").mkdir()
-    assert clean_stale_temp(tmp_path, "b-a") == 1
-    assert [p.name for p in tmp_path.iterdir()] == [".tmp-report-b-a-2~1"]
+def test_clean_stale_temp_keeps_live_writers(tmp_path):
+    import os
+
+    (tmp_path / f".tmp-batch=b-a-{os.getpid()}-0123abcd").mkdir()  # this (live) process
+    (tmp_path / ".tmp-batch=b-a-999999999-0123abcd").mkdir()  # no such process: a killed writer
+    assert clean_stale_temp(tmp_path) == 1
+    assert [p.name for p in tmp_path.iterdir()] == [f".tmp-batch=b-a-{os.getpid()}-0123abcd"]
 
 
 def test_input_validation(tmp_path):
