@@ -9,6 +9,7 @@ three int64 index arrays and one batch of windows; never an (N, T, F) array.
 from __future__ import annotations
 
 import logging
+import weakref
 from collections.abc import Callable
 
 import numpy as np
@@ -19,7 +20,17 @@ from model.trained import TrainedModel
 from model.windows import WindowIndex, build_window_index
 
 log = logging.getLogger(__name__)
-DEFAULT_BATCH = 2048
+DEFAULT_BATCH = 1024
+_PREDICTORS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # network -> compiled predict
+
+
+def predictor(network: object) -> Callable:
+    """The compiled predict function of ``network``, built once per network (compiling costs seconds)."""
+    from model.network import make_predict
+
+    if network not in _PREDICTORS:
+        _PREDICTORS[network] = make_predict(network)
+    return _PREDICTORS[network]
 
 
 def predict_proba(network: object, features: np.ndarray, index: WindowIndex, rows: np.ndarray,
@@ -31,9 +42,7 @@ def predict_proba(network: object, features: np.ndarray, index: WindowIndex, row
     """
     from mindspore import Tensor
 
-    from model.network import make_predict
-
-    predict = predict or make_predict(network)
+    predict = predict or predictor(network)
     rows = np.asarray(rows, dtype=np.int64)
     out: np.ndarray | None = None
     for start, (chunk, x, mask) in zip(range(0, len(rows), batch_size),

@@ -24,7 +24,7 @@ from extractors.schema import BENIGN
 from model.config import ModelConfig
 from model.evaluate import attack_scores, classification_metrics, decide, tune_threshold
 from model.features import FeaturePipeline
-from model.network import build_network, make_predict, make_train_step
+from model.network import build_network, make_train_step
 from model.splits import Split, capped_subsample, split_rows
 from model.windows import WindowIndex, build_window_index
 
@@ -34,7 +34,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 MAX_WEIGHT_RATIO = 100.0  # cap on class-weight imbalance (largest / smallest)
 OVERSAMPLE_FLOOR = 0.05   # oversampling lifts every class to at least this share of an epoch
-EVAL_BATCH = 1024
 
 TASKS = ("binary", "multiclass")
 GROUP_BY = ("source", "global")
@@ -53,7 +52,9 @@ class TrainConfig:
 
     ``model`` holds overrides for the network's ``ModelConfig`` (e.g. hidden sizes), ``arch`` its name.
     ``split`` is ``auto`` (by time when FLOW_START_MILLISECONDS exists, stratified otherwise), ``time`` or
-    ``stratified``. ``max_train_rows`` caps the training split (stratified subsample, seeded).
+    ``stratified``. ``max_train_rows`` caps the training split (seeded; rare classes kept whole).
+``max_monitor_rows`` caps the validation rows scored after every epoch (loss, F1, early stopping; rare
+classes kept whole); the threshold is tuned on all validation rows.
     """
 
     task: str = "binary"
@@ -72,6 +73,7 @@ class TrainConfig:
     split: str = "auto"
     val_fraction: float = 0.1
     test_fraction: float = 0.1
+    max_monitor_rows: int = 10_000
     model: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -90,6 +92,8 @@ class TrainConfig:
         _check(self.split in SPLITS, "split", f"one of {SPLITS}", self.split)
         _check(isinstance(self.class_weighted, bool), "class_weighted", "a bool", self.class_weighted)
         _check(isinstance(self.oversample, bool), "oversample", "a bool", self.oversample)
+        _check(isinstance(self.max_monitor_rows, int) and self.max_monitor_rows >= 10, "max_monitor_rows",
+               "an integer >= 10", self.max_monitor_rows)
         _check(self.max_train_rows is None or (isinstance(self.max_train_rows, int) and self.max_train_rows >= 10),
                "max_train_rows", "None or an integer >= 10", self.max_train_rows)
         for name in ("val_fraction", "test_fraction"):
@@ -140,7 +144,7 @@ def encode_labels(frame: pd.DataFrame, task: str, class_names: list[str] | None 
     n = len(frame)
     attack = frame["Attack"].astype("string") if "Attack" in frame.columns else pd.Series(pd.NA, index=frame.index,
                                                                                         dtype="string")
-    attack = attack.where(attack.str.lower() != BENIGN.lower(), BENIGN)
+    attack = attack.where((attack.str.lower() != BENIGN.lower()).fillna(True), BENIGN)  # keep NA as NA
     if task == "binary":
         label = pd.to_numeric(frame["Label"], errors="coerce") if "Label" in frame.columns \
             else pd.Series(np.nan, index=frame.index)
@@ -224,7 +228,8 @@ def build_model_config(config: TrainConfig, n_features: int, n_classes: int) -> 
 def train_prepared(prep: Prepared, config: TrainConfig, init_from: TrainedModel | None = None,
                    on_epoch: Callable[[dict[str, Any]], None] | None = None) -> TrainedModel:
     """The training loop on an already prepared frame (benchmarks reuse ``prep`` for the baselines)."""
-    from model.scoring import predict_proba  # imports model.trained, which imports this module
+    from model.scoring import DEFAULT_BATCH as EVAL_BATCH  # scoring imports model.trained -> this module
+    from model.scoring import predict_proba
     from model.trained import TrainedModel, model_config_to_dict
 
     ms.set_seed(config.seed)
@@ -237,7 +242,7 @@ def train_prepared(prep: Prepared, config: TrainConfig, init_from: TrainedModel 
         ms.load_param_into_net(network, {p.name: ms.Parameter(p.data.copy(), name=p.name)
                                          for p in init_from.network.get_parameters()}, strict_load=True)
     started = time.monotonic()
-    history = _fit(network, prep, config, on_epoch)
+    history = fit_network(network, prep, config, on_epoch)
     val_probs = predict_proba(network, prep.features, prep.index, prep.split.val, EVAL_BATCH)
     tuned = tune_threshold(prep.y[prep.split.val] != 0, attack_scores(val_probs))
     test_probs = predict_proba(network, prep.features, prep.index, prep.split.test, EVAL_BATCH)
@@ -255,8 +260,11 @@ def train_prepared(prep: Prepared, config: TrainConfig, init_from: TrainedModel 
                         metrics, history)
 
 
-def _fit(network: Any, prep: Prepared, config: TrainConfig,
-         on_epoch: Callable[[dict[str, Any]], None] | None) -> list[dict[str, Any]]:
+def fit_network(network: Any, prep: Prepared, config: TrainConfig,
+                on_epoch: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
+    """Train ``network`` in place on ``prep.train_rows``; early stopping on the (capped) validation loss;
+    the best epoch's weights are restored before returning the per-epoch history."""
+    from model.scoring import DEFAULT_BATCH as EVAL_BATCH
     from model.scoring import predict_proba
 
     n_classes = len(prep.class_names)
@@ -264,12 +272,12 @@ def _fit(network: Any, prep: Prepared, config: TrainConfig,
     weights = class_weights(y_train, n_classes, config.class_weighted)
     optimizer = nn.Adam(network.trainable_params(), learning_rate=config.lr)
     step = make_train_step(network, nn.CrossEntropyLoss(weight=Tensor(weights)), optimizer)
-    predict = make_predict(network)
     rng = np.random.default_rng(config.seed)
     batch = min(config.batch_size, len(prep.train_rows))
     history: list[dict[str, Any]] = []
     best_loss, best_state, since_best = float("inf"), _snapshot(network), 0
-    y_val = prep.y[prep.split.val]
+    monitor = capped_subsample(prep.split.val, prep.y[prep.split.val], config.max_monitor_rows, config.seed)
+    y_val = prep.y[monitor]
     for epoch in range(1, config.epochs + 1):
         t0 = time.monotonic()
         rows = epoch_rows(prep.train_rows, y_train, config.oversample, rng)
@@ -277,7 +285,7 @@ def _fit(network: Any, prep: Prepared, config: TrainConfig,
         losses = []
         for chunk, x, mask in prep.index.batches(prep.features, rows, batch):
             losses.append(float(step(Tensor(x), Tensor(mask), Tensor(prep.y[chunk].astype(np.int32))).asnumpy()))
-        probs = predict_proba(network, prep.features, prep.index, prep.split.val, EVAL_BATCH, predict)
+        probs = predict_proba(network, prep.features, prep.index, monitor, EVAL_BATCH)
         val_loss = weighted_cross_entropy(probs, y_val, weights)
         val_pred = np.argmax(probs, axis=1)
         entry = {"epoch": epoch, "loss": float(np.mean(losses)), "val_loss": val_loss,
@@ -285,15 +293,16 @@ def _fit(network: Any, prep: Prepared, config: TrainConfig,
         history.append(entry)
         log.info("epoch %d/%d loss %.4f val_loss %.4f val_f1 %.4f (%.0fs)", epoch, config.epochs,
                  entry["loss"], val_loss, entry["val_f1"], entry["seconds"])
-        if on_epoch:
-            on_epoch(entry)
-        if val_loss < best_loss - 1e-6:
+        improved = val_loss < best_loss - 1e-6
+        if improved:
             best_loss, best_state, since_best = val_loss, _snapshot(network), 0
         else:
             since_best += 1
-            if since_best >= config.patience:
-                log.info("early stop after epoch %d: no validation improvement for %d epochs", epoch, since_best)
-                break
+        if on_epoch:
+            on_epoch(entry)
+        if since_best >= config.patience:
+            log.info("early stop after epoch %d: no validation improvement for %d epochs", epoch, since_best)
+            break
     _restore(network, best_state)
     best_epoch = min(history, key=lambda h: h["val_loss"])["epoch"]
     for entry in history:
