@@ -63,9 +63,15 @@ def score_batch(batch_id: str, lake: Path = DEFAULT_LAKE, models: Path = DEFAULT
 
 
 def top_anomalies_rows(paths: Any, top_n: int, top_anomalies: Any) -> list[dict[str, Any]]:
+    """Rows of the top-anomalies table artifact: score and classes first, start time as UTC text."""
+    import pandas as pd
     import pyarrow.parquet as pq
 
     top = top_anomalies(pq.read_table(paths.scored_flows), top_n)
+    start = pd.to_datetime(top.pop("FLOW_START_MILLISECONDS"), unit="ms", utc=True)
+    top.insert(0, "start_utc", start.dt.strftime("%Y-%m-%d %H:%M:%S.%f").str[:-3])
+    first = ["score", "predicted_class", "Attack"]
+    top = top[first + [c for c in top.columns if c not in first]].rename(columns={"Attack": "true_class"})
     top = top.astype(object).where(top.notna(), None)
     return top.to_dict(orient="records")
 
