@@ -5,8 +5,9 @@ batch B, and per-window latency at batch 1 and batch B, for:
 
   torch          PyTorch CPU reference (Conv1d -> ReLU -> MaxPool -> Dropout -> BiLSTM -> Linear)
   ms_baseline    straightforward MindSpore: nn.Conv1d + nn.LSTM, PyNative (no jit)
-  ms_native      flowhawk network, lstm_impl="native" (nn.LSTM), im2col conv, mindspore.jit steps
-  ms_unrolled    flowhawk network, lstm_impl="unrolled" (the default), mindspore.jit steps
+  ms_native      flowhawk network, impl="native" (nn.LSTM), im2col conv, mindspore.jit steps
+  ms_unrolled    flowhawk network, impl="unrolled" (matmul recurrence in the graph), jit steps
+  ms_fused       flowhawk network, impl="fused" (C++ BiLSTM kernel, the default), jit steps
 
 Variants are timed round-robin (each round runs every variant once) so machine noise hits all of
 them alike; medians over rounds are reported with ratios against torch from the same run.
@@ -78,7 +79,7 @@ def ms_baseline_fns() -> tuple[Callable, Callable]:
 
 def ms_fns(impl: str) -> tuple[Callable, Callable]:
     net = build_network(ModelConfig(arch="cnn_bilstm", n_features=F, n_classes=NCLS, window=T,
-                                    conv_channels=CONV, hidden=HIDDEN, lstm_impl=impl))
+                                    conv_channels=CONV, hidden=HIDDEN, impl=impl))
     step = make_train_step(net, nn.CrossEntropyLoss(), nn.Adam(net.trainable_params(), 1e-3))
     predict = make_predict(net)
     return (lambda x, m, y: float(step(x, m, y).asnumpy())), (lambda x, m: predict(x, m).asnumpy())
@@ -157,7 +158,8 @@ def reps_for(fn: Callable, args: tuple, budget_s: float) -> int:
 def run(batch: int, rounds: int, threads: int, variants: list[str]) -> dict[str, dict[str, float]]:
     set_threads(threads)
     builders = {"torch": lambda: torch_fns(threads), "ms_baseline": ms_baseline_fns,
-                "ms_native": lambda: ms_fns("native"), "ms_unrolled": lambda: ms_fns("unrolled")}
+                "ms_native": lambda: ms_fns("native"), "ms_unrolled": lambda: ms_fns("unrolled"),
+                "ms_fused": lambda: ms_fns("fused")}
     fns, data = {}, {}
     for name in variants:
         built = builders[name]()
@@ -207,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch", type=int, default=512)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--variants", default="torch,ms_baseline,ms_native,ms_unrolled")
+    ap.add_argument("--variants", default="torch,ms_baseline,ms_native,ms_unrolled,ms_fused")
     ap.add_argument("--out", type=Path, help="also write the markdown table here")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 ARCHS: tuple[str, ...] = ("cnn_bilstm", "multiscale")
-LSTM_IMPLS: tuple[str, ...] = ("unrolled", "native")
+IMPLS: tuple[str, ...] = ("auto", "fused", "unrolled", "native")
 
 
 def _check_int(name: str, value: Any, lo: int, hi: int) -> None:
@@ -23,9 +23,11 @@ def _check_int(name: str, value: Any, lo: int, hi: int) -> None:
 class ModelConfig:
     """Network hyper-parameters. Input windows are (B, window, n_features); output logits (B, n_classes).
 
-    lstm_impl picks the BiLSTM kernel: "unrolled" (matmul recurrence compiled by jit, honours the mask
-    exactly, the fast path on CPU) or "native" (mindspore.nn.LSTM). Both hold the same parameters
-    (PyTorch names/layout), so weights load into either.
+    impl picks the kernels: "fused" (C++ Custom ops in model/kernels/: BiLSTM layer, and for
+    cnn_bilstm the conv+ReLU+pool block; fastest on CPU), "unrolled" (LSTM recurrence unrolled into the
+    jit graph, conv as im2col + Dense), "auto" (fused when the kernels build here, else unrolled) or
+    "native" (mindspore.nn.LSTM; padding is only zeroed, it still advances the state). All use the same
+    parameters (PyTorch names/layout), so weights load into any of them.
     """
 
     arch: str = "cnn_bilstm"
@@ -39,13 +41,13 @@ class ModelConfig:
     hidden: int = 64
     lstm_layers: int = 1
     multiscale_kernels: tuple[int, ...] = field(default=(3, 5, 7))
-    lstm_impl: str = "unrolled"
+    impl: str = "auto"
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHS:
             raise ValueError(f"ModelConfig.arch must be one of {list(ARCHS)}, got {self.arch!r}")
-        if self.lstm_impl not in LSTM_IMPLS:
-            raise ValueError(f"ModelConfig.lstm_impl must be one of {list(LSTM_IMPLS)}, got {self.lstm_impl!r}")
+        if self.impl not in IMPLS:
+            raise ValueError(f"ModelConfig.impl must be one of {list(IMPLS)}, got {self.impl!r}")
         _check_int("n_features", self.n_features, 1, 4096)
         _check_int("n_classes", self.n_classes, 2, 1024)
         _check_int("window", self.window, 1, 4096)

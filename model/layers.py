@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import math
 
+import mindspore as ms
 import numpy as np
 from mindspore import Parameter, Tensor, nn, ops
 from mindspore.common.initializer import Uniform, initializer
+
+from model.kernels import kernel_library
 
 NEG_INF = -1e9
 
@@ -39,6 +42,51 @@ class TemporalConv(nn.Cell):
         xp = ops.pad(x, (0, 0, self.left, self.right))  # (B, T + k - 1, C_in)
         cols = ops.concat([xp[:, j:j + t, :] for j in range(self.k)], axis=-1)  # (B, T, k * C_in)
         return self.proj(cols)  # (B, T, C_out)
+
+
+def _convpool_op(lib: str) -> ops.Custom:
+    """Fused conv + ReLU + mask + max-pool Custom op (model/kernels/convpool.cc) with its backward."""
+    f32 = ms.float32
+    bwd = ops.Custom(f"{lib}:ConvPoolBwd", out_shape=lambda dy, x, mask, w, y, arg, ptok: (x, w, [w[0]]),
+                     out_dtype=lambda *a: (f32, f32, f32), func_type="aot")
+
+    def bprop(x: Tensor, mask: Tensor, w: Tensor, bias: Tensor, ptok: Tensor, out: tuple, dout: tuple) -> tuple:
+        dx, dw, db = bwd(dout[0], x, mask, w, out[0], out[1], ptok)
+        return dx, ops.zeros_like(mask), dw, db, ops.zeros_like(ptok)
+
+    def shape(x: list, mask: list, w: list, bias: list, ptok: list) -> tuple:
+        y = [x[0], x[1] // ptok[0], w[0]]  # (B, T // pool, C)
+        return y, y
+
+    return ops.Custom(f"{lib}:ConvPoolFwd", out_shape=shape, out_dtype=lambda *a: (f32, f32),
+                      func_type="aot", bprop=bprop)
+
+
+class ConvReluPool(TemporalConv):
+    """TemporalConv -> ReLU -> zero padded steps -> masked_max_pool, as one C++ kernel when
+    ``fused`` (model/kernels/convpool.cc), else MindSpore ops. Same parameters either way.
+    (B, T, C_in), (B, T) -> (B, T // pool, C_out), (B, T // pool)."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, pool: int,
+                 fused: bool = True) -> None:
+        super().__init__(in_channels, out_channels, kernel_size)
+        self.pool = pool
+        lib = kernel_library() if fused else None
+        self.fused = lib is not None
+        if self.fused:
+            self.op = _convpool_op(str(lib))
+            self.ptok = Tensor(np.zeros(pool, np.float32))
+
+    def construct(self, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        # x: (B, T, C_in), mask: (B, T)
+        if self.fused:
+            b, t = mask.shape
+            tp = t // self.pool
+            pmask = mask[:, t - tp * self.pool:].reshape(b, tp, self.pool).max(axis=2)  # (B, T')
+            return self.op(x, mask, self.proj.weight, self.proj.bias, self.ptok)[0], pmask  # (B, T', C_out)
+        m3 = mask.expand_dims(-1)  # (B, T, 1)
+        y = ops.relu(super().construct(x * m3)) * m3  # (B, T, C_out) >= 0, zero at padding
+        return masked_max_pool(y, mask, self.pool)  # (B, T', C_out), (B, T')
 
 
 def masked_max_pool(x: Tensor, mask: Tensor, pool: int) -> tuple[Tensor, Tensor]:
@@ -169,22 +217,71 @@ class _UnrolledLSTMCore(nn.Cell):
         return ops.concat([final[0], final[1]], axis=-1)  # (B, 2H)
 
 
+def _fused_ops(lib: str) -> ops.Custom:
+    """The fused BiLSTM forward Custom op; its bprop is the fused backward op (model/kernels/bilstm.cc)."""
+    f32 = ms.float32
+
+    def fwd_shape(x: list, mask: list, w_ih: list, w_hh: list, bias: list) -> tuple:
+        out = [x[0], x[1], 2 * w_hh[2]]  # (B, T, 2H)
+        return out, out, [2, x[0], x[1], w_hh[1]]  # out, cell states, activated gates (2, B, T, 4H)
+
+    bwd = ops.Custom(f"{lib}:BiLstmBwd", out_shape=lambda dout, x, mask, wi, wh, *_: (x, wi, wh, [2, wh[1]]),
+                     out_dtype=lambda *a: (f32, f32, f32, f32), func_type="aot")
+
+    def bprop(x: Tensor, mask: Tensor, w_ih: Tensor, w_hh: Tensor, bias: Tensor, out: tuple, dout: tuple) -> tuple:
+        dx, dw_ih, dw_hh, dbias = bwd(dout[0], x, mask, w_ih, w_hh, out[0], out[1], out[2])
+        return dx, ops.zeros_like(mask), dw_ih, dw_hh, dbias
+
+    return ops.Custom(f"{lib}:BiLstmFwd", out_shape=fwd_shape, out_dtype=lambda *a: (f32, f32, f32),
+                      func_type="aot", bprop=bprop)
+
+
+class _FusedLSTMCore(_UnrolledLSTMCore):
+    """Same parameters and semantics as _UnrolledLSTMCore; each layer (both directions, forward and
+    backward pass, input projection included) is one C++ kernel call (model/kernels/bilstm.cc)."""
+
+    def __init__(self, input_size: int, hidden: int, num_layers: int, lib: str) -> None:
+        super().__init__(input_size, hidden, num_layers)
+        self.fused = _fused_ops(lib)
+
+    def construct(self, x: Tensor, mask: Tensor) -> Tensor:
+        # x: (B, T, I), mask: (B, T)
+        for layer in range(self.num_layers):
+            w_ih_f, w_hh_f, b_ih_f, b_hh_f = self._by_dir[2 * layer]
+            w_ih_b, w_hh_b, b_ih_b, b_hh_b = self._by_dir[2 * layer + 1]
+            w_ih = ops.stack([w_ih_f, w_ih_b], axis=0)  # (2, 4H, I)
+            w_hh = ops.stack([w_hh_f, w_hh_b], axis=0)  # (2, 4H, H)
+            bias = ops.stack([b_ih_f + b_hh_f, b_ih_b + b_hh_b], axis=0)  # (2, 4H)
+            x = self.fused(x, mask, w_ih, w_hh, bias)[0]  # (B, T, 2H)
+        return x  # (B, T, 2H)
+
+    def last(self, x: Tensor, mask: Tensor) -> Tensor:
+        out = self.construct(x, mask)  # (B, T, 2H)
+        return ops.concat([out[:, -1, :self.hidden], out[:, 0, self.hidden:]], axis=-1)  # (B, 2H)
+
+
 class BiLSTM(nn.Cell):
     """Bidirectional LSTM over (B, T, I) with mask (B, T) -> (B, T, 2H) (forward | backward halves).
 
-    impl "unrolled" (default, fast on CPU, exact masking) or "native" (mindspore.nn.LSTM). Parameter
-    names are identical (``<prefix>.lstm.weight_ih_l0`` ...) so a checkpoint loads into either.
+    impl: "fused" (C++ kernel), "unrolled" (jit matmul recurrence), "auto" (fused if it builds, else
+    unrolled) — these carry the state across padded steps — or "native" (mindspore.nn.LSTM). Parameter
+    names are identical (``<prefix>.lstm.weight_ih_l0`` ...) so a checkpoint loads into any of them.
     """
 
-    def __init__(self, input_size: int, hidden: int, num_layers: int = 1, impl: str = "unrolled") -> None:
+    def __init__(self, input_size: int, hidden: int, num_layers: int = 1, impl: str = "auto") -> None:
         super().__init__()
-        if impl == "unrolled":
+        lib = kernel_library() if impl in ("auto", "fused") else None
+        if impl == "fused" and lib is None:
+            raise RuntimeError("impl='fused' but the fused BiLSTM kernel cannot be built here (see log)")
+        if lib is not None:
+            self.lstm = _FusedLSTMCore(input_size, hidden, num_layers, str(lib))
+        elif impl in ("unrolled", "auto"):
             self.lstm = _UnrolledLSTMCore(input_size, hidden, num_layers)
         elif impl == "native":
             self.lstm = nn.LSTM(input_size, hidden, num_layers, has_bias=True, batch_first=True,
                                 bidirectional=True)
         else:
-            raise ValueError(f"BiLSTM impl must be 'unrolled' or 'native', got {impl!r}")
+            raise ValueError(f"BiLSTM impl must be one of auto/fused/unrolled/native, got {impl!r}")
         self.native = impl == "native"
         self.hidden = hidden
 

@@ -21,7 +21,8 @@ import mindspore as ms
 from mindspore import Tensor, nn, ops
 
 from model.config import ARCHS, ModelConfig
-from model.layers import BiLSTM, MaskedAttentionPool, TemporalConv, masked_max_pool
+from model.kernels import set_kernel_threads
+from model.layers import BiLSTM, ConvReluPool, MaskedAttentionPool, TemporalConv
 
 log = logging.getLogger(__name__)
 _THREADS_SET: list[int] = []
@@ -43,6 +44,7 @@ def set_threads(n: int | None = None) -> int:
     ms.set_device("CPU")
     ms.runtime.dispatch_threads_num(want)
     ms.set_context(runtime_num_threads=want, inter_op_parallel_num=1)
+    set_kernel_threads(want)
     _THREADS_SET.append(want)
     return want
 
@@ -52,18 +54,16 @@ class CnnBiLstm(nn.Cell):
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
-        self.conv = TemporalConv(cfg.n_features, cfg.conv_channels, cfg.kernel_size)
-        self.pool = cfg.pool
+        fused = cfg.impl in ("auto", "fused")
+        self.conv = ConvReluPool(cfg.n_features, cfg.conv_channels, cfg.kernel_size, cfg.pool, fused)
         self.drop = nn.Dropout(p=cfg.dropout)
-        self.bilstm = BiLSTM(cfg.conv_channels, cfg.hidden, cfg.lstm_layers, cfg.lstm_impl)
+        self.bilstm = BiLSTM(cfg.conv_channels, cfg.hidden, cfg.lstm_layers, cfg.impl)
         self.head = nn.Dense(2 * cfg.hidden, cfg.n_classes)
 
     def construct(self, x: Tensor, mask: Tensor) -> Tensor:
         # x: (B, T, F), mask: (B, T)
-        m3 = mask.expand_dims(-1)  # (B, T, 1)
-        x = x * m3  # (B, T, F): padded steps zeroed
-        y = ops.relu(self.conv(x)) * m3  # (B, T, C) >= 0, zero at padding
-        y, pmask = masked_max_pool(y, mask, self.pool)  # (B, T', C), (B, T') with T' = T // pool
+        # conv -> ReLU -> padded steps zeroed -> max pool (one fused kernel when available)
+        y, pmask = self.conv(x, mask)  # (B, T', C), (B, T') with T' = T // pool
         y = self.drop(y)  # (B, T', C)
         feat = self.bilstm.last(y, pmask)  # (B, 2H): final states of both directions
         return self.head(feat)  # (B, n_classes)
@@ -76,7 +76,7 @@ class MultiScale(nn.Cell):
         super().__init__()
         self.convs = nn.CellList([TemporalConv(cfg.n_features, cfg.conv_channels, k)
                                   for k in cfg.multiscale_kernels])
-        self.bilstm = BiLSTM(cfg.n_features, cfg.hidden, cfg.lstm_layers, cfg.lstm_impl)
+        self.bilstm = BiLSTM(cfg.n_features, cfg.hidden, cfg.lstm_layers, cfg.impl)
         dim = len(cfg.multiscale_kernels) * cfg.conv_channels + 2 * cfg.hidden
         self.attn = MaskedAttentionPool(dim, cfg.hidden)
         self.drop = nn.Dropout(p=cfg.dropout)

@@ -11,7 +11,10 @@ ms = pytest.importorskip("mindspore")
 from mindspore import Tensor, nn  # noqa: E402
 
 from model.config import ModelConfig  # noqa: E402
+from model.kernels import kernel_library  # noqa: E402
 from model.network import build_network, make_predict, make_train_step  # noqa: E402
+
+needs_kernels = pytest.mark.skipif(kernel_library() is None, reason="fused kernels cannot be built here (no g++?)")
 
 SMALL = {"n_features": 6, "window": 8, "conv_channels": 8, "hidden": 8}
 
@@ -50,11 +53,12 @@ def test_padded_values_do_not_change_logits(arch: str) -> None:
     assert not np.allclose(a, predict(Tensor(x3), Tensor(mask)).asnumpy(), atol=1e-4)
 
 
-@pytest.mark.parametrize("arch", ["cnn_bilstm", "multiscale"])
-def test_unrolled_padding_equals_shorter_sequence(arch: str) -> None:
-    """With the unrolled BiLSTM, left padding is invisible: padded window == the same flows un-padded."""
-    cfg_long = ModelConfig(arch=arch, **{**SMALL, "window": 8, "pool": 2})
-    cfg_short = ModelConfig(arch=arch, **{**SMALL, "window": 4, "pool": 2})
+@pytest.mark.parametrize(("arch", "impl"), [("cnn_bilstm", "auto"), ("multiscale", "auto"),
+                                          ("cnn_bilstm", "unrolled")])
+def test_padding_equals_shorter_sequence(arch: str, impl: str) -> None:
+    """Left padding is invisible (state carried over): padded window == the same flows un-padded."""
+    cfg_long = ModelConfig(arch=arch, impl=impl, **{**SMALL, "window": 8, "pool": 2})
+    cfg_short = ModelConfig(arch=arch, impl=impl, **{**SMALL, "window": 4, "pool": 2})
     net = build_network(cfg_long)
     x, mask = _batch(cfg_long, 2, 4)
     long = make_predict(net)(Tensor(x), Tensor(mask)).asnumpy()
@@ -65,14 +69,41 @@ def test_unrolled_padding_equals_shorter_sequence(arch: str) -> None:
 
 def test_unrolled_lstm_matches_native() -> None:
     """Same parameters, no padding: the unrolled recurrence reproduces mindspore.nn.LSTM."""
-    cfg_u = ModelConfig(**SMALL, dropout=0.0)
-    cfg_n = ModelConfig(**SMALL, dropout=0.0, lstm_impl="native")
+    cfg_u = ModelConfig(**SMALL, dropout=0.0, impl="unrolled")
+    cfg_n = ModelConfig(**SMALL, dropout=0.0, impl="native")
     net_u, net_n = build_network(cfg_u), build_network(cfg_n)
     ms.load_param_into_net(net_n, {p.name: p for p in net_u.get_parameters()}, strict_load=True)
     x, mask = _batch(cfg_u, 3, 0)
     a = make_predict(net_u)(Tensor(x), Tensor(mask)).asnumpy()
     b = make_predict(net_n)(Tensor(x), Tensor(mask)).asnumpy()
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+@needs_kernels
+@pytest.mark.parametrize(("arch", "window", "pool", "kernel"), [("cnn_bilstm", 8, 2, 3), ("cnn_bilstm", 10, 3, 4),
+                                                               ("multiscale", 8, 2, 3)])
+def test_fused_kernels_match_unrolled(arch: str, window: int, pool: int, kernel: int) -> None:
+    """The C++ kernels (conv+pool, BiLSTM) give the same loss and gradients as plain MindSpore ops."""
+    base = {**SMALL, "window": window, "pool": pool, "kernel_size": kernel, "dropout": 0.0, "n_classes": 3}
+    net_u = build_network(ModelConfig(arch=arch, impl="unrolled", **base))
+    net_f = build_network(ModelConfig(arch=arch, impl="fused", **base))
+    ms.load_param_into_net(net_f, {p.name: p for p in net_u.get_parameters()}, strict_load=True)
+    x, mask = _batch(net_u_cfg := ModelConfig(arch=arch, **base), 6, 0)
+    mask[:3, : window // 2] = 0.0
+    mask[4, : window - 1] = 0.0
+    y = Tensor(np.array([0, 1, 2, 0, 1, 2], np.int32))
+    loss_fn = nn.CrossEntropyLoss()
+    results = []
+    for net in (net_u, net_f):
+        grad = ms.value_and_grad(lambda a, m, t, n=net: loss_fn(n(a, m), t), 0, net.trainable_params())
+        loss, (dx, dparams) = grad(Tensor(x), Tensor(mask), y)
+        results.append((loss.asnumpy(), dx.asnumpy(), [g.asnumpy() for g in dparams]))
+    (lu, dxu, gu), (lf, dxf, gf) = results
+    assert net_u_cfg.window == window
+    np.testing.assert_allclose(lf, lu, rtol=1e-5)
+    np.testing.assert_allclose(dxf, dxu, atol=1e-6)
+    for a, b in zip(gf, gu, strict=True):
+        np.testing.assert_allclose(a, b, atol=2e-6)
 
 
 @pytest.mark.parametrize("arch", ["cnn_bilstm", "multiscale"])
@@ -121,7 +152,7 @@ def test_config_rejects_unknown_keys() -> None:
 
 @pytest.mark.parametrize(("field", "value"), [
     ("arch", "transformer"), ("n_classes", 1), ("window", 0), ("dropout", 1.0), ("hidden", -4),
-    ("pool", 99), ("kernel_size", 2.5), ("multiscale_kernels", (3, 0)), ("lstm_impl", "cudnn"),
+    ("pool", 99), ("kernel_size", 2.5), ("multiscale_kernels", (3, 0)), ("impl", "cudnn"),
 ])
 def test_config_validation_names_field(field: str, value: object) -> None:
     with pytest.raises(ValueError, match=field.split("_kernels")[0]):

@@ -1,0 +1,195 @@
+// Fused bidirectional LSTM layer for MindSpore "aot" Custom ops (CPU): forward and backward.
+//
+// Batch-first, PyTorch/MindSpore parameter layout, gate order i, f, g, o (G = 4H):
+//   x (B, T, I), mask (B, T) [1 real, 0 padding], w_ih (2, G, I), w_hh (2, G, H), bias (2, G) = b_ih + b_hh
+// BiLstmFwd(x, mask, w_ih, w_hh, bias) -> out (B, T, 2H) [forward | backward hidden states],
+//                                        cs (B, T, 2H) cell states, acts (2, B, T, G) activated gates
+// BiLstmBwd(dout, x, mask, w_ih, w_hh, out, cs, acts) -> dx (B, T, I), dw_ih (2, G, I), dw_hh (2, G, H),
+//                                                         dbias (2, G)
+// At padded steps the state is carried over unchanged (so left padding is invisible). GEMMs go to
+// oneDNN's dnnl_sgemm (row-major) from the libdnnl.so.3 inside MindSpore; the gate loops are written
+// so GCC vectorises them. The two directions run on two threads after flowhawk_set_threads(>= 2).
+#include <cstdint>
+#include <cstring>
+#include <thread>
+#include <vector>
+
+extern "C" int dnnl_sgemm(char transa, char transb, int64_t M, int64_t N, int64_t K, float alpha,
+                          const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
+                          float *C, int64_t ldc);
+
+static int g_threads = 1;
+extern "C" int flowhawk_set_threads(int n) {
+  g_threads = n < 1 ? 1 : n;
+  return g_threads;
+}
+
+// Rational tanh approximation (the form Eigen uses for float): pure arithmetic, so the gate loops
+// vectorise with AVX2; max abs error ~1e-7 on the clamped range.
+static inline float ftanh(float x) {
+  const float c = 7.90531110763549805f;
+  x = x > c ? c : (x < -c ? -c : x);
+  const float x2 = x * x;
+  float p = x2 * -2.76076847742355e-16f + 2.00018790482477e-13f;
+  p = x2 * p + -8.60467152213735e-11f;
+  p = x2 * p + 5.12229709037114e-08f;
+  p = x2 * p + 1.48572235717979e-05f;
+  p = x2 * p + 6.37261928875436e-04f;
+  p = x2 * p + 4.89352455891786e-03f;
+  p = x * p;
+  float q = x2 * 1.19825839466702e-06f + 1.18534705686654e-04f;
+  q = x2 * q + 2.26843463243900e-03f;
+  q = x2 * q + 4.89352518554385e-03f;
+  return p / q;
+}
+static inline float sigm(float x) { return 0.5f + 0.5f * ftanh(0.5f * x); }
+
+struct Dims {
+  int64_t B, T, I, H, G;
+};
+
+static bool read_dims(int nparam, int want, int *ndims, int64_t **shapes, const char **dtypes, int x_idx,
+                      int whh_idx, Dims *d) {
+  if (nparam != want) return false;
+  for (int i = 0; i < nparam; i++)
+    if (std::strcmp(dtypes[i], "float32") != 0 && std::strcmp(dtypes[i], "float") != 0) return false;
+  if (ndims[x_idx] != 3 || ndims[whh_idx] != 3) return false;
+  d->B = shapes[x_idx][0]; d->T = shapes[x_idx][1]; d->I = shapes[x_idx][2];
+  d->G = shapes[whh_idx][1]; d->H = shapes[whh_idx][2];
+  return d->G == 4 * d->H && shapes[whh_idx][0] == 2;
+}
+
+// step index s -> time t for direction dir (direction 1 runs backwards in time)
+static inline int64_t time_of(int dir, int64_t s, int64_t T) { return dir ? T - 1 - s : s; }
+
+static void fwd_dir(int dir, const Dims &d, const float *x, const float *mask, const float *w_ih,
+                    const float *w_hh, const float *bias, float *out, float *cs, float *acts) {
+  const int64_t B = d.B, T = d.T, I = d.I, H = d.H, G = d.G, H2 = 2 * H;
+  const float *wi = w_ih + dir * G * I, *wh = w_hh + dir * G * H, *bd = bias + dir * G;
+  float *a = acts + dir * B * T * G;  // (B, T, G): row b*T + t
+  for (int64_t r = 0; r < B * T; r++) std::memcpy(a + r * G, bd, sizeof(float) * G);
+  dnnl_sgemm('N', 'T', B * T, G, I, 1.0f, x, I, wi, I, 1.0f, a, G);  // x @ w_ih^T + bias
+  std::vector<float> zeros(B * H2, 0.0f);
+  for (int64_t s = 0; s < T; s++) {
+    const int64_t t = time_of(dir, s, T), tp = time_of(dir, s - 1, T);
+    // previous state rows: out[b, tp, dir*H:], stride T*2H between batch rows
+    const float *hp = s ? out + tp * H2 + dir * H : zeros.data();
+    const float *cp = s ? cs + tp * H2 + dir * H : zeros.data();
+    const int64_t ldp = s ? T * H2 : H2;
+    float *at = a + t * G;  // rows stride T*G
+    if (s) dnnl_sgemm('N', 'T', B, G, H, 1.0f, hp, ldp, wh, H, 1.0f, at, T * G);
+    for (int64_t b = 0; b < B; b++) {
+      float *ab = at + b * T * G;
+      const float *hpb = hp + b * ldp, *cpb = cp + b * ldp;
+      float *hb = out + (b * T + t) * H2 + dir * H, *cb = cs + (b * T + t) * H2 + dir * H;
+      const float kb = mask[b * T + t] > 0.5f ? 1.0f : 0.0f, kc = 1.0f - kb;
+#pragma GCC ivdep
+      for (int64_t j = 0; j < H; j++) {
+        const float ig = sigm(ab[j]), fg = sigm(ab[H + j]), gg = ftanh(ab[2 * H + j]), og = sigm(ab[3 * H + j]);
+        ab[j] = ig; ab[H + j] = fg; ab[2 * H + j] = gg; ab[3 * H + j] = og;
+        const float cn = fg * cpb[j] + ig * gg;
+        const float hn = og * ftanh(cn);
+        cb[j] = kb * cn + kc * cpb[j];  // exact select: kb is 0 or 1
+        hb[j] = kb * hn + kc * hpb[j];
+      }
+    }
+  }
+}
+
+// dpre (B, T, G) per direction is written over `acts` copy `dp`; returns via dw_hh, dbias, dp.
+static void bwd_dir(int dir, const Dims &d, const float *dout, const float *mask, const float *w_hh,
+                    const float *out, const float *cs, const float *acts, float *dp, float *dw_hh, float *dbias) {
+  const int64_t B = d.B, T = d.T, H = d.H, G = d.G, H2 = 2 * H;
+  const float *wh = w_hh + dir * G * H, *a = acts + dir * B * T * G;
+  float *dwh = dw_hh + dir * G * H, *db = dbias + dir * G;
+  std::memset(dwh, 0, sizeof(float) * G * H);
+  std::vector<float> zeros(B * H2, 0.0f), dh(B * H, 0.0f), dc(B * H, 0.0f);
+  for (int64_t s = T - 1; s >= 0; s--) {
+    const int64_t t = time_of(dir, s, T), tp = time_of(dir, s - 1, T);
+    const float *cp = s ? cs + tp * H2 + dir * H : zeros.data();
+    const int64_t ldp = s ? T * H2 : H2;
+    float *dpt = dp + t * G;  // rows stride T*G
+    for (int64_t b = 0; b < B; b++) {
+      const float *ab = a + (b * T + t) * G, *cb = cs + (b * T + t) * H2 + dir * H, *cpb = cp + b * ldp;
+      const float *dob = dout + (b * T + t) * H2 + dir * H;
+      float *dpb = dpt + b * T * G, *dhb = dh.data() + b * H, *dcb = dc.data() + b * H;
+      if (mask[b * T + t] <= 0.5f) {  // carried state: the gradient passes straight to step s-1
+        std::memset(dpb, 0, sizeof(float) * G);
+        for (int64_t j = 0; j < H; j++) dhb[j] += dob[j];
+        continue;
+      }
+#pragma GCC ivdep
+      for (int64_t j = 0; j < H; j++) {
+        const float dht = dhb[j] + dob[j];
+        const float ig = ab[j], fg = ab[H + j], gg = ab[2 * H + j], og = ab[3 * H + j];
+        const float tc = ftanh(cb[j]);
+        const float dcn = dcb[j] + dht * og * (1.0f - tc * tc);
+        dpb[j] = dcn * gg * ig * (1.0f - ig);
+        dpb[H + j] = dcn * cpb[j] * fg * (1.0f - fg);
+        dpb[2 * H + j] = dcn * ig * (1.0f - gg * gg);
+        dpb[3 * H + j] = dht * tc * og * (1.0f - og);
+        dcb[j] = dcn * fg;
+        dhb[j] = 0.0f;
+      }
+    }
+    if (s == 0) break;
+    const float *hp = out + tp * H2 + dir * H;
+    // dh_prev += dpre @ w_hh ; dw_hh += dpre^T @ h_prev
+    dnnl_sgemm('N', 'N', B, H, G, 1.0f, dpt, T * G, wh, H, 1.0f, dh.data(), H);
+    dnnl_sgemm('T', 'N', G, H, B, 1.0f, dpt, T * G, hp, T * H2, 1.0f, dwh, H);
+  }
+  std::memset(db, 0, sizeof(float) * G);
+  for (int64_t r = 0; r < B * T; r++) {
+    const float *row = dp + r * G;
+#pragma GCC ivdep
+    for (int64_t j = 0; j < G; j++) db[j] += row[j];
+  }
+}
+
+template <typename F>
+static void both_dirs(F f) {
+  if (g_threads >= 2) {
+    std::thread t1([&] { f(1); });
+    f(0);
+    t1.join();
+  } else {
+    f(0);
+    f(1);
+  }
+}
+
+extern "C" int BiLstmFwd(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
+                         void *stream, void *extra) {
+  Dims d;
+  if (!read_dims(nparam, 8, ndims, shapes, dtypes, 0, 3, &d)) return 1;
+  const float *x = static_cast<const float *>(params[0]), *mask = static_cast<const float *>(params[1]),
+              *w_ih = static_cast<const float *>(params[2]), *w_hh = static_cast<const float *>(params[3]),
+              *bias = static_cast<const float *>(params[4]);
+  float *out = static_cast<float *>(params[5]), *cs = static_cast<float *>(params[6]),
+        *acts = static_cast<float *>(params[7]);
+  both_dirs([&](int dir) { fwd_dir(dir, d, x, mask, w_ih, w_hh, bias, out, cs, acts); });
+  return 0;
+}
+
+extern "C" int BiLstmBwd(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
+                         void *stream, void *extra) {
+  Dims d;
+  if (!read_dims(nparam, 12, ndims, shapes, dtypes, 1, 4, &d)) return 1;
+  const float *dout = static_cast<const float *>(params[0]), *x = static_cast<const float *>(params[1]),
+              *mask = static_cast<const float *>(params[2]), *w_ih = static_cast<const float *>(params[3]),
+              *w_hh = static_cast<const float *>(params[4]), *out = static_cast<const float *>(params[5]),
+              *cs = static_cast<const float *>(params[6]), *acts = static_cast<const float *>(params[7]);
+  float *dx = static_cast<float *>(params[8]), *dw_ih = static_cast<float *>(params[9]),
+        *dw_hh = static_cast<float *>(params[10]), *dbias = static_cast<float *>(params[11]);
+  const int64_t BT = d.B * d.T, G = d.G, I = d.I;
+  std::vector<float> dp(2 * BT * G);
+  both_dirs([&](int dir) {
+    float *dpd = dp.data() + dir * BT * G;
+    bwd_dir(dir, d, dout, mask, w_hh, out, cs, acts, dpd, dw_hh, dbias);
+    dnnl_sgemm('T', 'N', G, I, BT, 1.0f, dpd, G, x, I, 0.0f, dw_ih + dir * G * I, I);  // dpre^T @ x
+  });
+  // dx = dpre_0 @ w_ih_0 + dpre_1 @ w_ih_1
+  dnnl_sgemm('N', 'N', BT, I, G, 1.0f, dp.data(), G, w_ih, I, 0.0f, dx, I);
+  dnnl_sgemm('N', 'N', BT, I, G, 1.0f, dp.data() + BT * G, G, w_ih + G * I, I, 1.0f, dx, I);
+  return 0;
+}

@@ -1,0 +1,123 @@
+// Fused temporal convolution ("same" padding) + ReLU + mask + non-overlapping max pooling over time,
+// for MindSpore "aot" Custom ops (CPU), forward and backward. Matches model.layers.TemporalConv
+// followed by relu, * mask and masked_max_pool (the oldest T % pool steps are dropped).
+//   x (B, T, F), mask (B, T), w (C, K*F) [nn.Dense weight over im2col columns j*F + f], bias (C)
+//   ptok (P,): only its length matters, it carries the pool size P
+// ConvPoolFwd(x, mask, w, bias, ptok) -> y (B, Tp, C) with Tp = T / P, arg (B, Tp, C) [argmax offset, as float]
+// ConvPoolBwd(dy, x, mask, w, y, arg, ptok) -> dx (B, T, F), dw (C, K*F), dbias (C)
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+extern "C" int dnnl_sgemm(char transa, char transb, int64_t M, int64_t N, int64_t K, float alpha,
+                          const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
+                          float *C, int64_t ldc);
+
+namespace {
+struct CDims {
+  int64_t B, T, F, C, K, KF, Tp, P, Tu, off, left;
+};
+
+bool cdims(int64_t **shapes, int x_idx, int w_idx, int p_idx, CDims *d) {
+  d->B = shapes[x_idx][0]; d->T = shapes[x_idx][1]; d->F = shapes[x_idx][2];
+  d->C = shapes[w_idx][0]; d->KF = shapes[w_idx][1];
+  d->P = shapes[p_idx][0];
+  if (d->F <= 0 || d->KF % d->F != 0 || d->P <= 0 || d->P > d->T) return false;
+  d->K = d->KF / d->F;
+  d->Tp = d->T / d->P;
+  d->Tu = d->Tp * d->P;
+  d->off = d->T - d->Tu;
+  d->left = (d->K - 1) / 2;
+  return true;
+}
+
+// rows (b, u) for used steps t = off + u; columns j*F + f hold x[b, t + j - left, f] * mask (0 outside)
+void im2col(const CDims &d, const float *x, const float *mask, float *cols) {
+  for (int64_t b = 0; b < d.B; b++)
+    for (int64_t u = 0; u < d.Tu; u++) {
+      float *row = cols + (b * d.Tu + u) * d.KF;
+      const int64_t t = d.off + u;
+      for (int64_t j = 0; j < d.K; j++) {
+        const int64_t ts = t + j - d.left;
+        float *dst = row + j * d.F;
+        if (ts < 0 || ts >= d.T || mask[b * d.T + ts] <= 0.5f) {
+          std::memset(dst, 0, sizeof(float) * d.F);
+        } else {
+          std::memcpy(dst, x + (b * d.T + ts) * d.F, sizeof(float) * d.F);
+        }
+      }
+    }
+}
+}  // namespace
+
+extern "C" int ConvPoolFwd(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
+                           void *stream, void *extra) {
+  CDims d;
+  if (nparam != 7 || ndims[0] != 3 || ndims[2] != 2 || ndims[4] != 1 || !cdims(shapes, 0, 2, 4, &d)) return 1;
+  const float *x = static_cast<const float *>(params[0]), *mask = static_cast<const float *>(params[1]),
+              *w = static_cast<const float *>(params[2]), *bias = static_cast<const float *>(params[3]);
+  float *y = static_cast<float *>(params[5]), *arg = static_cast<float *>(params[6]);
+  const int64_t rows = d.B * d.Tu, C = d.C;
+  std::vector<float> cols(rows * d.KF), z(rows * C);
+  im2col(d, x, mask, cols.data());
+  for (int64_t r = 0; r < rows; r++) std::memcpy(z.data() + r * C, bias, sizeof(float) * C);
+  dnnl_sgemm('N', 'T', rows, C, d.KF, 1.0f, cols.data(), d.KF, w, d.KF, 1.0f, z.data(), C);
+  for (int64_t b = 0; b < d.B; b++)
+    for (int64_t q = 0; q < d.Tp; q++) {
+      float *yq = y + (b * d.Tp + q) * C, *aq = arg + (b * d.Tp + q) * C;
+      for (int64_t c = 0; c < C; c++) { yq[c] = 0.0f; aq[c] = 0.0f; }
+      for (int64_t i = 0; i < d.P; i++) {
+        const int64_t u = q * d.P + i;
+        if (mask[b * d.T + d.off + u] <= 0.5f) continue;  // padded step: output 0 (never above relu >= 0)
+        const float *zr = z.data() + (b * d.Tu + u) * C;
+        const float fi = static_cast<float>(i);
+#pragma GCC ivdep
+        for (int64_t c = 0; c < C; c++) {
+          const bool gt = zr[c] > yq[c];
+          yq[c] = gt ? zr[c] : yq[c];
+          aq[c] = gt ? fi : aq[c];
+        }
+      }
+    }
+  return 0;
+}
+
+extern "C" int ConvPoolBwd(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
+                           void *stream, void *extra) {
+  CDims d;
+  if (nparam != 10 || ndims[1] != 3 || ndims[3] != 2 || ndims[6] != 1 || !cdims(shapes, 1, 3, 6, &d)) return 1;
+  const float *dy = static_cast<const float *>(params[0]), *x = static_cast<const float *>(params[1]),
+              *mask = static_cast<const float *>(params[2]), *w = static_cast<const float *>(params[3]),
+              *y = static_cast<const float *>(params[4]), *arg = static_cast<const float *>(params[5]);
+  float *dx = static_cast<float *>(params[7]), *dw = static_cast<float *>(params[8]),
+        *db = static_cast<float *>(params[9]);
+  const int64_t rows = d.B * d.Tu, C = d.C;
+  std::vector<float> dz(rows * C, 0.0f), cols(rows * d.KF), dcols(rows * d.KF);
+  for (int64_t b = 0; b < d.B; b++)
+    for (int64_t q = 0; q < d.Tp; q++) {
+      const int64_t o = (b * d.Tp + q) * C;
+      for (int64_t c = 0; c < C; c++)
+        if (y[o + c] > 0.0f) dz[(b * d.Tu + q * d.P + static_cast<int64_t>(arg[o + c])) * C + c] = dy[o + c];
+    }
+  std::memset(db, 0, sizeof(float) * C);
+  for (int64_t r = 0; r < rows; r++) {
+    const float *dr = dz.data() + r * C;
+    for (int64_t c = 0; c < C; c++) db[c] += dr[c];
+  }
+  im2col(d, x, mask, cols.data());
+  dnnl_sgemm('T', 'N', C, d.KF, rows, 1.0f, dz.data(), C, cols.data(), d.KF, 0.0f, dw, d.KF);  // dz^T @ cols
+  dnnl_sgemm('N', 'N', rows, d.KF, C, 1.0f, dz.data(), C, w, d.KF, 0.0f, dcols.data(), d.KF);  // dz @ w
+  std::memset(dx, 0, sizeof(float) * d.B * d.T * d.F);
+  for (int64_t b = 0; b < d.B; b++)
+    for (int64_t u = 0; u < d.Tu; u++) {
+      const float *row = dcols.data() + (b * d.Tu + u) * d.KF;
+      for (int64_t j = 0; j < d.K; j++) {
+        const int64_t ts = d.off + u + j - d.left;
+        if (ts < 0 || ts >= d.T || mask[b * d.T + ts] <= 0.5f) continue;
+        float *dst = dx + (b * d.T + ts) * d.F;
+        const float *src = row + j * d.F;
+        for (int64_t f = 0; f < d.F; f++) dst[f] += src[f];
+      }
+    }
+  return 0;
+}
