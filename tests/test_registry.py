@@ -291,3 +291,18 @@ def test_cli_help(command, capsys):
     out = capsys.readouterr().out
     assert exc.value.code == 0
     assert ("list" in out and "rollback" in out) if command == "models" else "--models" in out
+
+
+def test_failed_mindir_export_is_recorded_not_raised(base, tmp_path, monkeypatch):
+    import mindspore
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("For 'export', the operator Foo is not supported\n----\n- C++ Call Stack: ...")
+    monkeypatch.setattr(mindspore, "export", refuse)
+    reg = Registry(tmp_path / "models")
+    version = reg.save(base[1])
+    export = reg.manifest(version)["export"]
+    assert export == {"ok": False, "arch": "cnn_bilstm",
+                      "error": "RuntimeError: For 'export', the operator Foo is not supported"}
+    assert not (reg.path(version) / "model.mindir").exists()
+    reg.load(version)  # the version itself is fine
