@@ -22,3 +22,6 @@ def shared_path(*parts: str) -> Path:
 @pytest.fixture
 def shared_data() -> Path:
     return shared_path()
+
+
+from tests.prefect_fixtures import prefect_harness  # noqa: E402,F401  (one Prefect server per session)
