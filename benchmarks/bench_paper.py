@@ -8,7 +8,8 @@ reports as Markdown; ``--json`` keeps every metric.
 
 Usage (repo root): ``python benchmarks/bench_paper.py --dataset nf --task binary [--epochs 10]
 [--max-train-rows 40000] [--group-by source] [--window 16] [--split auto] [--out FILE.md] [--json FILE]``.
-The lab flows are cached as Parquet under ``--cache`` (default: the temp dir) to skip nfstream on reruns.
+Data is read from ../shared/data (or $FLOWHAWK_SHARED_DATA). The lab flows are cached as Parquet under
+``--cache`` (default: the temp dir) to skip nfstream on reruns.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import tempfile
 import time
@@ -24,7 +26,7 @@ from pathlib import Path
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data"
+DATA = Path(os.environ.get("FLOWHAWK_SHARED_DATA", ROOT.parent / "shared" / "data"))
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 

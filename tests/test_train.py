@@ -38,6 +38,9 @@ def synthetic_flows(n: int = 900, seed: int = 0) -> pd.DataFrame:
 CONFIG = TrainConfig(epochs=4, batch_size=64, lr=0.01, window=4, split="stratified", patience=5, model=SMALL)
 
 
+pytestmark = pytest.mark.slow  # real MindSpore graph compiles: ~10-25 s per trained network on 2 cores
+
+
 @pytest.fixture(scope="module")
 def trained():
     return train_model(synthetic_flows(), CONFIG)
