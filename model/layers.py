@@ -218,21 +218,28 @@ class _UnrolledLSTMCore(nn.Cell):
 
 
 def _fused_ops(lib: str) -> ops.Custom:
-    """The fused BiLSTM forward Custom op; its bprop is the fused backward op (model/kernels/bilstm.cc)."""
+    """The fused BiLSTM forward Custom op; its bprop is the fused backward op (model/kernels/bilstm.cc).
+
+    Inputs x, mask, then (w_ih, w_hh, b_ih, b_hh) forward and reverse; outputs out (B, T, 2H),
+    final (B, 2H), and two tensors kept for the backward pass."""
     f32 = ms.float32
 
-    def fwd_shape(x: list, mask: list, w_ih: list, w_hh: list, bias: list) -> tuple:
-        out = [x[0], x[1], 2 * w_hh[2]]  # (B, T, 2H)
-        return out, out, [2, x[0], x[1], w_hh[1]]  # out, cell states, activated gates (2, B, T, 4H)
+    def fwd_shape(x: list, mask: list, w_ih: list, w_hh: list, *rest: list) -> tuple:
+        out = [x[0], x[1], 2 * w_hh[1]]  # (B, T, 2H)
+        return out, [x[0], 2 * w_hh[1]], out, [2, x[0], x[1], w_hh[0]]
 
-    bwd = ops.Custom(f"{lib}:BiLstmBwd", out_shape=lambda dout, x, mask, wi, wh, *_: (x, wi, wh, [2, wh[1]]),
-                     out_dtype=lambda *a: (f32, f32, f32, f32), func_type="aot")
+    def bwd_shape(dout: list, dfinal: list, x: list, mask: list, wif: list, whf: list, *rest: list) -> tuple:
+        return x, wif, whf, [whf[0]], wif, whf, [whf[0]]
 
-    def bprop(x: Tensor, mask: Tensor, w_ih: Tensor, w_hh: Tensor, bias: Tensor, out: tuple, dout: tuple) -> tuple:
-        dx, dw_ih, dw_hh, dbias = bwd(dout[0], x, mask, w_ih, w_hh, out[0], out[1], out[2])
-        return dx, ops.zeros_like(mask), dw_ih, dw_hh, dbias
+    bwd = ops.Custom(f"{lib}:BiLstmBwd", out_shape=bwd_shape, out_dtype=lambda *a: (f32,) * 7, func_type="aot")
 
-    return ops.Custom(f"{lib}:BiLstmFwd", out_shape=fwd_shape, out_dtype=lambda *a: (f32, f32, f32),
+    def bprop(x: Tensor, mask: Tensor, wif: Tensor, whf: Tensor, bif: Tensor, bhf: Tensor, wib: Tensor,
+              whb: Tensor, bib: Tensor, bhb: Tensor, out: tuple, dout: tuple) -> tuple:
+        dx, dwif, dwhf, dbf, dwib, dwhb, dbb = bwd(dout[0], dout[1], x, mask, wif, whf, wib, whb,
+                                                   out[0], out[2], out[3])
+        return dx, ops.zeros_like(mask), dwif, dwhf, dbf, dbf, dwib, dwhb, dbb, dbb
+
+    return ops.Custom(f"{lib}:BiLstmFwd", out_shape=fwd_shape, out_dtype=lambda *a: (f32,) * 4,
                       func_type="aot", bprop=bprop)
 
 
@@ -244,20 +251,19 @@ class _FusedLSTMCore(_UnrolledLSTMCore):
         super().__init__(input_size, hidden, num_layers)
         self.fused = _fused_ops(lib)
 
+    def _layers(self, x: Tensor, mask: Tensor) -> tuple:
+        # x: (B, T, I), mask: (B, T) -> (out (B, T, 2H), final (B, 2H)) of the last layer
+        res = (x, x)
+        for layer in range(self.num_layers):
+            res = self.fused(res[0], mask, *self._by_dir[2 * layer], *self._by_dir[2 * layer + 1])
+        return res[0], res[1]
+
     def construct(self, x: Tensor, mask: Tensor) -> Tensor:
         # x: (B, T, I), mask: (B, T)
-        for layer in range(self.num_layers):
-            w_ih_f, w_hh_f, b_ih_f, b_hh_f = self._by_dir[2 * layer]
-            w_ih_b, w_hh_b, b_ih_b, b_hh_b = self._by_dir[2 * layer + 1]
-            w_ih = ops.stack([w_ih_f, w_ih_b], axis=0)  # (2, 4H, I)
-            w_hh = ops.stack([w_hh_f, w_hh_b], axis=0)  # (2, 4H, H)
-            bias = ops.stack([b_ih_f + b_hh_f, b_ih_b + b_hh_b], axis=0)  # (2, 4H)
-            x = self.fused(x, mask, w_ih, w_hh, bias)[0]  # (B, T, 2H)
-        return x  # (B, T, 2H)
+        return self._layers(x, mask)[0]  # (B, T, 2H)
 
     def last(self, x: Tensor, mask: Tensor) -> Tensor:
-        out = self.construct(x, mask)  # (B, T, 2H)
-        return ops.concat([out[:, -1, :self.hidden], out[:, 0, self.hidden:]], axis=-1)  # (B, 2H)
+        return self._layers(x, mask)[1]  # (B, 2H): forward final | backward final
 
 
 class BiLSTM(nn.Cell):

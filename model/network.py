@@ -62,6 +62,7 @@ class CnnBiLstm(nn.Cell):
 
     def construct(self, x: Tensor, mask: Tensor) -> Tensor:
         # x: (B, T, F), mask: (B, T)
+        mask = ops.stop_gradient(mask)  # (B, T): no gradient work for the mask
         # conv -> ReLU -> padded steps zeroed -> max pool (one fused kernel when available)
         y, pmask = self.conv(x, mask)  # (B, T', C), (B, T') with T' = T // pool
         y = self.drop(y)  # (B, T', C)
@@ -84,6 +85,7 @@ class MultiScale(nn.Cell):
 
     def construct(self, x: Tensor, mask: Tensor) -> Tensor:
         # x: (B, T, F), mask: (B, T)
+        mask = ops.stop_gradient(mask)  # (B, T): no gradient work for the mask
         m3 = mask.expand_dims(-1)  # (B, T, 1)
         x = x * m3  # (B, T, F): padded steps zeroed
         branches = [ops.relu(conv(x)) * m3 for conv in self.convs]  # K x (B, T, C)

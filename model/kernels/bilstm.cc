@@ -1,11 +1,12 @@
 // Fused bidirectional LSTM layer for MindSpore "aot" Custom ops (CPU): forward and backward.
 //
-// Batch-first, PyTorch/MindSpore parameter layout, gate order i, f, g, o (G = 4H):
-//   x (B, T, I), mask (B, T) [1 real, 0 padding], w_ih (2, G, I), w_hh (2, G, H), bias (2, G) = b_ih + b_hh
-// BiLstmFwd(x, mask, w_ih, w_hh, bias) -> out (B, T, 2H) [forward | backward hidden states],
-//                                        cs (B, T, 2H) cell states, acts (2, B, T, G) activated gates
-// BiLstmBwd(dout, x, mask, w_ih, w_hh, out, cs, acts) -> dx (B, T, I), dw_ih (2, G, I), dw_hh (2, G, H),
-//                                                         dbias (2, G)
+// Batch-first, PyTorch/MindSpore parameter layout (one set per direction d = f, b), gate order i, f, g, o,
+// G = 4H:  x (B, T, I), mask (B, T) [1 real, 0 padding], w_ih_d (G, I), w_hh_d (G, H), b_ih_d (G), b_hh_d (G)
+// BiLstmFwd(x, mask, w_ih_f, w_hh_f, b_ih_f, b_hh_f, w_ih_b, w_hh_b, b_ih_b, b_hh_b)
+//   -> out (B, T, 2H) [forward | backward hidden states], final (B, 2H) [forward state after the last
+//      step | backward state after the first], cs (B, T, 2H) cell states, acts (2, B, T, G) gates
+// BiLstmBwd(dout, dfinal, x, mask, w_ih_f, w_hh_f, w_ih_b, w_hh_b, out, cs, acts)
+//   -> dx (B, T, I), dw_ih_f, dw_hh_f, dbias_f (G), dw_ih_b, dw_hh_b, dbias_b (G)   [dbias = db_ih = db_hh]
 // At padded steps the state is carried over unchanged (so left padding is invisible). GEMMs go to
 // oneDNN's dnnl_sgemm (row-major) from the libdnnl.so.3 inside MindSpore; the gate loops are written
 // so GCC vectorises them. The two directions run on two threads after flowhawk_set_threads(>= 2).
@@ -14,9 +15,15 @@
 #include <thread>
 #include <vector>
 
-extern "C" int dnnl_sgemm(char transa, char transb, int64_t M, int64_t N, int64_t K, float alpha,
-                          const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
-                          float *C, int64_t ldc);
+// oneDNN's threadpool-interop GEMM with a null threadpool runs on the calling thread only, whatever
+// threadpool MindSpore has activated on it.
+extern "C" int dnnl_threadpool_interop_sgemm(char transa, char transb, int64_t M, int64_t N, int64_t K,
+                                             float alpha, const float *A, int64_t lda, const float *B,
+                                             int64_t ldb, float beta, float *C, int64_t ldc, void *threadpool);
+static inline void dnnl_sgemm(char ta, char tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                              int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+  dnnl_threadpool_interop_sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, nullptr);
+}
 
 static int g_threads = 1;
 extern "C" int flowhawk_set_threads(int n) {
@@ -53,21 +60,23 @@ static bool read_dims(int nparam, int want, int *ndims, int64_t **shapes, const 
   if (nparam != want) return false;
   for (int i = 0; i < nparam; i++)
     if (std::strcmp(dtypes[i], "float32") != 0 && std::strcmp(dtypes[i], "float") != 0) return false;
-  if (ndims[x_idx] != 3 || ndims[whh_idx] != 3) return false;
+  if (ndims[x_idx] != 3 || ndims[whh_idx] != 2) return false;
   d->B = shapes[x_idx][0]; d->T = shapes[x_idx][1]; d->I = shapes[x_idx][2];
-  d->G = shapes[whh_idx][1]; d->H = shapes[whh_idx][2];
-  return d->G == 4 * d->H && shapes[whh_idx][0] == 2;
+  d->G = shapes[whh_idx][0]; d->H = shapes[whh_idx][1];
+  return d->G == 4 * d->H;
 }
 
 // step index s -> time t for direction dir (direction 1 runs backwards in time)
 static inline int64_t time_of(int dir, int64_t s, int64_t T) { return dir ? T - 1 - s : s; }
 
-static void fwd_dir(int dir, const Dims &d, const float *x, const float *mask, const float *w_ih,
-                    const float *w_hh, const float *bias, float *out, float *cs, float *acts) {
+static void fwd_dir(int dir, const Dims &d, const float *x, const float *mask, const float *wi,
+                    const float *wh, const float *b_ih, const float *b_hh, float *out, float *final_,
+                    float *cs, float *acts) {
   const int64_t B = d.B, T = d.T, I = d.I, H = d.H, G = d.G, H2 = 2 * H;
-  const float *wi = w_ih + dir * G * I, *wh = w_hh + dir * G * H, *bd = bias + dir * G;
   float *a = acts + dir * B * T * G;  // (B, T, G): row b*T + t
-  for (int64_t r = 0; r < B * T; r++) std::memcpy(a + r * G, bd, sizeof(float) * G);
+  std::vector<float> bd(G);
+  for (int64_t j = 0; j < G; j++) bd[j] = b_ih[j] + b_hh[j];
+  for (int64_t r = 0; r < B * T; r++) std::memcpy(a + r * G, bd.data(), sizeof(float) * G);
   dnnl_sgemm('N', 'T', B * T, G, I, 1.0f, x, I, wi, I, 1.0f, a, G);  // x @ w_ih^T + bias
   std::vector<float> zeros(B * H2, 0.0f);
   for (int64_t s = 0; s < T; s++) {
@@ -94,16 +103,19 @@ static void fwd_dir(int dir, const Dims &d, const float *x, const float *mask, c
       }
     }
   }
+  const int64_t tl = time_of(dir, T - 1, T);  // the final state
+  for (int64_t b = 0; b < B; b++)
+    std::memcpy(final_ + b * H2 + dir * H, out + (b * T + tl) * H2 + dir * H, sizeof(float) * H);
 }
 
 // dpre (B, T, G) per direction is written over `acts` copy `dp`; returns via dw_hh, dbias, dp.
-static void bwd_dir(int dir, const Dims &d, const float *dout, const float *mask, const float *w_hh,
-                    const float *out, const float *cs, const float *acts, float *dp, float *dw_hh, float *dbias) {
+static void bwd_dir(int dir, const Dims &d, const float *dout, const float *dfinal, const float *mask,
+                    const float *wh, const float *out, const float *cs, const float *acts, float *dp, float *dwh,
+                    float *db) {
   const int64_t B = d.B, T = d.T, H = d.H, G = d.G, H2 = 2 * H;
-  const float *wh = w_hh + dir * G * H, *a = acts + dir * B * T * G;
-  float *dwh = dw_hh + dir * G * H, *db = dbias + dir * G;
-  std::memset(dwh, 0, sizeof(float) * G * H);
-  std::vector<float> zeros(B * H2, 0.0f), dh(B * H, 0.0f), dc(B * H, 0.0f);
+  const float *a = acts + dir * B * T * G;
+  std::vector<float> zeros(B * H2, 0.0f), dh(B * H), dc(B * H, 0.0f);
+  for (int64_t b = 0; b < B; b++) std::memcpy(dh.data() + b * H, dfinal + b * H2 + dir * H, sizeof(float) * H);
   for (int64_t s = T - 1; s >= 0; s--) {
     const int64_t t = time_of(dir, s, T), tp = time_of(dir, s - 1, T);
     const float *cp = s ? cs + tp * H2 + dir * H : zeros.data();
@@ -133,11 +145,17 @@ static void bwd_dir(int dir, const Dims &d, const float *dout, const float *mask
       }
     }
     if (s == 0) break;
-    const float *hp = out + tp * H2 + dir * H;
-    // dh_prev += dpre @ w_hh ; dw_hh += dpre^T @ h_prev
-    dnnl_sgemm('N', 'N', B, H, G, 1.0f, dpt, T * G, wh, H, 1.0f, dh.data(), H);
-    dnnl_sgemm('T', 'N', G, H, B, 1.0f, dpt, T * G, hp, T * H2, 1.0f, dwh, H);
+    dnnl_sgemm('N', 'N', B, H, G, 1.0f, dpt, T * G, wh, H, 1.0f, dh.data(), H);  // dh_prev += dpre @ w_hh
   }
+  // dw_hh = sum_s dpre_s^T @ h_prev_s as one GEMM over all (b, t) rows: h_prev rows shifted by one step
+  std::vector<float> hprev(B * T * H);
+  for (int64_t b = 0; b < B; b++)
+    for (int64_t s = 0; s < T; s++) {
+      float *dst = hprev.data() + (b * T + time_of(dir, s, T)) * H;
+      if (s == 0) std::memset(dst, 0, sizeof(float) * H);
+      else std::memcpy(dst, out + (b * T + time_of(dir, s - 1, T)) * H2 + dir * H, sizeof(float) * H);
+    }
+  dnnl_sgemm('T', 'N', G, H, B * T, 1.0f, dp, G, hprev.data(), H, 0.0f, dwh, H);
   std::memset(db, 0, sizeof(float) * G);
   for (int64_t r = 0; r < B * T; r++) {
     const float *row = dp + r * G;
@@ -161,35 +179,38 @@ static void both_dirs(F f) {
 extern "C" int BiLstmFwd(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
                          void *stream, void *extra) {
   Dims d;
-  if (!read_dims(nparam, 8, ndims, shapes, dtypes, 0, 3, &d)) return 1;
-  const float *x = static_cast<const float *>(params[0]), *mask = static_cast<const float *>(params[1]),
-              *w_ih = static_cast<const float *>(params[2]), *w_hh = static_cast<const float *>(params[3]),
-              *bias = static_cast<const float *>(params[4]);
-  float *out = static_cast<float *>(params[5]), *cs = static_cast<float *>(params[6]),
-        *acts = static_cast<float *>(params[7]);
-  both_dirs([&](int dir) { fwd_dir(dir, d, x, mask, w_ih, w_hh, bias, out, cs, acts); });
+  if (!read_dims(nparam, 14, ndims, shapes, dtypes, 0, 3, &d)) return 1;
+  const float *in[10];
+  for (int i = 0; i < 10; i++) in[i] = static_cast<const float *>(params[i]);
+  float *out = static_cast<float *>(params[10]), *final_ = static_cast<float *>(params[11]),
+        *cs = static_cast<float *>(params[12]), *acts = static_cast<float *>(params[13]);
+  both_dirs([&](int dir) {
+    const float *const *p = in + 2 + 4 * dir;  // w_ih, w_hh, b_ih, b_hh of this direction
+    fwd_dir(dir, d, in[0], in[1], p[0], p[1], p[2], p[3], out, final_, cs, acts);
+  });
   return 0;
 }
 
 extern "C" int BiLstmBwd(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
                          void *stream, void *extra) {
   Dims d;
-  if (!read_dims(nparam, 12, ndims, shapes, dtypes, 1, 4, &d)) return 1;
-  const float *dout = static_cast<const float *>(params[0]), *x = static_cast<const float *>(params[1]),
-              *mask = static_cast<const float *>(params[2]), *w_ih = static_cast<const float *>(params[3]),
-              *w_hh = static_cast<const float *>(params[4]), *out = static_cast<const float *>(params[5]),
-              *cs = static_cast<const float *>(params[6]), *acts = static_cast<const float *>(params[7]);
-  float *dx = static_cast<float *>(params[8]), *dw_ih = static_cast<float *>(params[9]),
-        *dw_hh = static_cast<float *>(params[10]), *dbias = static_cast<float *>(params[11]);
+  if (!read_dims(nparam, 18, ndims, shapes, dtypes, 2, 5, &d)) return 1;
+  const float *in[11];
+  for (int i = 0; i < 11; i++) in[i] = static_cast<const float *>(params[i]);
+  const float *dout = in[0], *dfinal = in[1], *x = in[2], *mask = in[3], *out = in[8], *cs = in[9], *acts = in[10];
+  float *dx = static_cast<float *>(params[11]);
   const int64_t BT = d.B * d.T, G = d.G, I = d.I;
   std::vector<float> dp(2 * BT * G);
   both_dirs([&](int dir) {
+    const float *w_hh = in[5 + 2 * dir];
+    float *dw_ih = static_cast<float *>(params[12 + 3 * dir]), *dw_hh = static_cast<float *>(params[13 + 3 * dir]),
+          *db = static_cast<float *>(params[14 + 3 * dir]);
     float *dpd = dp.data() + dir * BT * G;
-    bwd_dir(dir, d, dout, mask, w_hh, out, cs, acts, dpd, dw_hh, dbias);
-    dnnl_sgemm('T', 'N', G, I, BT, 1.0f, dpd, G, x, I, 0.0f, dw_ih + dir * G * I, I);  // dpre^T @ x
+    bwd_dir(dir, d, dout, dfinal, mask, w_hh, out, cs, acts, dpd, dw_hh, db);
+    dnnl_sgemm('T', 'N', G, I, BT, 1.0f, dpd, G, x, I, 0.0f, dw_ih, I);  // dpre^T @ x
   });
-  // dx = dpre_0 @ w_ih_0 + dpre_1 @ w_ih_1
-  dnnl_sgemm('N', 'N', BT, I, G, 1.0f, dp.data(), G, w_ih, I, 0.0f, dx, I);
-  dnnl_sgemm('N', 'N', BT, I, G, 1.0f, dp.data() + BT * G, G, w_ih + G * I, I, 1.0f, dx, I);
+  // dx = dpre_f @ w_ih_f + dpre_b @ w_ih_b
+  dnnl_sgemm('N', 'N', BT, I, G, 1.0f, dp.data(), G, in[4], I, 0.0f, dx, I);
+  dnnl_sgemm('N', 'N', BT, I, G, 1.0f, dp.data() + BT * G, G, in[6], I, 1.0f, dx, I);
   return 0;
 }

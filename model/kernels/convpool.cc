@@ -9,9 +9,15 @@
 #include <cstring>
 #include <vector>
 
-extern "C" int dnnl_sgemm(char transa, char transb, int64_t M, int64_t N, int64_t K, float alpha,
-                          const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
-                          float *C, int64_t ldc);
+// oneDNN's threadpool-interop GEMM with a null threadpool runs on the calling thread only, whatever
+// threadpool MindSpore has activated on it.
+extern "C" int dnnl_threadpool_interop_sgemm(char transa, char transb, int64_t M, int64_t N, int64_t K,
+                                             float alpha, const float *A, int64_t lda, const float *B,
+                                             int64_t ldb, float beta, float *C, int64_t ldc, void *threadpool);
+static inline void dnnl_sgemm(char ta, char tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                              int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+  dnnl_threadpool_interop_sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, nullptr);
+}
 
 namespace {
 struct CDims {
