@@ -79,7 +79,8 @@ def markdown(title: str, command: str, out: dict, config: TrainConfig) -> str:
              f"Split {out['split']}; {trained.metrics['n_features']} features ({config.feature_set}); window "
              f"{config.window} grouped by {config.group_by}; {epochs} epochs run (best {best}), "
              f"{trained.metrics['train_seconds']:.0f} s training, {out['seconds']:.0f} s total; "
-             f"threshold {trained.threshold:.4f} (validation F1 {trained.metrics['validation']['f1']:.4f}, "
+             f"threshold {trained.threshold:.4f} (tuned for {config.threshold_metric}; validation F1 "
+             f"{trained.metrics['validation']['f1']:.4f}, "
              f"FPR {trained.metrics['validation']['fpr']:.4f}).", "",
              render_table(out["table"], markdown=True), "",
              "flowhawk confusion (rows = truth):", "", "```", render_confusion(out["results"]["flowhawk"]),
@@ -95,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--patience", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=512)
     parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--max-train-rows", type=int, default=40_000)
+    parser.add_argument("--max-train-rows", type=int, default=40_000, help="0: no cap")
     parser.add_argument("--window", type=int, default=16)
     parser.add_argument("--group-by", choices=("source", "global"), default="source")
     parser.add_argument("--split", choices=("auto", "time", "stratified"), default="auto")
@@ -103,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--arch", default="cnn_bilstm")
     parser.add_argument("--channels", type=int, default=32, help="conv channels and LSTM hidden size")
     parser.add_argument("--baselines", default="majority,extra_trees,random_forest,knn,linear_svm")
+    parser.add_argument("--threshold-metric", choices=("f1", "mcc"), default="f1")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()))
     parser.add_argument("--out", type=Path, help="append the Markdown section to this file")
@@ -112,7 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     config = TrainConfig(task=args.task, arch=args.arch, epochs=args.epochs, batch_size=args.batch_size,
                          lr=args.lr, patience=args.patience, seed=args.seed, window=args.window,
                          group_by=args.group_by, feature_set=args.feature_set,
-                         max_train_rows=args.max_train_rows, split=args.split,
+                         max_train_rows=args.max_train_rows or None, split=args.split,
+                         threshold_metric=args.threshold_metric,
                          model={"conv_channels": args.channels, "hidden": args.channels})
     if args.dataset == "nf":
         frame = load_nf(DATA / "nf" / "NF-BoT-IoT-v2_reduced_c2dc.csv.gz")

@@ -24,6 +24,7 @@ from sklearn.metrics import (
     precision_recall_fscore_support,
 )
 
+THRESHOLD_METRICS = ("f1", "mcc")
 TABLE_COLUMNS = ("accuracy", "precision", "recall", "f1", "benign_recall", "fpr", "macro_f1", "pr_auc")
 
 
@@ -40,28 +41,34 @@ def decide(probs: np.ndarray, threshold: float) -> np.ndarray:
     return np.where(attack_scores(probs) >= threshold, best_attack, 0).astype(np.int64)
 
 
-def tune_threshold(is_attack: np.ndarray, scores: np.ndarray) -> dict[str, float]:
-    """Threshold maximising F1 (attack positive) on validation; ties go to the higher threshold (lower FPR).
+def tune_threshold(is_attack: np.ndarray, scores: np.ndarray, metric: str = "f1") -> dict[str, float]:
+    """Threshold maximising ``metric`` on validation: ``f1`` (attack positive) or ``mcc`` (Matthews
+    correlation, which also weighs benign errors when attacks dominate); ties go to the higher threshold.
 
     The threshold is placed midway between the chosen score and the next lower one, so it does not sit on a
     validation flow. Returns {threshold, f1, fpr, benign_recall} measured at it; 0.5 when validation lacks
     either class.
     """
+    if metric not in THRESHOLD_METRICS:
+        raise ValueError(f"threshold metric: must be one of {THRESHOLD_METRICS}, got {metric!r}")
     is_attack = np.asarray(is_attack, dtype=bool)
     scores = np.asarray(scores, dtype=np.float64)
     if is_attack.all() or not is_attack.any():
         return {"threshold": 0.5, **_rates(is_attack, scores >= 0.5)}
     candidates = np.unique(scores)[::-1]  # descending
     order = np.argsort(-scores, kind="stable")
-    sorted_scores, sorted_truth = scores[order], is_attack[order]
-    tp_cum = np.cumsum(sorted_truth)
-    # number of flows with score >= candidate
-    counts = np.searchsorted(-sorted_scores, -candidates, side="right")
-    tp = tp_cum[counts - 1]
+    tp_cum = np.cumsum(is_attack[order])
+    counts = np.searchsorted(-scores[order], -candidates, side="right")  # flows with score >= candidate
+    tp = tp_cum[counts - 1].astype(np.float64)
     fp = counts - tp
     fn = is_attack.sum() - tp
-    f1 = 2 * tp / np.maximum(2 * tp + fp + fn, 1)
-    best = int(np.argmax(f1))  # first max = highest threshold among ties
+    tn = (~is_attack).sum() - fp
+    if metric == "f1":
+        value = 2 * tp / np.maximum(2 * tp + fp + fn, 1)
+    else:
+        denom = np.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
+        value = np.where(denom > 0, (tp * tn - fp * fn) / np.maximum(denom, 1e-300), 0.0)
+    best = int(np.argmax(value))  # first max = highest threshold among ties
     lower = candidates[best + 1] if best + 1 < len(candidates) else 0.0
     threshold = float((candidates[best] + lower) / 2.0)
     return {"threshold": threshold, **_rates(is_attack, scores >= threshold)}

@@ -7,7 +7,8 @@ One flow row becomes one float32 vector:
   standardised; a ``<col>:missing`` indicator only when the column had missing values in training;
 - categories (PROTOCOL, L7_PROTO master id; ICMP/DNS types in ``full``): one-hot of the fitted most frequent
   values (each seen in >= ``min_fraction`` of training rows) plus ``other``;
-- ports: well-known / registered / ephemeral buckets plus one-hot of the fitted most common ports (same floor);
+- ports: the port scaled to [0, 1] (-1 when invalid: source-port ranges differ between OSes and tools),
+  well-known / registered / ephemeral buckets, one-hot of the fitted most common ports (same floor);
 - TCP flag fields: their 8 bits.
 
 Addresses are identities, not measurements: they are used for grouping windows, never as features. Absolute
@@ -249,7 +250,8 @@ def _spec_names(spec: dict[str, Any]) -> list[str]:
     if kind == "category":
         return [f"{name}={v}" for v in spec["values"]] + [f"{name}=other"]
     if kind == "port":
-        return [f"{name}:{b[0]}" for b in PORT_BUCKETS] + [f"{name}={v}" for v in spec["values"]]
+        return ([f"{name}:value"] + [f"{name}:{b[0]}" for b in PORT_BUCKETS]
+                + [f"{name}={v}" for v in spec["values"]])
     return [f"{name}:bit{i}" for i in range(8)] + ([f"{name}:missing"] if spec["missing_indicator"] else [])
 
 
@@ -274,10 +276,11 @@ def _one_hot(block: np.ndarray, codes: np.ndarray, values: list[int]) -> None:
 def _port(block: np.ndarray, raw: np.ndarray, spec: dict[str, Any]) -> None:
     valid = np.isfinite(raw) & (raw >= 0) & (raw <= 65535)
     ports = np.where(valid, raw, -1).astype(np.int64)
-    for i, (_, lo, hi) in enumerate(PORT_BUCKETS):
+    block[:, 0] = np.where(valid, ports / 65535.0, -1.0)  # tools and OSes pick source ports from different ranges
+    for i, (_, lo, hi) in enumerate(PORT_BUCKETS, start=1):
         block[:, i] = (ports >= lo) & (ports <= hi)
     for j, port in enumerate(spec["values"]):
-        block[:, len(PORT_BUCKETS) + j] = ports == port
+        block[:, 1 + len(PORT_BUCKETS) + j] = ports == port
 
 
 def _flags(block: np.ndarray, raw: np.ndarray, spec: dict[str, Any]) -> None:

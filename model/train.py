@@ -22,7 +22,7 @@ from sklearn.metrics import f1_score
 
 from extractors.schema import BENIGN
 from model.config import ModelConfig
-from model.evaluate import attack_scores, classification_metrics, decide, tune_threshold
+from model.evaluate import THRESHOLD_METRICS, attack_scores, classification_metrics, decide, tune_threshold
 from model.features import FeaturePipeline
 from model.network import build_network, make_train_step
 from model.splits import Split, capped_subsample, split_rows
@@ -54,7 +54,7 @@ class TrainConfig:
     ``split`` is ``auto`` (by time when FLOW_START_MILLISECONDS exists, stratified otherwise), ``time`` or
     ``stratified``. ``max_train_rows`` caps the training split (seeded; rare classes kept whole).
 ``max_monitor_rows`` caps the validation rows scored after every epoch (loss, F1, early stopping; rare
-classes kept whole); the threshold is tuned on all validation rows.
+classes kept whole); the threshold is tuned on all validation rows for ``threshold_metric`` (f1 or mcc).
     """
 
     task: str = "binary"
@@ -74,6 +74,7 @@ classes kept whole); the threshold is tuned on all validation rows.
     val_fraction: float = 0.1
     test_fraction: float = 0.1
     max_monitor_rows: int = 10_000
+    threshold_metric: str = "f1"
     model: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -90,6 +91,8 @@ classes kept whole); the threshold is tuned on all validation rows.
         _check(self.group_by in GROUP_BY, "group_by", f"one of {GROUP_BY}", self.group_by)
         _check(self.feature_set in FEATURE_SETS, "feature_set", f"one of {FEATURE_SETS}", self.feature_set)
         _check(self.split in SPLITS, "split", f"one of {SPLITS}", self.split)
+        _check(self.threshold_metric in THRESHOLD_METRICS, "threshold_metric", f"one of {THRESHOLD_METRICS}",
+               self.threshold_metric)
         _check(isinstance(self.class_weighted, bool), "class_weighted", "a bool", self.class_weighted)
         _check(isinstance(self.oversample, bool), "oversample", "a bool", self.oversample)
         _check(isinstance(self.max_monitor_rows, int) and self.max_monitor_rows >= 10, "max_monitor_rows",
@@ -244,7 +247,7 @@ def train_prepared(prep: Prepared, config: TrainConfig, init_from: TrainedModel 
     started = time.monotonic()
     history = fit_network(network, prep, config, on_epoch)
     val_probs = predict_proba(network, prep.features, prep.index, prep.split.val, EVAL_BATCH)
-    tuned = tune_threshold(prep.y[prep.split.val] != 0, attack_scores(val_probs))
+    tuned = tune_threshold(prep.y[prep.split.val] != 0, attack_scores(val_probs), config.threshold_metric)
     test_probs = predict_proba(network, prep.features, prep.index, prep.split.test, EVAL_BATCH)
     y_test = prep.y[prep.split.test]
     test = classification_metrics(y_test, decide(test_probs, tuned["threshold"]), attack_scores(test_probs),

@@ -51,6 +51,11 @@ def test_threshold_maximises_f1_and_prefers_lower_fpr_on_ties():
     separable = tune_threshold(np.array([0, 0, 1, 1], bool), np.array([0.1, 0.2, 0.7, 0.9]))
     assert 0.2 < separable["threshold"] < 0.7 and separable["f1"] == 1.0 and separable["fpr"] == 0.0
     assert tune_threshold(np.array([1, 1], bool), np.array([0.3, 0.9]))["threshold"] == 0.5
+    # MCC weighs benign errors too: >=0.8 (TP 2, FP 0, FN 1, TN 3) and >=0.3 tie at 0.707; the higher wins
+    mcc = tune_threshold(is_attack, scores, metric="mcc")
+    assert 0.5 < mcc["threshold"] <= 0.8 and mcc["fpr"] == 0.0 and mcc["f1"] == pytest.approx(0.8)
+    with pytest.raises(ValueError, match="threshold metric"):
+        tune_threshold(is_attack, scores, metric="auc")
 
 
 def test_decision_rule_binary_and_multiclass():

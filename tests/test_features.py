@@ -62,6 +62,7 @@ def test_nan_inf_and_absurd_values_stay_finite_and_bounded():
     assert x[4, [names.index(f"TCP_FLAGS:bit{i}") for i in range(8)]].tolist() == [1.0] * 8
     assert x[3, names.index("L4_DST_PORT=80")] == 1.0
     assert x[1, names.index("L4_DST_PORT:registered")] == 0.0  # 70000 is no port: no bucket
+    assert x[:, names.index("L4_DST_PORT:value")].tolist() == pytest.approx([-1, -1, -1, 80 / 65535, 0, 1])
 
 
 def test_unseen_categories_go_to_other():
