@@ -105,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--channels", type=int, default=32, help="conv channels and LSTM hidden size")
     parser.add_argument("--baselines", default="majority,extra_trees,random_forest,knn,linear_svm")
     parser.add_argument("--threshold-metric", choices=("f1", "mcc"), default="f1")
+    parser.add_argument("--weight-power", type=float, default=1.0, help="class-weight power (0.5 = sqrt)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()))
     parser.add_argument("--out", type=Path, help="append the Markdown section to this file")
@@ -115,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
                          lr=args.lr, patience=args.patience, seed=args.seed, window=args.window,
                          group_by=args.group_by, feature_set=args.feature_set,
                          max_train_rows=args.max_train_rows or None, split=args.split,
-                         threshold_metric=args.threshold_metric,
+                         threshold_metric=args.threshold_metric, class_weight_power=args.weight_power,
                          model={"conv_channels": args.channels, "hidden": args.channels})
     if args.dataset == "nf":
         frame = load_nf(DATA / "nf" / "NF-BoT-IoT-v2_reduced_c2dc.csv.gz")

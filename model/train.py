@@ -53,6 +53,7 @@ class TrainConfig:
     ``model`` holds overrides for the network's ``ModelConfig`` (e.g. hidden sizes), ``arch`` its name.
     ``split`` is ``auto`` (by time when FLOW_START_MILLISECONDS exists, stratified otherwise), ``time`` or
     ``stratified``. ``max_train_rows`` caps the training split (seeded; rare classes kept whole).
+``class_weight_power`` softens the balanced class weights (1 = inverse frequency, 0.5 = its square root).
 ``max_monitor_rows`` caps the validation rows scored after every epoch (loss, F1, early stopping; rare
 classes kept whole); the threshold is tuned on all validation rows for ``threshold_metric`` (f1 or mcc).
     """
@@ -67,6 +68,7 @@ classes kept whole); the threshold is tuned on all validation rows for ``thresho
     window: int = 16
     group_by: str = "source"
     class_weighted: bool = True
+    class_weight_power: float = 1.0
     oversample: bool = False
     feature_set: str = "nf-v1"
     max_train_rows: int | None = None
@@ -95,6 +97,8 @@ classes kept whole); the threshold is tuned on all validation rows for ``thresho
                self.threshold_metric)
         _check(isinstance(self.class_weighted, bool), "class_weighted", "a bool", self.class_weighted)
         _check(isinstance(self.oversample, bool), "oversample", "a bool", self.oversample)
+        _check(isinstance(self.class_weight_power, (int, float)) and 0 < self.class_weight_power <= 1,
+               "class_weight_power", "a number in (0, 1]", self.class_weight_power)
         _check(isinstance(self.max_monitor_rows, int) and self.max_monitor_rows >= 10, "max_monitor_rows",
                "an integer >= 10", self.max_monitor_rows)
         _check(self.max_train_rows is None or (isinstance(self.max_train_rows, int) and self.max_train_rows >= 10),
@@ -186,12 +190,13 @@ def prepare(frame: pd.DataFrame, config: TrainConfig, pipeline: FeaturePipeline 
 
 
 # ------------------------------------------------------------------------------------------ training
-def class_weights(y: np.ndarray, n_classes: int, enabled: bool) -> np.ndarray:
-    """'Balanced' weights n / (C * n_c), capped at MAX_WEIGHT_RATIO x the smallest; ones when disabled."""
+def class_weights(y: np.ndarray, n_classes: int, enabled: bool, power: float = 1.0) -> np.ndarray:
+    """'Balanced' weights (n / (C * n_c)) ** power (power 0.5 = square-root balancing, gentler on classes of
+    a few dozen flows), capped at MAX_WEIGHT_RATIO x the smallest; ones when disabled."""
     if not enabled:
         return np.ones(n_classes, dtype=np.float32)
     counts = np.bincount(y, minlength=n_classes).astype(np.float64)
-    weights = np.where(counts > 0, len(y) / (n_classes * np.maximum(counts, 1)), 0.0)
+    weights = np.where(counts > 0, (len(y) / (n_classes * np.maximum(counts, 1))) ** power, 0.0)
     floor = weights[weights > 0].min()
     return np.minimum(weights, floor * MAX_WEIGHT_RATIO).astype(np.float32)
 
@@ -272,7 +277,7 @@ def fit_network(network: Any, prep: Prepared, config: TrainConfig,
 
     n_classes = len(prep.class_names)
     y_train = prep.y[prep.train_rows]
-    weights = class_weights(y_train, n_classes, config.class_weighted)
+    weights = class_weights(y_train, n_classes, config.class_weighted, config.class_weight_power)
     optimizer = nn.Adam(network.trainable_params(), learning_rate=config.lr)
     step = make_train_step(network, nn.CrossEntropyLoss(weight=Tensor(weights)), optimizer)
     rng = np.random.default_rng(config.seed)
