@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger
+from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows.ingest_flow import ingest_batch
+from flows.ingest_flow import INGEST_WORKERS, ingest_batch
 from flows.model_flows import refresh_model, train_model
 from flows.params import DEFAULT_INBOX, DEFAULT_INBOX_OPTIONS, DEFAULT_LAKE, DEFAULT_MODELS, InboxOptions
 from flows.score_flow import score_batch
@@ -19,12 +20,13 @@ from flows.tasks import (
     current_model,
     finish_claim,
     labelled_batches,
+    load_model,
     report_exists,
     timed,
 )
 
 
-@flow(name="process-inbox", log_prints=False)
+@flow(name="process-inbox", log_prints=False, task_runner=ThreadPoolTaskRunner(max_workers=INGEST_WORKERS))
 def process_inbox(inbox: Path = DEFAULT_INBOX, lake: Path = DEFAULT_LAKE, models: Path = DEFAULT_MODELS,
                   options: InboxOptions = DEFAULT_INBOX_OPTIONS) -> dict[str, Any]:
     """Claim new files of ``inbox`` (and batches abandoned by killed runs), ingest them into ``lake``, train
@@ -57,8 +59,14 @@ def _process_claim(claim: Any, inbox: Path, lake: Path, models: Path, options: I
     logger = get_run_logger()
     seconds = {"claim": round(claim_seconds, 3)}
     t0 = time.perf_counter()
-    files = ingest_batch(claim.captures, lake, claim.labels, options.source)
+    # ingest and score run inline (their tasks under this run): a subflow costs 1-2 s of API round trips
+    # and heartbeat shutdown each; train and refresh, rare and long, stay subflows with their own runs
+    version = current_model(models)
+    preload = load_model.submit(models, version) if version else None  # overlaps MindSpore start with ingest
+    files = ingest_batch.fn(claim.captures, lake, claim.labels, options.source)
     timed(seconds, "ingest", t0)
+    if preload is not None:
+        preload.wait()
     outcomes = {r["file"]: r for r in files}
     record = {"batch_id": claim.claim_id, "resumed": claim.resumed, "files": _file_rows(files), "report": None}
     if report_exists(lake, claim.claim_id):  # a resumed claim killed after its report was written
@@ -80,7 +88,7 @@ def _process_claim(claim: Any, inbox: Path, lake: Path, models: Path, options: I
         t0 = time.perf_counter()
         train_model(lake, models, options.train)
         timed(seconds, "train", t0)
-    summary = score_batch(claim.claim_id, lake, models, todo, options.top_n, seconds,
+    summary = score_batch.fn(claim.claim_id, lake, models, todo, options.top_n, seconds,
                           {"claim_id": claim.claim_id, "files": _file_rows(files)})
     finish_claim(inbox, claim, outcomes)
     return {**record, "status": "reported", "report": summary["paths"], "flows": summary["flows"],

@@ -161,11 +161,20 @@ def model_info(models: Path, version: str | None = None) -> dict:
     return Registry(models).show(version)
 
 
+_LOADED: dict[tuple[str, str], Any] = {}  # (registry, version) -> TrainedModel; versions never change
+
+
 @task(name="load-model", **_MEMORY)
 def load_model(models: Path, version: str) -> Any:
+    """``Registry.load`` (checked), kept for the life of the process: a version folder is immutable, so
+    ``process_inbox`` can load it while ingest runs and scoring finds it ready."""
     from model.registry import Registry
 
-    return Registry(models).load(version)
+    key = (str(Path(models).resolve()), version)
+    if key not in _LOADED:
+        _LOADED.clear()  # one model at a time
+        _LOADED[key] = Registry(models).load(version)
+    return _LOADED[key]
 
 
 @task(name="fit-model", **_MEMORY)

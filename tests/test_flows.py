@@ -186,7 +186,7 @@ def _ingest_states(state) -> list[str]:
         child_ids = [r.id for r in children]
         grand = client.read_flow_runs(flow_run_filter=FlowRunFilter(
             parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=child_ids))) if child_ids else []
-        ids = child_ids + [r.id for r in grand]
+        ids = [parent, *child_ids, *(r.id for r in grand)]
         tasks = client.read_task_runs(flow_run_filter=FlowRunFilter(id={"any_": ids}),
                                       task_run_filter=TaskRunFilter(name=Name(like_="ingest ")))
     return [t.state.name for t in tasks]
