@@ -13,13 +13,15 @@ Variants are timed round-robin (each round runs every variant once) so machine n
 them alike; medians over rounds are reported with ratios against torch from the same run.
 torch is optional: without it the torch row and ratios are skipped.
 
-    python benchmarks/bench_model_speed.py [--batch 512] [--rounds 5] [--threads 2] [--out FILE.md]
+    python benchmarks/bench_model_speed.py [--batch 512] [--rounds 5] [--threads 2] [--runtime-threads 1]
+        [--variants torch,ms_baseline,ms_native,ms_unrolled,ms_fused] [--out FILE.md]
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import statistics
 import sys
 import time
@@ -34,6 +36,7 @@ import mindspore as ms
 from mindspore import Tensor, nn, ops
 
 from model.config import ModelConfig
+from model.kernels import kernel_stats
 from model.network import build_network, make_predict, make_train_step, set_threads
 
 log = logging.getLogger("bench_model_speed")
@@ -155,8 +158,14 @@ def reps_for(fn: Callable, args: tuple, budget_s: float) -> int:
     return max(1, min(50, int(budget_s / max(time.perf_counter() - t0, 1e-6))))
 
 
-def run(batch: int, rounds: int, threads: int, variants: list[str]) -> dict[str, dict[str, float]]:
-    set_threads(threads)
+def kernel_seconds() -> dict[str, float]:
+    return {k: sec for k, (_, sec) in kernel_stats().items()}
+
+
+def run(batch: int, rounds: int, threads: int, runtime_threads: int,
+        variants: list[str]) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, float]]]:
+    """Medians per variant, and for ms_fused the seconds per call spent inside each C++ kernel."""
+    set_threads(threads, runtime_threads=runtime_threads)
     builders = {"torch": lambda: torch_fns(threads), "ms_baseline": ms_baseline_fns,
                 "ms_native": lambda: ms_fns("native"), "ms_unrolled": lambda: ms_fns("unrolled"),
                 "ms_fused": lambda: ms_fns("fused")}
@@ -170,6 +179,8 @@ def run(batch: int, rounds: int, threads: int, variants: list[str]) -> dict[str,
         data[name] = (make_data(batch, fw), make_data(1, fw, seed=1))
     keys = ("train", "train_cpu", "score", "score_cpu", "lat1", "lat1_cpu")
     samples: dict[str, dict[str, list[float]]] = {n: {k: [] for k in keys} for n in fns}
+    inside: dict[str, dict[str, float]] = {"train": {}, "score": {}}
+    calls = {"train": 0, "score": 0}
     reps: dict[str, tuple[int, int, int]] = {}
     for name, (train, score) in fns.items():  # warm-up/compile + pick repetitions (~0.5 s a measurement)
         (xb, mb, yb), (x1, m1, _) = data[name]
@@ -181,17 +192,25 @@ def run(batch: int, rounds: int, threads: int, variants: list[str]) -> dict[str,
             rt, rs, r1 = reps[name]
             for key, fn, args, n in (("train", train, (xb, mb, yb), rt), ("score", score, (xb, mb), rs),
                                      ("lat1", score, (x1, m1), r1)):
+                before = kernel_seconds() if name == "ms_fused" else {}
                 wall, cpu = timed(fn, args, n)
+                if before and key in inside:
+                    calls[key] += n + 1
+                    for k, sec in kernel_seconds().items():
+                        inside[key][k] = inside[key].get(k, 0.0) + sec - before[k]
                 samples[name][key].append(wall)
                 samples[name][key + "_cpu"].append(cpu)
         log.info("round %d/%d done", r + 1, rounds)
-    return {n: {k: statistics.median(v) for k, v in s.items()} for n, s in samples.items()}
+    per_call = {key: {k: v / max(calls[key], 1) for k, v in d.items()} for key, d in inside.items()}
+    return {n: {k: statistics.median(v) for k, v in s.items()} for n, s in samples.items()}, per_call
 
 
-def report(res: dict[str, dict[str, float]], batch: int, threads: int, cmd: str) -> str:
+def report(res: dict[str, dict[str, float]], inside: dict[str, dict[str, float]], batch: int,
+           threads: int, runtime_threads: int, cmd: str, load: tuple[float, float]) -> str:
     ref = res.get("torch")
-    lines = [f"B={batch}, T={T}, F={F}, conv {CONV}, hidden {HIDDEN}, {threads} threads; medians over rounds.",
-             f"Command: `{cmd}`", "",
+    lines = [f"B={batch}, T={T}, F={F}, conv {CONV}, hidden {HIDDEN}; torch and fused kernels {threads} "
+             f"thread(s), MindSpore runtime {runtime_threads}; medians over interleaved rounds; load average "
+             f"{load[0]:.1f} before, {load[1]:.1f} after (2 cores, shared).", f"Command: `{cmd}`", "",
              "| variant | train windows/s | score windows/s | train x torch | score x torch "
              f"| latency B=1 (ms) | latency B={batch} (ms/batch) | CPU-s/step train, score |",
              "|---|---|---|---|---|---|---|---|"]
@@ -201,6 +220,13 @@ def report(res: dict[str, dict[str, float]], batch: int, threads: int, cmd: str)
         rs = f"{r_score:.2f}x" if ref and (r_score := ref["score"] / r["score"]) else "n/a"
         lines.append(f"| {name} | {tr:,.0f} | {sc:,.0f} | {rt} | {rs} | {r['lat1'] * 1e3:.2f} "
                      f"| {r['score'] * 1e3:.1f} | {r['train_cpu']:.3f}, {r['score_cpu']:.3f} |")
+    fused = res.get("ms_fused")
+    if fused and inside["train"]:
+        for key, label in (("train", "train step"), ("score", f"scoring call (B={batch})")):
+            parts = ", ".join(f"{k} {v * 1e3:.1f} ms" for k, v in inside[key].items() if v > 0)
+            total = sum(inside[key].values())
+            lines.append(f"\nms_fused {label}: {res['ms_fused'][key] * 1e3:.1f} ms wall (median), of which inside "
+                         f"the C++ kernels {total * 1e3:.1f} ms (mean): {parts}.")
     return "\n".join(lines) + "\n"
 
 
@@ -208,13 +234,16 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batch", type=int, default=512)
     ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=2, help="torch threads and fused-kernel threads")
+    ap.add_argument("--runtime-threads", type=int, default=1, help="MindSpore runtime threads")
     ap.add_argument("--variants", default="torch,ms_baseline,ms_native,ms_unrolled,ms_fused")
     ap.add_argument("--out", type=Path, help="also write the markdown table here")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    res = run(args.batch, args.rounds, args.threads, args.variants.split(","))
-    text = report(res, args.batch, args.threads, "python " + " ".join(sys.argv))
+    load0 = os.getloadavg()[0]
+    res, inside = run(args.batch, args.rounds, args.threads, args.runtime_threads, args.variants.split(","))
+    text = report(res, inside, args.batch, args.threads, args.runtime_threads,
+                  "python " + " ".join(sys.argv), (load0, os.getloadavg()[0]))
     print(text)
     if args.out:
         args.out.write_text(text)

@@ -28,24 +28,27 @@ log = logging.getLogger(__name__)
 _THREADS_SET: list[int] = []
 
 
-def set_threads(n: int | None = None) -> int:
-    """Set MindSpore's CPU runtime threads (default: all cores, at most 2 on this project's machines).
+def set_threads(n: int | None = None, runtime_threads: int = 1) -> int:
+    """CPU thread budget: ``n`` threads for the fused kernels (default: cores, at most 2; the two LSTM
+    directions then run in parallel on big batches) and ``runtime_threads`` for MindSpore's own kernels.
 
-    Effective once per process (before the first compiled graph runs); later calls only log.
+    MindSpore's runtime threads busy-wait: on the shared 2-core machine 2 runtime threads cost ~3.5x
+    the CPU per train step (see benchmarks/results/net.md), so the runtime default is 1. The runtime
+    setting takes effect once per process (later different requests are logged and ignored); the
+    kernel thread count can be changed at any time. Returns the kernel thread count.
     """
     want = n if n is not None else max(1, min(2, os.cpu_count() or 1))
-    if want < 1:
-        raise ValueError(f"set_threads: n must be >= 1, got {want}")
-    if _THREADS_SET:
-        if _THREADS_SET[0] != want:
-            log.warning("MindSpore threads already set to %d; ignoring request for %d", _THREADS_SET[0], want)
-        return _THREADS_SET[0]
-    ms.set_context(mode=ms.PYNATIVE_MODE)
-    ms.set_device("CPU")
-    ms.runtime.dispatch_threads_num(want)
-    ms.set_context(runtime_num_threads=want, inter_op_parallel_num=1)
+    if want < 1 or runtime_threads < 1:
+        raise ValueError(f"set_threads: n and runtime_threads must be >= 1, got {want}, {runtime_threads}")
     set_kernel_threads(want)
-    _THREADS_SET.append(want)
+    if not _THREADS_SET:
+        ms.set_device("CPU")
+        ms.runtime.dispatch_threads_num(runtime_threads)
+        ms.set_context(runtime_num_threads=runtime_threads, inter_op_parallel_num=1)
+        _THREADS_SET.append(runtime_threads)
+    elif _THREADS_SET[0] != runtime_threads:
+        log.warning("MindSpore runtime threads already %d; ignoring request for %d", _THREADS_SET[0],
+                    runtime_threads)
     return want
 
 
@@ -106,7 +109,8 @@ def build_network(config: ModelConfig) -> nn.Cell:
         raise TypeError(f"build_network needs a ModelConfig, got {type(config).__name__}")
     if config.arch not in _BUILDERS:
         raise ValueError(f"unknown arch {config.arch!r}; valid: {sorted(_BUILDERS)}")
-    set_threads()
+    if not _THREADS_SET:
+        set_threads()
     net = _BUILDERS[config.arch](config)
     net.set_train(False)
     return net

@@ -80,11 +80,12 @@ def test_unrolled_lstm_matches_native() -> None:
 
 
 @needs_kernels
-@pytest.mark.parametrize(("arch", "window", "pool", "kernel"), [("cnn_bilstm", 8, 2, 3), ("cnn_bilstm", 10, 3, 4),
-                                                               ("multiscale", 8, 2, 3)])
-def test_fused_kernels_match_unrolled(arch: str, window: int, pool: int, kernel: int) -> None:
+@pytest.mark.parametrize(("arch", "window", "pool", "kernel", "layers"), [
+    ("cnn_bilstm", 8, 2, 3, 1), ("cnn_bilstm", 10, 3, 4, 1), ("multiscale", 8, 2, 3, 2)])
+def test_fused_kernels_match_unrolled(arch: str, window: int, pool: int, kernel: int, layers: int) -> None:
     """The C++ kernels (conv+pool, BiLSTM) give the same loss and gradients as plain MindSpore ops."""
-    base = {**SMALL, "window": window, "pool": pool, "kernel_size": kernel, "dropout": 0.0, "n_classes": 3}
+    base = {**SMALL, "window": window, "pool": pool, "kernel_size": kernel, "dropout": 0.0, "n_classes": 3,
+            "lstm_layers": layers}
     net_u = build_network(ModelConfig(arch=arch, impl="unrolled", **base))
     net_f = build_network(ModelConfig(arch=arch, impl="fused", **base))
     ms.load_param_into_net(net_f, {p.name: p for p in net_u.get_parameters()}, strict_load=True)

@@ -22,7 +22,9 @@ from functools import lru_cache
 from pathlib import Path
 
 log = logging.getLogger(__name__)
-SOURCES = (Path(__file__).with_name("bilstm.cc"), Path(__file__).with_name("convpool.cc"))
+KERNEL_DIR = Path(__file__).parent
+SOURCES = (KERNEL_DIR / "bilstm.cc", KERNEL_DIR / "convpool.cc")
+HEADERS = (KERNEL_DIR / "common.h",)
 CXXFLAGS = ["-std=c++17", "-O3", "-march=native", "-ffast-math", "-fPIC", "--shared",
             "-D_GLIBCXX_USE_CXX11_ABI=0", "-pthread"]
 
@@ -52,7 +54,7 @@ def build_kernels(cache_dir: Path | None = None) -> Path:
     cxx = shutil.which("g++")
     if dnnl is None or cxx is None:
         raise RuntimeError(f"cannot build the fused BiLSTM kernel: g++={cxx}, MindSpore oneDNN={dnnl}")
-    key = hashlib.sha256(b"".join(src.read_bytes() for src in SOURCES) + " ".join(CXXFLAGS).encode()
+    key = hashlib.sha256(b"".join(src.read_bytes() for src in (*SOURCES, *HEADERS)) + " ".join(CXXFLAGS).encode()
                          + str(dnnl).encode() + _cpu_signature().encode()).hexdigest()[:16]
     cache = cache_dir or default_cache_dir()
     out = cache / f"flowhawk-kernels-{key}.so"
@@ -61,7 +63,7 @@ def build_kernels(cache_dir: Path | None = None) -> Path:
     cache.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(suffix=".so.tmp", dir=cache)
     os.close(fd)
-    cmd = [cxx, *CXXFLAGS, "-o", tmp, *map(str, SOURCES), str(dnnl), f"-Wl,-rpath,{dnnl.parent}"]
+    cmd = [cxx, *CXXFLAGS, f"-I{KERNEL_DIR}", "-o", tmp, *map(str, SOURCES), str(dnnl), f"-Wl,-rpath,{dnnl.parent}"]
     try:
         res = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
         if res.returncode != 0:
@@ -82,6 +84,17 @@ def kernel_library() -> Path | None:
     except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
         log.warning("fused kernels unavailable, using plain MindSpore ops instead: %s", exc)
         return None
+
+
+def kernel_stats() -> dict[str, tuple[int, float]]:
+    """{kernel: (calls, total seconds)} spent inside the fused kernels in this process (profiling)."""
+    lib = kernel_library()
+    if lib is None:
+        return {}
+    fn = ctypes.CDLL(str(lib)).flowhawk_kernel_stats
+    fn.restype = ctypes.c_int64
+    names = ("lstm_fwd", "lstm_bwd", "conv_fwd", "conv_bwd")
+    return {n: (int(fn(2 * i)), fn(2 * i + 1) / 1e9) for i, n in enumerate(names)}
 
 
 def set_kernel_threads(n: int) -> None:

@@ -15,15 +15,10 @@
 #include <thread>
 #include <vector>
 
-// oneDNN's threadpool-interop GEMM with a null threadpool runs on the calling thread only, whatever
-// threadpool MindSpore has activated on it.
-extern "C" int dnnl_threadpool_interop_sgemm(char transa, char transb, int64_t M, int64_t N, int64_t K,
-                                             float alpha, const float *A, int64_t lda, const float *B,
-                                             int64_t ldb, float beta, float *C, int64_t ldc, void *threadpool);
-static inline void dnnl_sgemm(char ta, char tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
-                              int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
-  dnnl_threadpool_interop_sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, nullptr);
-}
+#include "common.h"
+
+int64_t g_flowhawk_stats[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+extern "C" int64_t flowhawk_kernel_stats(int i) { return i >= 0 && i < 8 ? g_flowhawk_stats[i] : -1; }
 
 static int g_threads = 1;
 extern "C" int flowhawk_set_threads(int n) {
@@ -77,7 +72,7 @@ static void fwd_dir(int dir, const Dims &d, const float *x, const float *mask, c
   std::vector<float> bd(G);
   for (int64_t j = 0; j < G; j++) bd[j] = b_ih[j] + b_hh[j];
   for (int64_t r = 0; r < B * T; r++) std::memcpy(a + r * G, bd.data(), sizeof(float) * G);
-  dnnl_sgemm('N', 'T', B * T, G, I, 1.0f, x, I, wi, I, 1.0f, a, G);  // x @ w_ih^T + bias
+  sgemm('N', 'T', B * T, G, I, 1.0f, x, I, wi, I, 1.0f, a, G);  // x @ w_ih^T + bias
   std::vector<float> zeros(B * H2, 0.0f);
   for (int64_t s = 0; s < T; s++) {
     const int64_t t = time_of(dir, s, T), tp = time_of(dir, s - 1, T);
@@ -86,7 +81,7 @@ static void fwd_dir(int dir, const Dims &d, const float *x, const float *mask, c
     const float *cp = s ? cs + tp * H2 + dir * H : zeros.data();
     const int64_t ldp = s ? T * H2 : H2;
     float *at = a + t * G;  // rows stride T*G
-    if (s) dnnl_sgemm('N', 'T', B, G, H, 1.0f, hp, ldp, wh, H, 1.0f, at, T * G);
+    if (s) sgemm('N', 'T', B, G, H, 1.0f, hp, ldp, wh, H, 1.0f, at, T * G);
     for (int64_t b = 0; b < B; b++) {
       float *ab = at + b * T * G;
       const float *hpb = hp + b * ldp, *cpb = cp + b * ldp;
@@ -145,7 +140,7 @@ static void bwd_dir(int dir, const Dims &d, const float *dout, const float *dfin
       }
     }
     if (s == 0) break;
-    dnnl_sgemm('N', 'N', B, H, G, 1.0f, dpt, T * G, wh, H, 1.0f, dh.data(), H);  // dh_prev += dpre @ w_hh
+    sgemm('N', 'N', B, H, G, 1.0f, dpt, T * G, wh, H, 1.0f, dh.data(), H);  // dh_prev += dpre @ w_hh
   }
   // dw_hh = sum_s dpre_s^T @ h_prev_s as one GEMM over all (b, t) rows: h_prev rows shifted by one step
   std::vector<float> hprev(B * T * H);
@@ -155,7 +150,7 @@ static void bwd_dir(int dir, const Dims &d, const float *dout, const float *dfin
       if (s == 0) std::memset(dst, 0, sizeof(float) * H);
       else std::memcpy(dst, out + (b * T + time_of(dir, s - 1, T)) * H2 + dir * H, sizeof(float) * H);
     }
-  dnnl_sgemm('T', 'N', G, H, B * T, 1.0f, dp, G, hprev.data(), H, 0.0f, dwh, H);
+  sgemm('T', 'N', G, H, B * T, 1.0f, dp, G, hprev.data(), H, 0.0f, dwh, H);
   std::memset(db, 0, sizeof(float) * G);
   for (int64_t r = 0; r < B * T; r++) {
     const float *row = dp + r * G;
@@ -164,9 +159,10 @@ static void bwd_dir(int dir, const Dims &d, const float *dout, const float *dfin
   }
 }
 
+// Two threads only pay off on big batches (thread start-up is ~0.1 ms; latency matters at batch 1).
 template <typename F>
-static void both_dirs(F f) {
-  if (g_threads >= 2) {
+static void both_dirs(const Dims &d, F f) {
+  if (g_threads >= 2 && d.B * d.T * d.H >= 65536) {
     std::thread t1([&] { f(1); });
     f(0);
     t1.join();
@@ -178,13 +174,14 @@ static void both_dirs(F f) {
 
 extern "C" int BiLstmFwd(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
                          void *stream, void *extra) {
+  StatTimer timer(0);
   Dims d;
   if (!read_dims(nparam, 14, ndims, shapes, dtypes, 0, 3, &d)) return 1;
   const float *in[10];
   for (int i = 0; i < 10; i++) in[i] = static_cast<const float *>(params[i]);
   float *out = static_cast<float *>(params[10]), *final_ = static_cast<float *>(params[11]),
         *cs = static_cast<float *>(params[12]), *acts = static_cast<float *>(params[13]);
-  both_dirs([&](int dir) {
+  both_dirs(d, [&](int dir) {
     const float *const *p = in + 2 + 4 * dir;  // w_ih, w_hh, b_ih, b_hh of this direction
     fwd_dir(dir, d, in[0], in[1], p[0], p[1], p[2], p[3], out, final_, cs, acts);
   });
@@ -193,6 +190,7 @@ extern "C" int BiLstmFwd(int nparam, void **params, int *ndims, int64_t **shapes
 
 extern "C" int BiLstmBwd(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
                          void *stream, void *extra) {
+  StatTimer timer(1);
   Dims d;
   if (!read_dims(nparam, 18, ndims, shapes, dtypes, 2, 5, &d)) return 1;
   const float *in[11];
@@ -201,16 +199,16 @@ extern "C" int BiLstmBwd(int nparam, void **params, int *ndims, int64_t **shapes
   float *dx = static_cast<float *>(params[11]);
   const int64_t BT = d.B * d.T, G = d.G, I = d.I;
   std::vector<float> dp(2 * BT * G);
-  both_dirs([&](int dir) {
+  both_dirs(d, [&](int dir) {
     const float *w_hh = in[5 + 2 * dir];
     float *dw_ih = static_cast<float *>(params[12 + 3 * dir]), *dw_hh = static_cast<float *>(params[13 + 3 * dir]),
           *db = static_cast<float *>(params[14 + 3 * dir]);
     float *dpd = dp.data() + dir * BT * G;
     bwd_dir(dir, d, dout, dfinal, mask, w_hh, out, cs, acts, dpd, dw_hh, db);
-    dnnl_sgemm('T', 'N', G, I, BT, 1.0f, dpd, G, x, I, 0.0f, dw_ih, I);  // dpre^T @ x
+    sgemm('T', 'N', G, I, BT, 1.0f, dpd, G, x, I, 0.0f, dw_ih, I);  // dpre^T @ x
   });
   // dx = dpre_f @ w_ih_f + dpre_b @ w_ih_b
-  dnnl_sgemm('N', 'N', BT, I, G, 1.0f, dp.data(), G, in[4], I, 0.0f, dx, I);
-  dnnl_sgemm('N', 'N', BT, I, G, 1.0f, dp.data() + BT * G, G, in[6], I, 1.0f, dx, I);
+  sgemm('N', 'N', BT, I, G, 1.0f, dp.data(), G, in[4], I, 0.0f, dx, I);
+  sgemm('N', 'N', BT, I, G, 1.0f, dp.data() + BT * G, G, in[6], I, 1.0f, dx, I);
   return 0;
 }

@@ -9,15 +9,9 @@
 #include <cstring>
 #include <vector>
 
-// oneDNN's threadpool-interop GEMM with a null threadpool runs on the calling thread only, whatever
-// threadpool MindSpore has activated on it.
-extern "C" int dnnl_threadpool_interop_sgemm(char transa, char transb, int64_t M, int64_t N, int64_t K,
-                                             float alpha, const float *A, int64_t lda, const float *B,
-                                             int64_t ldb, float beta, float *C, int64_t ldc, void *threadpool);
-static inline void dnnl_sgemm(char ta, char tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
-                              int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
-  dnnl_threadpool_interop_sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, nullptr);
-}
+#include "common.h"
+
+
 
 namespace {
 struct CDims {
@@ -58,6 +52,7 @@ void im2col(const CDims &d, const float *x, const float *mask, float *cols) {
 
 extern "C" int ConvPoolFwd(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
                            void *stream, void *extra) {
+  StatTimer timer(2);
   CDims d;
   if (nparam != 7 || ndims[0] != 3 || ndims[2] != 2 || ndims[4] != 1 || !cdims(shapes, 0, 2, 4, &d)) return 1;
   const float *x = static_cast<const float *>(params[0]), *mask = static_cast<const float *>(params[1]),
@@ -67,7 +62,7 @@ extern "C" int ConvPoolFwd(int nparam, void **params, int *ndims, int64_t **shap
   std::vector<float> cols(rows * d.KF), z(rows * C);
   im2col(d, x, mask, cols.data());
   for (int64_t r = 0; r < rows; r++) std::memcpy(z.data() + r * C, bias, sizeof(float) * C);
-  dnnl_sgemm('N', 'T', rows, C, d.KF, 1.0f, cols.data(), d.KF, w, d.KF, 1.0f, z.data(), C);
+  sgemm('N', 'T', rows, C, d.KF, 1.0f, cols.data(), d.KF, w, d.KF, 1.0f, z.data(), C);
   for (int64_t b = 0; b < d.B; b++)
     for (int64_t q = 0; q < d.Tp; q++) {
       float *yq = y + (b * d.Tp + q) * C, *aq = arg + (b * d.Tp + q) * C;
@@ -90,6 +85,7 @@ extern "C" int ConvPoolFwd(int nparam, void **params, int *ndims, int64_t **shap
 
 extern "C" int ConvPoolBwd(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
                            void *stream, void *extra) {
+  StatTimer timer(3);
   CDims d;
   if (nparam != 10 || ndims[1] != 3 || ndims[3] != 2 || ndims[6] != 1 || !cdims(shapes, 1, 3, 6, &d)) return 1;
   const float *dy = static_cast<const float *>(params[0]), *x = static_cast<const float *>(params[1]),
@@ -111,8 +107,8 @@ extern "C" int ConvPoolBwd(int nparam, void **params, int *ndims, int64_t **shap
     for (int64_t c = 0; c < C; c++) db[c] += dr[c];
   }
   im2col(d, x, mask, cols.data());
-  dnnl_sgemm('T', 'N', C, d.KF, rows, 1.0f, dz.data(), C, cols.data(), d.KF, 0.0f, dw, d.KF);  // dz^T @ cols
-  dnnl_sgemm('N', 'N', rows, d.KF, C, 1.0f, dz.data(), C, w, d.KF, 0.0f, dcols.data(), d.KF);  // dz @ w
+  sgemm('T', 'N', C, d.KF, rows, 1.0f, dz.data(), C, cols.data(), d.KF, 0.0f, dw, d.KF);  // dz^T @ cols
+  sgemm('N', 'N', rows, d.KF, C, 1.0f, dz.data(), C, w, d.KF, 0.0f, dcols.data(), d.KF);  // dz @ w
   std::memset(dx, 0, sizeof(float) * d.B * d.T * d.F);
   for (int64_t b = 0; b < d.B; b++)
     for (int64_t u = 0; u < d.Tu; u++) {

@@ -1,0 +1,27 @@
+// Shared by the flowhawk CPU kernels: oneDNN GEMM on the calling thread, and call/time counters.
+#pragma once
+#include <chrono>
+#include <cstdint>
+
+// oneDNN's threadpool-interop GEMM with a null threadpool runs on the calling thread only, whatever
+// threadpool MindSpore has activated on it. Row-major, like dnnl_sgemm.
+extern "C" int dnnl_threadpool_interop_sgemm(char transa, char transb, int64_t M, int64_t N, int64_t K,
+                                             float alpha, const float *A, int64_t lda, const float *B,
+                                             int64_t ldb, float beta, float *C, int64_t ldc, void *threadpool);
+static inline void sgemm(char ta, char tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                         int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+  dnnl_threadpool_interop_sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, nullptr);
+}
+
+// {calls, nanoseconds} for kernel k: 0 lstm fwd, 1 lstm bwd, 2 conv fwd, 3 conv bwd (flowhawk_kernel_stats)
+extern int64_t g_flowhawk_stats[8];
+struct StatTimer {
+  int k;
+  std::chrono::steady_clock::time_point t0;
+  explicit StatTimer(int kernel) : k(kernel), t0(std::chrono::steady_clock::now()) {}
+  ~StatTimer() {
+    g_flowhawk_stats[2 * k] += 1;
+    g_flowhawk_stats[2 * k + 1] +=
+        std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count();
+  }
+};
