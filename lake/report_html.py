@@ -24,7 +24,7 @@ h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 8px;border-bott
 table{border-collapse:collapse;font-size:13px}th,td{border-bottom:1px solid #e7eaee;padding:4px 8px;text-align:left}
 th{background:#f4f6f8}td.n{text-align:right;font-variant-numeric:tabular-nums}
 .anom{color:#b42318;font-weight:600}svg{max-width:100%;height:auto}.charts{display:flex;flex-wrap:wrap;gap:24px}
-.note{color:#8a5a00}
+.note{color:#8a5a00}figure{margin:0}
 """
 _W, _H, _PAD = 520, 220, 40
 _RED, _GREY, _BLUE = "#d64545", "#b8c0ca", "#3a6ea5"
@@ -129,9 +129,10 @@ def _histogram_svg(frame: pd.DataFrame, threshold: float | None, bins: int) -> s
     parts += _bars(all_counts, _GREY, top, log=True) + _bars(anom_counts, _RED, top, log=True)
     if threshold is not None and lo <= threshold <= hi:
         x = _PAD + (threshold - lo) / (hi - lo) * (_W - _PAD - 10)
+        left = x > _W * 0.7  # label on the line's left near the right edge
         parts.append(f"<line x1='{x:.1f}' y1='28' x2='{x:.1f}' y2='{_H - _PAD}' stroke='{_BLUE}' "
-                     f"stroke-dasharray='4 3'/><text x='{x + 3:.1f}' y='38' font-size='11' fill='{_BLUE}'>"
-                     f"threshold {threshold:.3g}</text>")
+                     f"stroke-dasharray='4 3'/><text x='{x - 3 if left else x + 3:.1f}' y='38' font-size='11' "
+                     f"fill='{_BLUE}' text-anchor='{'end' if left else 'start'}'>threshold {threshold:.3g}</text>")
     return "".join(parts) + "</svg></figure>"
 
 
@@ -162,7 +163,7 @@ def _talkers_svg(talkers: list[dict], title: str) -> str:
     parts = [_svg_open(title)]
     for i, r in enumerate(rows):
         y = 28 + i * row_h
-        w = (_W - label_w - 60) * r["anomalies"] / top
+        w = (_W - label_w - 100) * r["anomalies"] / top
         parts.append(f"<text x='{label_w - 6}' y='{y + row_h * 0.7:.1f}' font-size='11' text-anchor='end'>"
                      f"{escape(r['address'])}</text><rect x='{label_w}' y='{y + 2:.1f}' width='{w:.1f}' "
                      f"height='{max(row_h - 4, 1):.1f}' fill='{_RED}'/><text x='{label_w + w + 4:.1f}' "
