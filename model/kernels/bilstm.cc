@@ -17,8 +17,8 @@
 
 #include "common.h"
 
-int64_t g_flowhawk_stats[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-extern "C" int64_t flowhawk_kernel_stats(int i) { return i >= 0 && i < 8 ? g_flowhawk_stats[i] : -1; }
+std::atomic<int64_t> g_flowhawk_stats[8] = {};
+extern "C" int64_t flowhawk_kernel_stats(int i) { return i >= 0 && i < 8 ? g_flowhawk_stats[i].load() : -1; }
 
 static int g_threads = 1;
 extern "C" int flowhawk_set_threads(int n) {

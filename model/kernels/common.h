@@ -1,5 +1,6 @@
 // Shared by the flowhawk CPU kernels: oneDNN GEMM on the calling thread, and call/time counters.
 #pragma once
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 
@@ -14,14 +15,15 @@ static inline void sgemm(char ta, char tb, int64_t M, int64_t N, int64_t K, floa
 }
 
 // {calls, nanoseconds} for kernel k: 0 lstm fwd, 1 lstm bwd, 2 conv fwd, 3 conv bwd (flowhawk_kernel_stats)
-extern int64_t g_flowhawk_stats[8];
+extern std::atomic<int64_t> g_flowhawk_stats[8];
 struct StatTimer {
   int k;
   std::chrono::steady_clock::time_point t0;
   explicit StatTimer(int kernel) : k(kernel), t0(std::chrono::steady_clock::now()) {}
   ~StatTimer() {
-    g_flowhawk_stats[2 * k] += 1;
-    g_flowhawk_stats[2 * k + 1] +=
-        std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count();
+    g_flowhawk_stats[2 * k].fetch_add(1, std::memory_order_relaxed);
+    g_flowhawk_stats[2 * k + 1].fetch_add(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count(),
+        std::memory_order_relaxed);
   }
 };
