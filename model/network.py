@@ -136,7 +136,8 @@ def make_train_step(net: nn.Cell, loss_fn: nn.Cell | Callable,
         return loss
 
     def step(x: Tensor, mask: Tensor, y: Tensor) -> Tensor:
-        net.set_train(True)
+        if not net.training:
+            net.set_train(True)
         return _step(x, mask, y)
 
     return step
@@ -150,7 +151,8 @@ def make_predict(net: nn.Cell) -> Callable[[Tensor, Tensor], Tensor]:
         return net(x, mask)
 
     def predict(x: Tensor, mask: Tensor) -> Tensor:
-        net.set_train(False)
+        if net.training:
+            net.set_train(False)
         return _predict(x, mask)
 
     return predict
