@@ -7,7 +7,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from model.train import TrainConfig, encode_labels, fit_network, prepare, train_model, weighted_cross_entropy
+from model.train import (
+    TrainConfig,
+    class_weights,
+    encode_labels,
+    fit_network,
+    prepare,
+    train_model,
+    weighted_cross_entropy,
+)
 
 SMALL = {"conv_channels": 8, "hidden": 8, "dropout": 0.0}
 
@@ -62,7 +70,7 @@ def test_early_stopping_restores_the_best_weights():
     from model.network import build_network
     from model.scoring import predict_proba
     from model.splits import capped_subsample
-    from model.train import build_model_config, class_weights
+    from model.train import build_model_config
 
     config = TrainConfig(epochs=6, batch_size=64, lr=0.01, window=4, split="stratified", patience=1, model=SMALL)
     ms.set_seed(0)
@@ -125,6 +133,12 @@ def test_labels_and_config_validation():
     assert y.tolist() == [0, 1, -1] and names == ["Benign", "DoS"]
     with pytest.raises(ValueError, match="not among"):
         encode_labels(frame, "multiclass", ["Benign", "DDoS"])
+    y = np.array([0] * 90 + [1] * 10)
+    assert class_weights(y, 2, True).tolist() == pytest.approx([100 / 180, 100 / 20])
+    assert class_weights(y, 2, True, power=0.5).tolist() == pytest.approx([(100 / 180) ** 0.5, 5 ** 0.5])
+    assert class_weights(np.array([0] * 10_000 + [1]), 2, True).max() == pytest.approx(
+        100 * class_weights(np.array([0] * 10_000 + [1]), 2, True).min())  # capped ratio
+    assert class_weights(y, 2, False).tolist() == [1.0, 1.0]
     with pytest.raises(ValueError, match=r"TrainConfig\.lr"):
         TrainConfig(lr=0)
     with pytest.raises(ValueError, match=r"TrainConfig\.model"):
