@@ -41,7 +41,9 @@ which put a Python call on every packet and would break the ingest speed target.
 Bad input: not a capture, empty, missing, unreadable, or no IP flows at all (e.g. an 802.11 capture) ->
 ``BadInputError``. A capture cut mid-packet or with a corrupt record length keeps the flows of the packets
 before the damage and sets ``notes.truncated`` (found by ``pcap_integrity.walk_capture``: libpcap itself
-stops silently). Any nfstream error becomes a one-line ``BadInputError`` naming the file.
+stops silently). Any nfstream error becomes a one-line ``BadInputError`` naming the file, including a
+meter process that dies mid-capture (which would otherwise hang the reader); closing the frame generator
+early terminates the meters (``pcap_meters.MeterGuard``).
 """
 
 from __future__ import annotations
@@ -49,7 +51,6 @@ from __future__ import annotations
 import contextlib
 import gzip
 import logging
-import multiprocessing
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
@@ -59,11 +60,11 @@ from pathlib import Path
 import nfstream
 import pandas as pd
 import psutil
-from nfstream.meter import meter_workflow
 
 from extractors.base import BadInputError, ExtractNotes, sniff_format
 from extractors.pcap_columns import FlowBatch
 from extractors.pcap_integrity import CaptureWalk, walk_capture
+from extractors.pcap_meters import MeterGuard
 
 log = logging.getLogger(__name__)
 
@@ -221,13 +222,13 @@ def _stream_frames(path: Path, capture: Path, config: PcapConfig,
 
 
 def _flows(path: Path, capture: Path, config: PcapConfig) -> Iterator[object]:
-    """nfstream flows with its errors made one-line BadInputErrors; meters are stopped on early exit."""
+    """nfstream flows, its errors as one-line BadInputErrors; its meters never outlive the iteration."""
     proc = psutil.Process()
     affinity = proc.cpu_affinity()  # nfstream pins the reading process; give the caller its cores back
-    before = set(multiprocessing.active_children())
-    finished = False
+    finished, guard = False, None
     try:
         streamer = nfstream.NFStreamer(source=str(capture), **config.streamer_kwargs())
+        guard = MeterGuard(streamer)
         flows = iter(streamer)
         while True:
             try:
@@ -238,16 +239,12 @@ def _flows(path: Path, capture: Path, config: PcapConfig) -> Iterator[object]:
         finished = True
     except ValueError as exc:  # nfstream reports engine/capture errors (from its meter) as ValueError
         raise BadInputError(path, f"nfstream cannot read it: {exc}") from None
+    except (EOFError, OSError):  # the queue's reader, after the guard saw a meter die
+        if guard is not None and guard.died:
+            raise BadInputError(path, guard.died) from None
+        raise
     finally:
-        if not finished:
-            _stop_meters(before)
+        if guard is not None:
+            guard.stop(terminate=not finished)
         with contextlib.suppress(OSError):
             proc.cpu_affinity(affinity)
-
-
-def _stop_meters(before: set) -> None:
-    """Terminate the nfstream meter processes this iteration started (consumer stopped early or failed)."""
-    for child in multiprocessing.active_children():
-        if child not in before and getattr(child, "_target", None) is meter_workflow:
-            child.terminate()
-            child.join(timeout=5)

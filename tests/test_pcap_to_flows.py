@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import multiprocessing
 import os
+import signal
 import struct
 import time
 from decimal import Decimal
@@ -17,7 +18,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from nfstream.meter import meter_workflow
 from scapy.all import ARP, DNS, DNSQR, ICMP, IP, TCP, UDP, Ether, IPv6, Raw, wrpcap
 from scapy.utils import wrpcapng
 
@@ -319,16 +319,40 @@ def _udp_pcap(path: Path, n: int) -> None:
             fh.write(struct.pack("<IIII", ts // 1_000_000, ts % 1_000_000, len(frame), len(frame)) + frame)
 
 
-def test_closing_the_generator_early_stops_the_meter(tmp_path):
-    path = tmp_path / "many.pcap"
+def _meters_alive() -> list:
+    return [p for p in multiprocessing.active_children() if p.is_alive()]
+
+
+@pytest.fixture(scope="module")
+def many(tmp_path_factory) -> Path:
+    """60,000 one-packet flows: more than nfstream's queue holds (32,767), so a meter cannot finish
+    while its consumer is paused."""
+    path = tmp_path_factory.mktemp("many") / "many.pcap"
     _udp_pcap(path, 60_000)
-    frames = PcapExtractor(PcapConfig(chunk_rows=100)).frames(path, ExtractNotes())
-    first = next(frames)
-    assert len(first) == 100
+    return path
+
+
+def test_closing_the_generator_early_stops_the_meter(many):
+    frames = PcapExtractor(PcapConfig(chunk_rows=100)).frames(many, ExtractNotes())
+    assert len(next(frames)) == 100
+    assert _meters_alive(), "the meter should still be running (blocked on the full queue)"
     frames.close()
-    time.sleep(0.2)
-    alive = [p for p in multiprocessing.active_children() if getattr(p, "_target", None) is meter_workflow]
-    assert alive == []
+    assert _meters_alive() == []
+
+
+def test_a_meter_that_dies_raises_instead_of_hanging(many):
+    frames = PcapExtractor(PcapConfig(chunk_rows=100)).frames(many, ExtractNotes())
+    next(frames)
+    meters = _meters_alive()
+    assert meters
+    for meter in meters:
+        os.kill(meter.pid, signal.SIGKILL)
+    started = time.monotonic()
+    with pytest.raises(BadInputError, match=r"meter process died \(killed by signal 9\)") as err:
+        for _ in frames:
+            pass
+    assert time.monotonic() - started < 30 and str(many) in str(err.value)
+    assert _meters_alive() == []
 
 
 # --- nDPI id table --------------------------------------------------------------------------------------
