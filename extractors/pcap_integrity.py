@@ -9,6 +9,7 @@ constant memory (no memory map: mapped pages would count in RSS and grow it with
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -78,26 +79,38 @@ def _walk_pcap(fh: BinaryIO, size: int) -> CaptureWalk:
     if size < _PCAP_HEADER:
         return CaptureWalk("pcap", 0, 0, size, f"file ends inside the {_PCAP_HEADER}-byte pcap header")
     incl_len = struct.Struct(("<" if magic in _PCAP_LE else ">") + "8xI").unpack_from
-    offset = start = _PCAP_HEADER
-    packets, last_full = 0, size - _RECORD_HEADER
-    buf, base, end = b"", 0, 0  # the window of the file in memory: buf == file[base:end]
-    while offset <= last_full:  # the hot loop: one unpack, a few integer operations
-        if offset + _RECORD_HEADER > end:
-            fh.seek(offset)
-            buf, base = fh.read(_BLOCK), offset
-            end = base + len(buf)
-        start = offset
-        offset += _RECORD_HEADER + incl_len(buf, offset - base)[0]
-        packets += 1
+    packets, offset = _chase(fh, incl_len, _PCAP_HEADER, size, None)
     if offset == size:
         return CaptureWalk("pcap", packets, size, size)
     if offset > size:  # the last record header promised more bytes than the file holds
+        start = _chase(fh, incl_len, _PCAP_HEADER, size, packets - 1)[1]
         return CaptureWalk("pcap", packets - 1, start, size,
                            f"the record at byte {start:,} claims {offset - start - _RECORD_HEADER:,} bytes "
                            f"but only {size - start - _RECORD_HEADER:,} remain (cut mid-packet or corrupt "
                            "length)")
     return CaptureWalk("pcap", packets, offset, size,
                        f"{size - offset} stray bytes after the last record (cut inside a record header)")
+
+
+def _chase(fh: BinaryIO, incl_len: Callable, offset: int, size: int, limit: int | None) -> tuple[int, int]:
+    """Follow record headers from ``offset`` while a whole header is in the file (at most ``limit``
+    records); return (records followed, offset after the last one), which is past ``size`` when the last
+    record is cut."""
+    records, last_full = 0, size - _RECORD_HEADER
+    while offset <= last_full and (limit is None or records < limit):
+        fh.seek(offset)
+        buf = fh.read(_BLOCK)
+        rel, stop = 0, len(buf) - _RECORD_HEADER
+        if limit is None:
+            while rel <= stop:  # the hot loop: one unpack and two additions per record
+                rel += _RECORD_HEADER + incl_len(buf, rel)[0]
+                records += 1
+        else:
+            while rel <= stop and records < limit:
+                rel += _RECORD_HEADER + incl_len(buf, rel)[0]
+                records += 1
+        offset += rel
+    return records, offset
 
 
 def _walk_pcapng(fh: BinaryIO, size: int) -> CaptureWalk:
