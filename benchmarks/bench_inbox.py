@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import shutil
 import signal
 import socket
@@ -52,12 +53,18 @@ def _raw_worker(capture: Path) -> None:
 
 
 def raw_nfstream(capture: Path) -> dict:
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), _children_cpu()
     done = subprocess.run([sys.executable, __file__, "--raw-worker", str(capture)], cwd=ROOT, capture_output=True,
                           text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, check=True)
     result = json.loads(done.stdout.strip().splitlines()[-1])
     result["wall_seconds"] = time.perf_counter() - started  # with interpreter start and the nfstream import
+    result["cpu_seconds"] = _children_cpu() - cpu  # user + sys of the process and nfstream's meter processes
     return result
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def start_server(home: Path) -> tuple[subprocess.Popen, str]:
@@ -92,14 +99,14 @@ def process_inbox(work: Path, capture: Path, labels: Path, models: Path, api: st
         env["PREFECT_API_URL"] = api
     cmd = [sys.executable, "-m", "flows.cli", "process-inbox", "--inbox", str(inbox), "--lake", str(lake),
            "--models", str(models), "--settle-seconds", "0", "--refresh-after", "0", "--json", *extra]
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), _children_cpu()
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
-    wall = time.perf_counter() - started
+    wall, cpu = time.perf_counter() - started, _children_cpu() - cpu
     if done.returncode != 0:
         raise SystemExit(f"process-inbox failed ({done.returncode}):\n{done.stderr[-4000:]}")
     (batch,) = json.loads(done.stdout)["batches"]
     summary = json.loads(Path(batch["report"]["summary"]).read_text())
-    return {"wall_seconds": wall, "flows": summary["flows"], "anomalies": summary["anomalies"],
+    return {"wall_seconds": wall, "cpu_seconds": cpu, "flows": summary["flows"], "anomalies": summary["anomalies"],
             "stages": summary["timings_s"], "ground_truth": summary["ground_truth"]}
 
 
@@ -178,11 +185,23 @@ def render(args: argparse.Namespace, raws: list[dict], setup: dict, timed: list[
         f"ingest, model load, read and scoring) = {mid['wall_seconds'] - work:.1f} s: interpreter start, "
         "Prefect import and API calls, claim, report writing, filing away.",
     ]
+    raw_cpu = statistics.median(r["cpu_seconds"] for r in raws)
+    cpu = statistics.median(t["cpu_seconds"] for t in timed)
+    lines += ["", f"CPU time (user + sys of the command and its child processes; the Prefect server's own work "
+              f"is not included), less sensitive to other jobs than wall time: raw nfstream {raw_cpu:.1f} s, "
+              f"process-inbox {cpu:.1f} s (medians; per round raw "
+              f"{_join(r['cpu_seconds'] for r in raws)}, process-inbox "
+              f"{_join(t['cpu_seconds'] for t in timed)}); 2 x {raw_cpu:.1f} + 15 = "
+              f"{2 * raw_cpu + 15:.1f} s."]
     gt = mid.get("ground_truth")
     if gt:
         lines += ["", f"Scores on the capture (the model was trained on this same capture, so these are "
                   f"in-sample): precision {gt['precision']}, recall {gt['recall']}, F1 {gt['f1']}."]
     return "\n".join(lines) + "\n"
+
+
+def _join(values) -> str:
+    return ", ".join(f"{v:.1f}" for v in values)
 
 
 if __name__ == "__main__":

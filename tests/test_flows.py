@@ -225,6 +225,7 @@ def test_sigkill_mid_run_leaves_nothing_partial_and_next_run_completes(prefect_h
     assert pq.read_table(batch["report"]["scored_flows"]).num_rows == rows > 0
     assert not any((inbox / "processing").iterdir())
     assert set(lake.glob("reports/*")) == reports | {lake / "reports" / f"batch={claim.name}"}
+    assert not list(lake.glob("*/.tmp-*"))  # a killed writer's temp folders are cleaned up by the next run
 
 
 def test_two_runs_started_together_process_every_file_once(prefect_harness, env, tmp_path):
