@@ -79,19 +79,22 @@ def test_unrolled_lstm_matches_native() -> None:
 
 
 @needs_kernels
-@pytest.mark.parametrize(("arch", "window", "pool", "kernel", "layers"), [
-    ("cnn_bilstm", 8, 2, 3, 1), ("cnn_bilstm", 10, 3, 4, 1), ("multiscale", 8, 2, 3, 2)])
-def test_fused_kernels_match_unrolled(arch: str, window: int, pool: int, kernel: int, layers: int) -> None:
+@pytest.mark.parametrize(("arch", "window", "pool", "kernel", "layers", "batch"), [
+    ("cnn_bilstm", 8, 2, 3, 1, 6), ("cnn_bilstm", 10, 3, 4, 1, 6), ("multiscale", 8, 2, 3, 2, 6),
+    ("cnn_bilstm", 2, 1, 1, 1, 1)])
+def test_fused_kernels_match_unrolled(arch: str, window: int, pool: int, kernel: int, layers: int,
+                                      batch: int) -> None:
     """The C++ kernels (conv+pool, BiLSTM) give the same loss and gradients as plain MindSpore ops."""
     base = {**SMALL, "window": window, "pool": pool, "kernel_size": kernel, "dropout": 0.0, "n_classes": 3,
             "lstm_layers": layers}
     net_u = build_network(ModelConfig(arch=arch, impl="unrolled", **base))
     net_f = build_network(ModelConfig(arch=arch, impl="fused", **base))
     ms.load_param_into_net(net_f, {p.name: p for p in net_u.get_parameters()}, strict_load=True)
-    x, mask = _batch(net_u_cfg := ModelConfig(arch=arch, **base), 6, 0)
-    mask[:3, : window // 2] = 0.0
-    mask[4, : window - 1] = 0.0
-    y = Tensor(np.array([0, 1, 2, 0, 1, 2], np.int32))
+    x, mask = _batch(net_u_cfg := ModelConfig(arch=arch, **base), batch, 0)
+    if batch >= 6:
+        mask[:3, : window // 2] = 0.0
+        mask[4, : window - 1] = 0.0
+    y = Tensor(np.arange(batch, dtype=np.int32) % 3)
     loss_fn = nn.CrossEntropyLoss()
     results = []
     for net in (net_u, net_f):
@@ -174,3 +177,29 @@ def test_kernel_build_failure_leaves_nothing(tmp_path, monkeypatch) -> None:
     with pytest.raises(RuntimeError, match="g\\+\\+ failed"):
         kernels.build_kernels(cache_dir=tmp_path)
     assert list(tmp_path.iterdir()) == []
+
+
+@needs_kernels
+def test_fused_bilstm_two_threads_same_result() -> None:
+    """Running the LSTM directions (and dx rows) on two threads gives the very same values."""
+    from model.kernels import set_kernel_threads
+    from model.layers import BiLSTM
+
+    layer = BiLSTM(8, 64, 1, "fused")  # B*T*H = 128*8*64 reaches the two-thread threshold
+    rng = np.random.default_rng(3)
+    x = Tensor(rng.normal(size=(128, 8, 8)).astype(np.float32))
+    mask_np = np.ones((128, 8), np.float32)
+    mask_np[:50, :3] = 0.0
+    mask = Tensor(mask_np)
+    grad = ms.value_and_grad(lambda a, m: (layer(a, m) ** 2).sum() + layer.last(a, m).sum(), 0,
+                             layer.trainable_params())
+    results = []
+    try:
+        for threads in (1, 2):
+            set_kernel_threads(threads)
+            loss, (dx, dparams) = grad(x, mask)
+            results.append([loss.asnumpy(), dx.asnumpy(), *(g.asnumpy() for g in dparams)])
+    finally:
+        set_kernel_threads(2)
+    for a, b in zip(*results, strict=True):
+        np.testing.assert_array_equal(a, b)

@@ -12,7 +12,6 @@
 // so GCC vectorises them. The two directions run on two threads after flowhawk_set_threads(>= 2).
 #include <cstdint>
 #include <cstring>
-#include <thread>
 #include <vector>
 
 #include "common.h"
@@ -20,10 +19,10 @@
 std::atomic<int64_t> g_flowhawk_stats[8] = {};
 extern "C" int64_t flowhawk_kernel_stats(int i) { return i >= 0 && i < 8 ? g_flowhawk_stats[i].load() : -1; }
 
-static int g_threads = 1;
+int g_flowhawk_threads = 1;
 extern "C" int flowhawk_set_threads(int n) {
-  g_threads = n < 1 ? 1 : n;
-  return g_threads;
+  g_flowhawk_threads = n < 1 ? 1 : n;
+  return g_flowhawk_threads;
 }
 
 // Rational tanh approximation (the form Eigen uses for float): pure arithmetic, so the gate loops
@@ -103,10 +102,10 @@ static void fwd_dir(int dir, const Dims &d, const float *x, const float *mask, c
     std::memcpy(final_ + b * H2 + dir * H, out + (b * T + tl) * H2 + dir * H, sizeof(float) * H);
 }
 
-// dpre (B, T, G) per direction is written over `acts` copy `dp`; returns via dw_hh, dbias, dp.
 static void bwd_dir(int dir, const Dims &d, const float *dout, const float *dfinal, const float *mask,
-                    const float *wh, const float *out, const float *cs, const float *acts, float *dp, float *dwh,
-                    float *db) {
+                    const float *wh, const float *out, const float *cs, const float *acts, float *dp, int64_t ld,
+                    float *dwh, float *db) {
+  // dp: this direction's gate gradients, row (b*T + t) at dp + (b*T + t) * ld
   const int64_t B = d.B, T = d.T, H = d.H, G = d.G, H2 = 2 * H;
   const float *a = acts + dir * B * T * G;
   std::vector<float> zeros(B * H2, 0.0f), dh(B * H), dc(B * H, 0.0f);
@@ -115,11 +114,11 @@ static void bwd_dir(int dir, const Dims &d, const float *dout, const float *dfin
     const int64_t t = time_of(dir, s, T), tp = time_of(dir, s - 1, T);
     const float *cp = s ? cs + tp * H2 + dir * H : zeros.data();
     const int64_t ldp = s ? T * H2 : H2;
-    float *dpt = dp + t * G;  // rows stride T*G
+    float *dpt = dp + t * ld;  // rows stride T*ld
     for (int64_t b = 0; b < B; b++) {
       const float *ab = a + (b * T + t) * G, *cb = cs + (b * T + t) * H2 + dir * H, *cpb = cp + b * ldp;
       const float *dob = dout + (b * T + t) * H2 + dir * H;
-      float *dpb = dpt + b * T * G, *dhb = dh.data() + b * H, *dcb = dc.data() + b * H;
+      float *dpb = dpt + b * T * ld, *dhb = dh.data() + b * H, *dcb = dc.data() + b * H;
       if (mask[b * T + t] <= 0.5f) {  // carried state: the gradient passes straight to step s-1
         std::memset(dpb, 0, sizeof(float) * G);
         for (int64_t j = 0; j < H; j++) dhb[j] += dob[j];
@@ -140,7 +139,7 @@ static void bwd_dir(int dir, const Dims &d, const float *dout, const float *dfin
       }
     }
     if (s == 0) break;
-    sgemm('N', 'N', B, H, G, 1.0f, dpt, T * G, wh, H, 1.0f, dh.data(), H);  // dh_prev += dpre @ w_hh
+    sgemm('N', 'N', B, H, G, 1.0f, dpt, T * ld, wh, H, 1.0f, dh.data(), H);  // dh_prev += dpre @ w_hh
   }
   // dw_hh = sum_s dpre_s^T @ h_prev_s as one GEMM over all (b, t) rows: h_prev rows shifted by one step
   std::vector<float> hprev(B * T * H);
@@ -150,27 +149,17 @@ static void bwd_dir(int dir, const Dims &d, const float *dout, const float *dfin
       if (s == 0) std::memset(dst, 0, sizeof(float) * H);
       else std::memcpy(dst, out + (b * T + time_of(dir, s - 1, T)) * H2 + dir * H, sizeof(float) * H);
     }
-  sgemm('T', 'N', G, H, B * T, 1.0f, dp, G, hprev.data(), H, 0.0f, dwh, H);
+  sgemm('T', 'N', G, H, B * T, 1.0f, dp, ld, hprev.data(), H, 0.0f, dwh, H);
   std::memset(db, 0, sizeof(float) * G);
   for (int64_t r = 0; r < B * T; r++) {
-    const float *row = dp + r * G;
+    const float *row = dp + r * ld;
 #pragma GCC ivdep
     for (int64_t j = 0; j < G; j++) db[j] += row[j];
   }
 }
 
-// Two threads only pay off on big batches (thread start-up is ~0.1 ms; latency matters at batch 1).
-template <typename F>
-static void both_dirs(const Dims &d, F f) {
-  if (g_threads >= 2 && d.B * d.T * d.H >= 65536) {
-    std::thread t1([&] { f(1); });
-    f(0);
-    t1.join();
-  } else {
-    f(0);
-    f(1);
-  }
-}
+// Two threads only pay off on big batches (latency matters at batch 1).
+static inline bool big(const Dims &d) { return d.B * d.T * d.H >= 65536; }
 
 extern "C" int BiLstmFwd(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
                          void *stream, void *extra) {
@@ -181,7 +170,7 @@ extern "C" int BiLstmFwd(int nparam, void **params, int *ndims, int64_t **shapes
   for (int i = 0; i < 10; i++) in[i] = static_cast<const float *>(params[i]);
   float *out = static_cast<float *>(params[10]), *final_ = static_cast<float *>(params[11]),
         *cs = static_cast<float *>(params[12]), *acts = static_cast<float *>(params[13]);
-  both_dirs(d, [&](int dir) {
+  run_halves(big(d), [&](int dir) {
     const float *const *p = in + 2 + 4 * dir;  // w_ih, w_hh, b_ih, b_hh of this direction
     fwd_dir(dir, d, in[0], in[1], p[0], p[1], p[2], p[3], out, final_, cs, acts);
   });
@@ -198,17 +187,22 @@ extern "C" int BiLstmBwd(int nparam, void **params, int *ndims, int64_t **shapes
   const float *dout = in[0], *dfinal = in[1], *x = in[2], *mask = in[3], *out = in[8], *cs = in[9], *acts = in[10];
   float *dx = static_cast<float *>(params[11]);
   const int64_t BT = d.B * d.T, G = d.G, I = d.I;
-  std::vector<float> dp(2 * BT * G);
-  both_dirs(d, [&](int dir) {
+  const int64_t G2 = 2 * G;
+  std::vector<float> dp(BT * G2), w_cat(G2 * I);  // dp rows: [dpre_f | dpre_b]; w_cat: [w_ih_f; w_ih_b]
+  std::memcpy(w_cat.data(), in[4], sizeof(float) * G * I);
+  std::memcpy(w_cat.data() + G * I, in[6], sizeof(float) * G * I);
+  run_halves(big(d), [&](int dir) {
     const float *w_hh = in[5 + 2 * dir];
     float *dw_ih = static_cast<float *>(params[12 + 3 * dir]), *dw_hh = static_cast<float *>(params[13 + 3 * dir]),
           *db = static_cast<float *>(params[14 + 3 * dir]);
-    float *dpd = dp.data() + dir * BT * G;
-    bwd_dir(dir, d, dout, dfinal, mask, w_hh, out, cs, acts, dpd, dw_hh, db);
-    sgemm('T', 'N', G, I, BT, 1.0f, dpd, G, x, I, 0.0f, dw_ih, I);  // dpre^T @ x
+    float *dpd = dp.data() + dir * G;
+    bwd_dir(dir, d, dout, dfinal, mask, w_hh, out, cs, acts, dpd, G2, dw_hh, db);
+    sgemm('T', 'N', G, I, BT, 1.0f, dpd, G2, x, I, 0.0f, dw_ih, I);  // dpre^T @ x
   });
-  // dx = dpre_f @ w_ih_f + dpre_b @ w_ih_b
-  sgemm('N', 'N', BT, I, G, 1.0f, dp.data(), G, in[4], I, 0.0f, dx, I);
-  sgemm('N', 'N', BT, I, G, 1.0f, dp.data() + BT * G, G, in[6], I, 1.0f, dx, I);
+  // dx = [dpre_f | dpre_b] @ [w_ih_f; w_ih_b], rows split over the two threads
+  run_halves(big(d), [&](int half) {
+    const int64_t r0 = half ? BT / 2 : 0, r1 = half ? BT : BT / 2;
+    if (r1 > r0) sgemm('N', 'N', r1 - r0, I, G2, 1.0f, dp.data() + r0 * G2, G2, w_cat.data(), I, 0.0f, dx + r0 * I, I);
+  });
   return 0;
 }

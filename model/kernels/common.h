@@ -3,6 +3,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <thread>
 
 // oneDNN's threadpool-interop GEMM with a null threadpool runs on the calling thread only, whatever
 // threadpool MindSpore has activated on it. Row-major, like dnnl_sgemm.
@@ -27,3 +28,18 @@ struct StatTimer {
         std::memory_order_relaxed);
   }
 };
+
+// Thread budget (flowhawk_set_threads). run_halves(big, f) calls f(0) and f(1), on two threads when
+// the budget allows and the work is big enough to repay a thread start (~0.1 ms).
+extern int g_flowhawk_threads;
+template <typename F>
+static void run_halves(bool big, F f) {
+  if (g_flowhawk_threads >= 2 && big) {
+    std::thread t1([&] { f(1); });
+    f(0);
+    t1.join();
+  } else {
+    f(0);
+    f(1);
+  }
+}

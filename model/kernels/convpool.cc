@@ -31,11 +31,12 @@ bool cdims(int64_t **shapes, int x_idx, int w_idx, int p_idx, CDims *d) {
   return true;
 }
 
-// rows (b, u) for used steps t = off + u; columns j*F + f hold x[b, t + j - left, f] * mask (0 outside)
-void im2col(const CDims &d, const float *x, const float *mask, float *cols) {
-  for (int64_t b = 0; b < d.B; b++)
+// rows (b - b0, u) for b in [b0, b1) and used steps t = off + u; columns j*F + f hold
+// x[b, t + j - left, f] * mask (0 outside the window)
+void im2col(const CDims &d, int64_t b0, int64_t b1, const float *x, const float *mask, float *cols) {
+  for (int64_t b = b0; b < b1; b++)
     for (int64_t u = 0; u < d.Tu; u++) {
-      float *row = cols + (b * d.Tu + u) * d.KF;
+      float *row = cols + ((b - b0) * d.Tu + u) * d.KF;
       const int64_t t = d.off + u;
       for (int64_t j = 0; j < d.K; j++) {
         const int64_t ts = t + j - d.left;
@@ -48,6 +49,75 @@ void im2col(const CDims &d, const float *x, const float *mask, float *cols) {
       }
     }
 }
+
+// forward for batch rows [b0, b1): conv GEMM, then masked max pooling with argmax offsets
+void fwd_rows(const CDims &d, int64_t b0, int64_t b1, const float *x, const float *mask, const float *w,
+              const float *bias, float *y, float *arg) {
+  if (b1 <= b0) return;
+  const int64_t rows = (b1 - b0) * d.Tu, C = d.C;
+  std::vector<float> cols(rows * d.KF), z(rows * C);
+  im2col(d, b0, b1, x, mask, cols.data());
+  for (int64_t r = 0; r < rows; r++) std::memcpy(z.data() + r * C, bias, sizeof(float) * C);
+  sgemm('N', 'T', rows, C, d.KF, 1.0f, cols.data(), d.KF, w, d.KF, 1.0f, z.data(), C);
+  for (int64_t b = b0; b < b1; b++)
+    for (int64_t q = 0; q < d.Tp; q++) {
+      float *yq = y + (b * d.Tp + q) * C, *aq = arg + (b * d.Tp + q) * C;
+      for (int64_t c = 0; c < C; c++) { yq[c] = 0.0f; aq[c] = 0.0f; }
+      for (int64_t i = 0; i < d.P; i++) {
+        const int64_t u = q * d.P + i;
+        if (mask[b * d.T + d.off + u] <= 0.5f) continue;  // padded step: output 0 (never above relu >= 0)
+        const float *zr = z.data() + ((b - b0) * d.Tu + u) * C;
+        const float fi = static_cast<float>(i);
+#pragma GCC ivdep
+        for (int64_t c = 0; c < C; c++) {
+          const bool gt = zr[c] > yq[c];
+          yq[c] = gt ? zr[c] : yq[c];
+          aq[c] = gt ? fi : aq[c];
+        }
+      }
+    }
+}
+
+// backward for batch rows [b0, b1): writes dx rows, and this range's partial dw / db
+void bwd_rows(const CDims &d, int64_t b0, int64_t b1, const float *dy, const float *x, const float *mask,
+              const float *w, const float *y, const float *arg, float *dx, float *dw, float *db) {
+  if (b1 <= b0) {  // empty range: zero partial sums
+    std::memset(dw, 0, sizeof(float) * d.C * d.KF);
+    std::memset(db, 0, sizeof(float) * d.C);
+    return;
+  }
+  const int64_t rows = (b1 - b0) * d.Tu, C = d.C;
+  std::vector<float> dz(rows * C, 0.0f), cols(rows * d.KF), dcols(rows * d.KF);
+  for (int64_t b = b0; b < b1; b++)
+    for (int64_t q = 0; q < d.Tp; q++) {
+      const int64_t o = (b * d.Tp + q) * C;
+      for (int64_t c = 0; c < C; c++)
+        if (y[o + c] > 0.0f)
+          dz[((b - b0) * d.Tu + q * d.P + static_cast<int64_t>(arg[o + c])) * C + c] = dy[o + c];
+    }
+  std::memset(db, 0, sizeof(float) * C);
+  for (int64_t r = 0; r < rows; r++) {
+    const float *dr = dz.data() + r * C;
+    for (int64_t c = 0; c < C; c++) db[c] += dr[c];
+  }
+  im2col(d, b0, b1, x, mask, cols.data());
+  sgemm('T', 'N', C, d.KF, rows, 1.0f, dz.data(), C, cols.data(), d.KF, 0.0f, dw, d.KF);  // dz^T @ cols
+  sgemm('N', 'N', rows, d.KF, C, 1.0f, dz.data(), C, w, d.KF, 0.0f, dcols.data(), d.KF);  // dz @ w
+  std::memset(dx + b0 * d.T * d.F, 0, sizeof(float) * (b1 - b0) * d.T * d.F);
+  for (int64_t b = b0; b < b1; b++)
+    for (int64_t u = 0; u < d.Tu; u++) {
+      const float *row = dcols.data() + ((b - b0) * d.Tu + u) * d.KF;
+      for (int64_t j = 0; j < d.K; j++) {
+        const int64_t ts = d.off + u + j - d.left;
+        if (ts < 0 || ts >= d.T || mask[b * d.T + ts] <= 0.5f) continue;
+        float *dst = dx + (b * d.T + ts) * d.F;
+        const float *src = row + j * d.F;
+        for (int64_t f = 0; f < d.F; f++) dst[f] += src[f];
+      }
+    }
+}
+
+inline bool big(const CDims &d) { return d.B * d.T * d.C >= 65536; }
 }  // namespace
 
 extern "C" int ConvPoolFwd(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
@@ -58,28 +128,10 @@ extern "C" int ConvPoolFwd(int nparam, void **params, int *ndims, int64_t **shap
   const float *x = static_cast<const float *>(params[0]), *mask = static_cast<const float *>(params[1]),
               *w = static_cast<const float *>(params[2]), *bias = static_cast<const float *>(params[3]);
   float *y = static_cast<float *>(params[5]), *arg = static_cast<float *>(params[6]);
-  const int64_t rows = d.B * d.Tu, C = d.C;
-  std::vector<float> cols(rows * d.KF), z(rows * C);
-  im2col(d, x, mask, cols.data());
-  for (int64_t r = 0; r < rows; r++) std::memcpy(z.data() + r * C, bias, sizeof(float) * C);
-  sgemm('N', 'T', rows, C, d.KF, 1.0f, cols.data(), d.KF, w, d.KF, 1.0f, z.data(), C);
-  for (int64_t b = 0; b < d.B; b++)
-    for (int64_t q = 0; q < d.Tp; q++) {
-      float *yq = y + (b * d.Tp + q) * C, *aq = arg + (b * d.Tp + q) * C;
-      for (int64_t c = 0; c < C; c++) { yq[c] = 0.0f; aq[c] = 0.0f; }
-      for (int64_t i = 0; i < d.P; i++) {
-        const int64_t u = q * d.P + i;
-        if (mask[b * d.T + d.off + u] <= 0.5f) continue;  // padded step: output 0 (never above relu >= 0)
-        const float *zr = z.data() + (b * d.Tu + u) * C;
-        const float fi = static_cast<float>(i);
-#pragma GCC ivdep
-        for (int64_t c = 0; c < C; c++) {
-          const bool gt = zr[c] > yq[c];
-          yq[c] = gt ? zr[c] : yq[c];
-          aq[c] = gt ? fi : aq[c];
-        }
-      }
-    }
+  const int64_t mid = d.B / 2;
+  run_halves(big(d), [&](int half) {
+    fwd_rows(d, half ? mid : 0, half ? d.B : mid, x, mask, w, bias, y, arg);
+  });
   return 0;
 }
 
@@ -93,33 +145,13 @@ extern "C" int ConvPoolBwd(int nparam, void **params, int *ndims, int64_t **shap
               *y = static_cast<const float *>(params[4]), *arg = static_cast<const float *>(params[5]);
   float *dx = static_cast<float *>(params[7]), *dw = static_cast<float *>(params[8]),
         *db = static_cast<float *>(params[9]);
-  const int64_t rows = d.B * d.Tu, C = d.C;
-  std::vector<float> dz(rows * C, 0.0f), cols(rows * d.KF), dcols(rows * d.KF);
-  for (int64_t b = 0; b < d.B; b++)
-    for (int64_t q = 0; q < d.Tp; q++) {
-      const int64_t o = (b * d.Tp + q) * C;
-      for (int64_t c = 0; c < C; c++)
-        if (y[o + c] > 0.0f) dz[(b * d.Tu + q * d.P + static_cast<int64_t>(arg[o + c])) * C + c] = dy[o + c];
-    }
-  std::memset(db, 0, sizeof(float) * C);
-  for (int64_t r = 0; r < rows; r++) {
-    const float *dr = dz.data() + r * C;
-    for (int64_t c = 0; c < C; c++) db[c] += dr[c];
-  }
-  im2col(d, x, mask, cols.data());
-  sgemm('T', 'N', C, d.KF, rows, 1.0f, dz.data(), C, cols.data(), d.KF, 0.0f, dw, d.KF);  // dz^T @ cols
-  sgemm('N', 'N', rows, d.KF, C, 1.0f, dz.data(), C, w, d.KF, 0.0f, dcols.data(), d.KF);  // dz @ w
-  std::memset(dx, 0, sizeof(float) * d.B * d.T * d.F);
-  for (int64_t b = 0; b < d.B; b++)
-    for (int64_t u = 0; u < d.Tu; u++) {
-      const float *row = dcols.data() + (b * d.Tu + u) * d.KF;
-      for (int64_t j = 0; j < d.K; j++) {
-        const int64_t ts = d.off + u + j - d.left;
-        if (ts < 0 || ts >= d.T || mask[b * d.T + ts] <= 0.5f) continue;
-        float *dst = dx + (b * d.T + ts) * d.F;
-        const float *src = row + j * d.F;
-        for (int64_t f = 0; f < d.F; f++) dst[f] += src[f];
-      }
-    }
+  const int64_t mid = d.B / 2, nw = d.C * d.KF;
+  std::vector<float> dw1(nw), db1(d.C);  // second half's partial sums
+  run_halves(big(d), [&](int half) {
+    bwd_rows(d, half ? mid : 0, half ? d.B : mid, dy, x, mask, w, y, arg, dx, half ? dw1.data() : dw,
+             half ? db1.data() : db);
+  });
+  for (int64_t i = 0; i < nw; i++) dw[i] += dw1[i];
+  for (int64_t c = 0; c < d.C; c++) db[c] += db1[c];
   return 0;
 }
