@@ -22,7 +22,7 @@ from mindspore import Tensor, nn, ops
 
 from model.config import ARCHS, ModelConfig
 from model.kernels import set_kernel_threads
-from model.layers import BiLSTM, ConvReluPool, MaskedAttentionPool, TemporalConv
+from model.layers import BiLSTM, ConvReluPool, MaskedAttentionPool
 
 log = logging.getLogger(__name__)
 _THREADS_SET: list[int] = []
@@ -78,7 +78,8 @@ class MultiScale(nn.Cell):
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
-        self.convs = nn.CellList([TemporalConv(cfg.n_features, cfg.conv_channels, k)
+        fused = cfg.impl in ("auto", "fused")  # conv + ReLU + mask as one kernel (pool 1)
+        self.convs = nn.CellList([ConvReluPool(cfg.n_features, cfg.conv_channels, k, 1, fused)
                                   for k in cfg.multiscale_kernels])
         self.bilstm = BiLSTM(cfg.n_features, cfg.hidden, cfg.lstm_layers, cfg.impl)
         dim = len(cfg.multiscale_kernels) * cfg.conv_channels + 2 * cfg.hidden
@@ -91,7 +92,7 @@ class MultiScale(nn.Cell):
         mask = ops.stop_gradient(mask)  # (B, T): no gradient work for the mask
         m3 = mask.expand_dims(-1)  # (B, T, 1)
         x = x * m3  # (B, T, F): padded steps zeroed
-        branches = [ops.relu(conv(x)) * m3 for conv in self.convs]  # K x (B, T, C)
+        branches = [conv(x, mask)[0] for conv in self.convs]  # K x (B, T, C): ReLU(conv), 0 at padding
         branches.append(self.bilstm(x, mask))  # + (B, T, 2H)
         z = ops.concat(branches, axis=-1)  # (B, T, D) with D = K*C + 2H
         z = self.drop(z)  # (B, T, D)
