@@ -49,13 +49,13 @@ early terminates the meters (``pcap_meters.MeterGuard``).
 from __future__ import annotations
 
 import contextlib
-import gzip
 import logging
-import shutil
 import tempfile
+import zlib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import BinaryIO
 
 import nfstream
 import pandas as pd
@@ -133,7 +133,8 @@ def _meters(wanted: int) -> int:
     """Clamp to cores - 1 ourselves: nfstream would print (not log) a warning and clamp anyway."""
     if wanted == 0:
         return 0
-    usable = max(1, len(psutil.Process().cpu_affinity()) - 1)
+    cores = _affinity()
+    usable = max(1, (len(cores) if cores else psutil.cpu_count() or 1) - 1)
     if wanted > usable:
         log.warning("n_meters=%d reduced to %d (one core stays with the reader)", wanted, usable)
     return min(wanted, usable)
@@ -196,35 +197,52 @@ def _plain_capture(path: Path, notes: ExtractNotes) -> Iterator[Path]:
         return
     with tempfile.TemporaryDirectory(prefix="flowhawk-pcap-") as tmp:
         plain = Path(tmp) / (path.stem or "capture")
-        try:
-            with gzip.open(path, "rb") as src, plain.open("wb") as dst:
-                shutil.copyfileobj(src, dst, 1 << 20)
-        except (EOFError, gzip.BadGzipFile, OSError) as exc:
+        with path.open("rb") as src, plain.open("wb") as dst:
+            damage = _gunzip(src, dst)
+        if damage:
             notes.truncated = True
-            notes.add(f"gzip stream damaged ({exc}); using the {plain.stat().st_size:,} bytes decompressed "
-                      "before the damage")
+            notes.add(f"gzip stream {damage}; using the {plain.stat().st_size:,} bytes decompressed before it")
         yield plain
+
+
+def _gunzip(src: BinaryIO, dst: BinaryIO) -> str | None:
+    """Stream-decompress gzip (all members) keeping every byte produced before any damage; return what
+    was wrong, or None. (``gzip.open(...).read`` would drop the last block read before a truncation.)"""
+    inflate, fed = zlib.decompressobj(wbits=31), False
+    while block := src.read(1 << 20):
+        while block:
+            try:
+                dst.write(inflate.decompress(block))
+            except zlib.error as exc:
+                return f"damaged ({exc})"
+            fed, block = True, b""
+            if inflate.eof:  # a next member may follow in the unused bytes
+                block, inflate, fed = inflate.unused_data, zlib.decompressobj(wbits=31), False
+    if fed:
+        dst.write(inflate.flush())
+        return "truncated (ends before its end-of-stream marker)"
+    return None
 
 
 def _stream_frames(path: Path, capture: Path, config: PcapConfig,
                    on_first_flow: Callable[[], None]) -> Iterator[pd.DataFrame]:
     """Frames of ``config.chunk_rows`` flows, converted as nfstream's meters emit them."""
-    batch, done = FlowBatch(), 0
+    batch, done, pending, chunk = FlowBatch(), 0, 0, config.chunk_rows
     for flow in _flows(path, capture, config):
         batch.add(flow)
-        if done == 0 and len(batch) == 1:
+        pending += 1
+        if pending == 1 and done == 0:
             on_first_flow()
-        if len(batch) >= config.chunk_rows:
-            done += len(batch)
-            yield batch.to_frame(done - len(batch))
-    if len(batch):
+        if pending == chunk:
+            yield batch.to_frame(done)
+            done, pending = done + pending, 0
+    if pending:
         yield batch.to_frame(done)
 
 
 def _flows(path: Path, capture: Path, config: PcapConfig) -> Iterator[object]:
     """nfstream flows, its errors as one-line BadInputErrors; its meters never outlive the iteration."""
-    proc = psutil.Process()
-    affinity = proc.cpu_affinity()  # nfstream pins the reading process; give the caller its cores back
+    affinity = _affinity()  # nfstream pins the reading process; give the caller its cores back
     finished, guard = False, None
     try:
         streamer = nfstream.NFStreamer(source=str(capture), **config.streamer_kwargs())
@@ -246,5 +264,14 @@ def _flows(path: Path, capture: Path, config: PcapConfig) -> Iterator[object]:
     finally:
         if guard is not None:
             guard.stop(terminate=not finished)
-        with contextlib.suppress(OSError):
-            proc.cpu_affinity(affinity)
+        if affinity:
+            with contextlib.suppress(OSError):
+                psutil.Process().cpu_affinity(affinity)
+
+
+def _affinity() -> list[int] | None:
+    """This process's CPU affinity, or None where psutil cannot tell (macOS)."""
+    try:
+        return psutil.Process().cpu_affinity()
+    except (AttributeError, OSError, psutil.Error):
+        return None

@@ -229,6 +229,17 @@ def test_gzipped_capture_is_read(tmp_path, tiny, flows):
     pd.testing.assert_frame_equal(_extract(gz)[0], flows)
 
 
+def test_truncated_gzip_keeps_what_was_decompressed(tmp_path):
+    plain = tmp_path / "udp.pcap"
+    _udp_pcap(plain, 2000)  # 2,000 one-packet flows
+    packed = gzip.compress(plain.read_bytes())
+    cut = tmp_path / "udp.pcap.gz"
+    cut.write_bytes(packed[: len(packed) * 3 // 4])
+    frame, notes = _extract(cut)
+    assert notes.truncated and any("gzip stream truncated" in m for m in notes.messages)
+    assert 1000 < len(frame) < 2000
+
+
 # --- bad input ------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("content", "reason"), [
