@@ -20,11 +20,6 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-import tests.conftest as _conftest
-
-if not hasattr(_conftest, "prefect_harness"):  # until tests/conftest.py imports it for every module
-    from tests.prefect_fixtures import prefect_harness  # noqa: F401
-
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 
