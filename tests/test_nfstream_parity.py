@@ -1,4 +1,7 @@
-"""Parity with nfstream's own published results: our extractor must not lose, merge or alter flows.
+"""The nfstream path on real captures (../shared/data): parity with nfstream's published results, the lab
+capture's flow counts, formats by content, IPv6, 802.11, a real capture cut mid-packet.
+
+Parity: our extractor must not lose, merge or alter flows.
 
 nfstream's test suite (tests.py ``test_ndpi_integration`` / ``generate_results.py``) runs every capture in
 tests/pcaps with ``NFStreamer(source, n_dissections=20, n_meters=1)`` and compares id, bidirectional
@@ -15,13 +18,14 @@ import csv
 import math
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
-from extractors.base import ExtractNotes
+from extractors.base import BadInputError, ExtractNotes
 from extractors.pcap_to_flows import PcapConfig, PcapExtractor
 from tests.conftest import shared_path
 
-pytestmark = [pytest.mark.realdata, pytest.mark.slow]
+pytestmark = pytest.mark.realdata
 
 
 def _expected(csv_path: Path) -> list[tuple[int, int]]:
@@ -54,6 +58,7 @@ def _diff(name: str, want: list[tuple[int, int]], got: list[tuple[int, int]]) ->
     return None
 
 
+@pytest.mark.slow
 def test_every_nfstream_reference_capture_reproduces_its_expected_results():
     base = shared_path("pcaps", "nfstream")
     expected = sorted((base / "expected_results").glob("*.csv"))
@@ -75,3 +80,55 @@ def test_every_nfstream_reference_capture_reproduces_its_expected_results():
     assert not problems, f"{len(problems)} of {len(expected)} captures differ:\n" + "\n".join(problems)
     assert total_flows > 1000
     assert not unmapped_names, f"nDPI names without an L7_PROTO id: {sorted(unmapped_names)}"
+
+
+def _extract(path: Path) -> tuple[pd.DataFrame, ExtractNotes]:
+    notes = ExtractNotes()
+    return pd.concat(PcapExtractor().frames(path, notes), ignore_index=True), notes
+
+
+# --- real data ------------------------------------------------------------------------------------------
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("nf_compatible", "expected"), [(True, 26_369), (False, 26_363)])
+def test_lab_capture_flow_counts(nf_compatible, expected):
+    path = shared_path("lab", "capture.pcap")
+    notes = ExtractNotes()
+    rows = sum(len(f) for f in PcapExtractor(PcapConfig(nf_compatible=nf_compatible)).frames(path, notes))
+    assert rows == expected and not notes.truncated
+
+
+@pytest.mark.parametrize(("relative", "kind"), [
+    ("pcaps/nfstream/pcaps/gquic.pcap", b"\x0a\x0d\x0d\x0a"),  # pcapng named .pcap
+    ("pcaps/ndpi/pcaps/tcp_scan.pcapng", b"\xd4\xc3\xb2\xa1"),  # pcap named .pcapng
+    ("pcaps/chrissanders/http_google.pcapng", b"\x0a\x0d\x0d\x0a"),
+])
+def test_real_captures_by_content_not_extension(relative, kind):
+    path = shared_path(*relative.split("/"))
+    assert path.read_bytes()[:4] == kind
+    frame, notes = _extract(path)
+    assert len(frame) > 0 and not notes.truncated
+    assert (frame.IN_PKTS > 0).all()
+
+
+def test_real_ipv6_capture_keeps_ipv6_flows():
+    frame, _ = _extract(shared_path("pcaps", "chrissanders", "http_ip4and6.pcapng"))
+    assert sorted(frame.IP_VERSION) == [4, 6]
+    assert frame.loc[frame.IP_VERSION == 6, "IPV4_SRC_ADDR"].str.contains(":").all()
+
+
+def test_real_80211_capture_raises_no_ip_flows():
+    path = shared_path("pcaps", "chrissanders", "80211beacon.pcapng")
+    with pytest.raises(BadInputError, match="no IP flows"):
+        list(PcapExtractor().frames(path, ExtractNotes()))
+
+
+def test_real_capture_cut_mid_packet(tmp_path):
+    source = shared_path("pcaps", "nfstream", "pcaps", "google_ssl.pcap")
+    data = source.read_bytes()
+    cut = tmp_path / "google_ssl_cut.pcap"
+    cut.write_bytes(data[: len(data) - 100])
+    whole, _ = _extract(source)
+    part, notes = _extract(cut)
+    assert notes.truncated and "cut mid-packet" in notes.messages[0]
+    assert len(part) == 1 and 0 < part.IN_PKTS[0] + part.OUT_PKTS[0] < whole.IN_PKTS[0] + whole.OUT_PKTS[0]

@@ -1,4 +1,5 @@
-"""PcapExtractor on captures the tests write themselves (scapy / raw pcap records), plus real-data checks.
+"""PcapExtractor on captures the tests write themselves (scapy / raw pcap records); the real-data checks
+are in tests/test_nfstream_parity.py.
 
 Unit tests need no shared data: tiny captures are built in tmp_path with scapy, whose packet lengths and
 timestamps give the expected byte counts, durations and inter-arrival times independently of nfstream.
@@ -26,7 +27,6 @@ from extractors.ndpi_protocols import l7_proto, load_table, read_engine_table, t
 from extractors.pcap_integrity import walk_capture
 from extractors.pcap_to_flows import PcapConfig, PcapExtractor
 from extractors.schema import COLUMN_NAMES, conform
-from tests.conftest import shared_path
 
 CLIENT, SERVER, DNS_SERVER, PINGED = "10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4"
 HTTP_GET = b"GET /index.html HTTP/1.1\r\nHost: example.com\r\nUser-Agent: test\r\n\r\n"
@@ -384,55 +384,3 @@ def test_l7_proto_is_master_dot_app(name, expected):
 @pytest.mark.parametrize("name", ["Unknown", "", None, "NoSuchProto", "TLS.NoSuchApp"])
 def test_l7_proto_unknown_is_nan(name):
     assert np.isnan(l7_proto(name))
-
-
-# --- real data ------------------------------------------------------------------------------------------
-
-@pytest.mark.realdata
-@pytest.mark.slow
-@pytest.mark.parametrize(("nf_compatible", "expected"), [(True, 26_369), (False, 26_363)])
-def test_lab_capture_flow_counts(nf_compatible, expected):
-    path = shared_path("lab", "capture.pcap")
-    notes = ExtractNotes()
-    rows = sum(len(f) for f in PcapExtractor(PcapConfig(nf_compatible=nf_compatible)).frames(path, notes))
-    assert rows == expected and not notes.truncated
-
-
-@pytest.mark.realdata
-@pytest.mark.parametrize(("relative", "kind"), [
-    ("pcaps/nfstream/pcaps/gquic.pcap", b"\x0a\x0d\x0d\x0a"),  # pcapng named .pcap
-    ("pcaps/ndpi/pcaps/tcp_scan.pcapng", b"\xd4\xc3\xb2\xa1"),  # pcap named .pcapng
-    ("pcaps/chrissanders/http_google.pcapng", b"\x0a\x0d\x0d\x0a"),
-])
-def test_real_captures_by_content_not_extension(relative, kind):
-    path = shared_path(*relative.split("/"))
-    assert path.read_bytes()[:4] == kind
-    frame, notes = _extract(path)
-    assert len(frame) > 0 and not notes.truncated
-    assert (frame.IN_PKTS > 0).all()
-
-
-@pytest.mark.realdata
-def test_real_ipv6_capture_keeps_ipv6_flows():
-    frame, _ = _extract(shared_path("pcaps", "chrissanders", "http_ip4and6.pcapng"))
-    assert sorted(frame.IP_VERSION) == [4, 6]
-    assert frame.loc[frame.IP_VERSION == 6, "IPV4_SRC_ADDR"].str.contains(":").all()
-
-
-@pytest.mark.realdata
-def test_real_80211_capture_raises_no_ip_flows():
-    path = shared_path("pcaps", "chrissanders", "80211beacon.pcapng")
-    with pytest.raises(BadInputError, match="no IP flows"):
-        list(PcapExtractor().frames(path, ExtractNotes()))
-
-
-@pytest.mark.realdata
-def test_real_capture_cut_mid_packet(tmp_path):
-    source = shared_path("pcaps", "nfstream", "pcaps", "google_ssl.pcap")
-    data = source.read_bytes()
-    cut = tmp_path / "google_ssl_cut.pcap"
-    cut.write_bytes(data[: len(data) - 100])
-    whole, _ = _extract(source)
-    part, notes = _extract(cut)
-    assert notes.truncated and "cut mid-packet" in notes.messages[0]
-    assert len(part) == 1 and 0 < part.IN_PKTS[0] + part.OUT_PKTS[0] < whole.IN_PKTS[0] + whole.OUT_PKTS[0]
