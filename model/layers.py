@@ -1,10 +1,15 @@
 """Building blocks for the detector networks (MindSpore Cells), tuned for CPU.
 
 * ``TemporalConv``: 1-D convolution over time written as im2col + one matmul ("same" padding);
-  mindspore.nn.Conv1d is ~10x slower on CPU.
+  mindspore.nn.Conv1d is ~10x slower on CPU. ``ConvReluPool``: conv -> ReLU -> mask -> max pool, one
+  C++ kernel (model/kernels/convpool.cc) when the kernels build, else MindSpore ops.
 * ``BiLSTM``: the ONE place that touches ``mindspore.nn.LSTM`` (its call signature changes between
-  MindSpore versions), plus an unrolled matmul recurrence that honours the padding mask exactly.
+  MindSpore versions); by default it runs a fused C++ kernel (model/kernels/bilstm.cc) or an unrolled
+  matmul recurrence, both honouring the padding mask exactly (state carried over at padded steps).
 * ``masked_max_pool`` / ``MaskedAttentionPool``: pooling that padded positions cannot influence.
+
+C++ kernels are MindSpore ``ops.Custom`` "aot" ops with a ``bprop`` that calls the backward kernel;
+each is checked against the plain-op path (loss and all gradients) in tests/test_network.py.
 
 Shapes: B = batch, T = time steps, C/F = channels, H = LSTM hidden size. Masks are float32 (B, T),
 1 = real flow, 0 = (left) padding.
@@ -253,7 +258,7 @@ class _FusedLSTMCore(_UnrolledLSTMCore):
 
     def _layers(self, x: Tensor, mask: Tensor) -> tuple:
         # x: (B, T, I), mask: (B, T) -> (out (B, T, 2H), final (B, 2H)) of the last layer
-        res = (x, x)
+        res = (x, x)  # res[0] feeds the next layer
         for layer in range(self.num_layers):
             res = self.fused(res[0], mask, *self._by_dir[2 * layer], *self._by_dir[2 * layer + 1])
         return res[0], res[1]
@@ -310,7 +315,3 @@ class BiLSTM(nn.Cell):
             return ops.concat([out[:, -1, :self.hidden], out[:, 0, self.hidden:]], axis=-1)  # (B, 2H)
         return self.lstm.last(x, mask)  # (B, 2H)
 
-
-def numpy_param_count(cell: nn.Cell) -> int:
-    """Number of trainable scalars in a Cell."""
-    return int(sum(np.prod(p.shape) for p in cell.trainable_params()))

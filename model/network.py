@@ -2,8 +2,12 @@
 
 Input: x (B, T, F) float32 windows of flow features, mask (B, T) float32 (1 = real flow,
 0 = left padding). Output: logits (B, n_classes). Padded positions cannot influence the logits:
-inputs are zeroed there, pooling and attention ignore them, and the (default) unrolled BiLSTM
-carries its state across them.
+inputs are zeroed there, pooling and attention ignore them, and the BiLSTM (fused kernel or unrolled
+recurrence; not impl="native") carries its state across them, so a left-padded window scores exactly
+like the same flows unpadded.
+
+Compiled functions specialise on input shapes: every new (B, T) compiles once (~1-3 s), so callers
+should keep batch sizes few (e.g. pad the last batch). Threads: see set_threads.
 
     net = build_network(ModelConfig(arch="cnn_bilstm", n_features=24))
     step = make_train_step(net, nn.CrossEntropyLoss(), nn.Adam(net.trainable_params(), 1e-3))
