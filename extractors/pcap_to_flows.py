@@ -174,7 +174,7 @@ def _check_integrity(path: Path, capture: Path, kind: str, notes: ExtractNotes) 
     if walk.damaged:
         notes.truncated = True
         notes.add(walk.describe())
-        log.warning("%s: %s", path, walk.describe())
+        log.info("%s: %s", path, walk.describe())
     return walk
 
 
