@@ -12,7 +12,6 @@
 // so GCC vectorises them. The two directions run on two threads after flowhawk_set_threads(>= 2).
 #include <cstdint>
 #include <cstring>
-#include <vector>
 
 #include "common.h"
 
@@ -65,19 +64,19 @@ static inline int64_t time_of(int dir, int64_t s, int64_t T) { return dir ? T - 
 
 static void fwd_dir(int dir, const Dims &d, const float *x, const float *mask, const float *wi,
                     const float *wh, const float *b_ih, const float *b_hh, float *out, float *final_,
-                    float *cs, float *acts) {
+                    float *cs, float *acts, Carver ws) {
   const int64_t B = d.B, T = d.T, I = d.I, H = d.H, G = d.G, H2 = 2 * H;
   float *a = acts + dir * B * T * G;  // (B, T, G): row b*T + t
-  std::vector<float> bd(G);
+  float *bd = ws.take(G), *zeros = ws.take(B * H2);
   for (int64_t j = 0; j < G; j++) bd[j] = b_ih[j] + b_hh[j];
-  for (int64_t r = 0; r < B * T; r++) std::memcpy(a + r * G, bd.data(), sizeof(float) * G);
+  for (int64_t r = 0; r < B * T; r++) std::memcpy(a + r * G, bd, sizeof(float) * G);
+  std::memset(zeros, 0, sizeof(float) * B * H2);
   sgemm('N', 'T', B * T, G, I, 1.0f, x, I, wi, I, 1.0f, a, G);  // x @ w_ih^T + bias
-  std::vector<float> zeros(B * H2, 0.0f);
   for (int64_t s = 0; s < T; s++) {
     const int64_t t = time_of(dir, s, T), tp = time_of(dir, s - 1, T);
     // previous state rows: out[b, tp, dir*H:], stride T*2H between batch rows
-    const float *hp = s ? out + tp * H2 + dir * H : zeros.data();
-    const float *cp = s ? cs + tp * H2 + dir * H : zeros.data();
+    const float *hp = s ? out + tp * H2 + dir * H : zeros;
+    const float *cp = s ? cs + tp * H2 + dir * H : zeros;
     const int64_t ldp = s ? T * H2 : H2;
     float *at = a + t * G;  // rows stride T*G
     if (s) sgemm('N', 'T', B, G, H, 1.0f, hp, ldp, wh, H, 1.0f, at, T * G);
@@ -104,21 +103,23 @@ static void fwd_dir(int dir, const Dims &d, const float *x, const float *mask, c
 
 static void bwd_dir(int dir, const Dims &d, const float *dout, const float *dfinal, const float *mask,
                     const float *wh, const float *out, const float *cs, const float *acts, float *dp, int64_t ld,
-                    float *dwh, float *db) {
+                    float *dwh, float *db, Carver ws) {
   // dp: this direction's gate gradients, row (b*T + t) at dp + (b*T + t) * ld
   const int64_t B = d.B, T = d.T, H = d.H, G = d.G, H2 = 2 * H;
   const float *a = acts + dir * B * T * G;
-  std::vector<float> zeros(B * H2, 0.0f), dh(B * H), dc(B * H, 0.0f);
-  for (int64_t b = 0; b < B; b++) std::memcpy(dh.data() + b * H, dfinal + b * H2 + dir * H, sizeof(float) * H);
+  float *zeros = ws.take(B * H2), *dh = ws.take(B * H), *dc = ws.take(B * H), *hprev = ws.take(B * T * H);
+  std::memset(zeros, 0, sizeof(float) * B * H2);
+  std::memset(dc, 0, sizeof(float) * B * H);
+  for (int64_t b = 0; b < B; b++) std::memcpy(dh + b * H, dfinal + b * H2 + dir * H, sizeof(float) * H);
   for (int64_t s = T - 1; s >= 0; s--) {
     const int64_t t = time_of(dir, s, T), tp = time_of(dir, s - 1, T);
-    const float *cp = s ? cs + tp * H2 + dir * H : zeros.data();
+    const float *cp = s ? cs + tp * H2 + dir * H : zeros;
     const int64_t ldp = s ? T * H2 : H2;
     float *dpt = dp + t * ld;  // rows stride T*ld
     for (int64_t b = 0; b < B; b++) {
       const float *ab = a + (b * T + t) * G, *cb = cs + (b * T + t) * H2 + dir * H, *cpb = cp + b * ldp;
       const float *dob = dout + (b * T + t) * H2 + dir * H;
-      float *dpb = dpt + b * T * ld, *dhb = dh.data() + b * H, *dcb = dc.data() + b * H;
+      float *dpb = dpt + b * T * ld, *dhb = dh + b * H, *dcb = dc + b * H;
       if (mask[b * T + t] <= 0.5f) {  // carried state: the gradient passes straight to step s-1
         std::memset(dpb, 0, sizeof(float) * G);
         for (int64_t j = 0; j < H; j++) dhb[j] += dob[j];
@@ -139,17 +140,16 @@ static void bwd_dir(int dir, const Dims &d, const float *dout, const float *dfin
       }
     }
     if (s == 0) break;
-    sgemm('N', 'N', B, H, G, 1.0f, dpt, T * ld, wh, H, 1.0f, dh.data(), H);  // dh_prev += dpre @ w_hh
+    sgemm('N', 'N', B, H, G, 1.0f, dpt, T * ld, wh, H, 1.0f, dh, H);  // dh_prev += dpre @ w_hh
   }
   // dw_hh = sum_s dpre_s^T @ h_prev_s as one GEMM over all (b, t) rows: h_prev rows shifted by one step
-  std::vector<float> hprev(B * T * H);
   for (int64_t b = 0; b < B; b++)
     for (int64_t s = 0; s < T; s++) {
-      float *dst = hprev.data() + (b * T + time_of(dir, s, T)) * H;
+      float *dst = hprev + (b * T + time_of(dir, s, T)) * H;
       if (s == 0) std::memset(dst, 0, sizeof(float) * H);
       else std::memcpy(dst, out + (b * T + time_of(dir, s - 1, T)) * H2 + dir * H, sizeof(float) * H);
     }
-  sgemm('T', 'N', G, H, B * T, 1.0f, dp, ld, hprev.data(), H, 0.0f, dwh, H);
+  sgemm('T', 'N', G, H, B * T, 1.0f, dp, ld, hprev, H, 0.0f, dwh, H);
   std::memset(db, 0, sizeof(float) * G);
   for (int64_t r = 0; r < B * T; r++) {
     const float *row = dp + r * ld;
@@ -170,9 +170,11 @@ extern "C" int BiLstmFwd(int nparam, void **params, int *ndims, int64_t **shapes
   for (int i = 0; i < 10; i++) in[i] = static_cast<const float *>(params[i]);
   float *out = static_cast<float *>(params[10]), *final_ = static_cast<float *>(params[11]),
         *cs = static_cast<float *>(params[12]), *acts = static_cast<float *>(params[13]);
+  const size_t per_dir = rounded(d.G) + rounded(2 * d.B * d.H);
+  float *ws = scratch(2 * per_dir);
   run_halves(big(d), [&](int dir) {
     const float *const *p = in + 2 + 4 * dir;  // w_ih, w_hh, b_ih, b_hh of this direction
-    fwd_dir(dir, d, in[0], in[1], p[0], p[1], p[2], p[3], out, final_, cs, acts);
+    fwd_dir(dir, d, in[0], in[1], p[0], p[1], p[2], p[3], out, final_, cs, acts, Carver{ws + dir * per_dir});
   });
   return 0;
 }
@@ -188,21 +190,24 @@ extern "C" int BiLstmBwd(int nparam, void **params, int *ndims, int64_t **shapes
   float *dx = static_cast<float *>(params[11]);
   const int64_t BT = d.B * d.T, G = d.G, I = d.I;
   const int64_t G2 = 2 * G;
-  std::vector<float> dp(BT * G2), w_cat(G2 * I);  // dp rows: [dpre_f | dpre_b]; w_cat: [w_ih_f; w_ih_b]
-  std::memcpy(w_cat.data(), in[4], sizeof(float) * G * I);
-  std::memcpy(w_cat.data() + G * I, in[6], sizeof(float) * G * I);
+  const size_t per_dir = rounded(2 * d.B * d.H) + 2 * rounded(d.B * d.H) + rounded(BT * d.H);
+  Carver ws{scratch(rounded(BT * G2) + rounded(G2 * I) + 2 * per_dir)};
+  float *dp = ws.take(BT * G2), *w_cat = ws.take(G2 * I);  // dp rows: [dpre_f | dpre_b]; w_cat: [w_ih_f; w_ih_b]
+  float *dir_ws = ws.p;
+  std::memcpy(w_cat, in[4], sizeof(float) * G * I);
+  std::memcpy(w_cat + G * I, in[6], sizeof(float) * G * I);
   run_halves(big(d), [&](int dir) {
     const float *w_hh = in[5 + 2 * dir];
     float *dw_ih = static_cast<float *>(params[12 + 3 * dir]), *dw_hh = static_cast<float *>(params[13 + 3 * dir]),
           *db = static_cast<float *>(params[14 + 3 * dir]);
-    float *dpd = dp.data() + dir * G;
-    bwd_dir(dir, d, dout, dfinal, mask, w_hh, out, cs, acts, dpd, G2, dw_hh, db);
+    float *dpd = dp + dir * G;
+    bwd_dir(dir, d, dout, dfinal, mask, w_hh, out, cs, acts, dpd, G2, dw_hh, db, Carver{dir_ws + dir * per_dir});
     sgemm('T', 'N', G, I, BT, 1.0f, dpd, G2, x, I, 0.0f, dw_ih, I);  // dpre^T @ x
   });
   // dx = [dpre_f | dpre_b] @ [w_ih_f; w_ih_b], rows split over the two threads
   run_halves(big(d), [&](int half) {
     const int64_t r0 = half ? BT / 2 : 0, r1 = half ? BT : BT / 2;
-    if (r1 > r0) sgemm('N', 'N', r1 - r0, I, G2, 1.0f, dp.data() + r0 * G2, G2, w_cat.data(), I, 0.0f, dx + r0 * I, I);
+    if (r1 > r0) sgemm('N', 'N', r1 - r0, I, G2, 1.0f, dp + r0 * G2, G2, w_cat, I, 0.0f, dx + r0 * I, I);
   });
   return 0;
 }

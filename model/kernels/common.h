@@ -2,8 +2,10 @@
 #pragma once
 #include <atomic>
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <thread>
+#include <vector>
 
 // oneDNN's threadpool-interop GEMM with a null threadpool runs on the calling thread only, whatever
 // threadpool MindSpore has activated on it. Row-major, like dnnl_sgemm.
@@ -43,3 +45,21 @@ static void run_halves(bool big, F f) {
     f(1);
   }
 }
+
+// Grow-only scratch memory kept by the calling thread (MindSpore's kernel thread): big per-call
+// buffers would otherwise be unmapped and page-faulted back from the OS on every call (measured: the
+// BiLSTM backward took 33 ms inside MindSpore vs 20 ms standalone). Carve it with Carver.take.
+inline size_t rounded(size_t n) { return (n + 15) & ~static_cast<size_t>(15); }
+inline float *scratch(size_t n) {
+  static thread_local std::vector<float> buf;
+  if (buf.size() < n) buf.resize(n);
+  return buf.data();
+}
+struct Carver {
+  float *p;
+  float *take(size_t n) {
+    float *r = p;
+    p += rounded(n);
+    return r;
+  }
+};

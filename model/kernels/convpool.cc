@@ -7,7 +7,6 @@
 // ConvPoolBwd(dy, x, mask, w, y, arg, ptok) -> dx (B, T, F), dw (C, K*F), dbias (C)
 #include <cstdint>
 #include <cstring>
-#include <vector>
 
 #include "common.h"
 
@@ -52,13 +51,13 @@ void im2col(const CDims &d, int64_t b0, int64_t b1, const float *x, const float 
 
 // forward for batch rows [b0, b1): conv GEMM, then masked max pooling with argmax offsets
 void fwd_rows(const CDims &d, int64_t b0, int64_t b1, const float *x, const float *mask, const float *w,
-              const float *bias, float *y, float *arg) {
+              const float *bias, float *y, float *arg, Carver ws) {
   if (b1 <= b0) return;
   const int64_t rows = (b1 - b0) * d.Tu, C = d.C;
-  std::vector<float> cols(rows * d.KF), z(rows * C);
-  im2col(d, b0, b1, x, mask, cols.data());
-  for (int64_t r = 0; r < rows; r++) std::memcpy(z.data() + r * C, bias, sizeof(float) * C);
-  sgemm('N', 'T', rows, C, d.KF, 1.0f, cols.data(), d.KF, w, d.KF, 1.0f, z.data(), C);
+  float *cols = ws.take(rows * d.KF), *z = ws.take(rows * C);
+  im2col(d, b0, b1, x, mask, cols);
+  for (int64_t r = 0; r < rows; r++) std::memcpy(z + r * C, bias, sizeof(float) * C);
+  sgemm('N', 'T', rows, C, d.KF, 1.0f, cols, d.KF, w, d.KF, 1.0f, z, C);
   for (int64_t b = b0; b < b1; b++)
     for (int64_t q = 0; q < d.Tp; q++) {
       float *yq = y + (b * d.Tp + q) * C, *aq = arg + (b * d.Tp + q) * C;
@@ -66,7 +65,7 @@ void fwd_rows(const CDims &d, int64_t b0, int64_t b1, const float *x, const floa
       for (int64_t i = 0; i < d.P; i++) {
         const int64_t u = q * d.P + i;
         if (mask[b * d.T + d.off + u] <= 0.5f) continue;  // padded step: output 0 (never above relu >= 0)
-        const float *zr = z.data() + ((b - b0) * d.Tu + u) * C;
+        const float *zr = z + ((b - b0) * d.Tu + u) * C;
         const float fi = static_cast<float>(i);
 #pragma GCC ivdep
         for (int64_t c = 0; c < C; c++) {
@@ -80,14 +79,15 @@ void fwd_rows(const CDims &d, int64_t b0, int64_t b1, const float *x, const floa
 
 // backward for batch rows [b0, b1): writes dx rows, and this range's partial dw / db
 void bwd_rows(const CDims &d, int64_t b0, int64_t b1, const float *dy, const float *x, const float *mask,
-              const float *w, const float *y, const float *arg, float *dx, float *dw, float *db) {
+              const float *w, const float *y, const float *arg, float *dx, float *dw, float *db, Carver ws) {
   if (b1 <= b0) {  // empty range: zero partial sums
     std::memset(dw, 0, sizeof(float) * d.C * d.KF);
     std::memset(db, 0, sizeof(float) * d.C);
     return;
   }
   const int64_t rows = (b1 - b0) * d.Tu, C = d.C;
-  std::vector<float> dz(rows * C, 0.0f), cols(rows * d.KF), dcols(rows * d.KF);
+  float *dz = ws.take(rows * C), *cols = ws.take(rows * d.KF), *dcols = ws.take(rows * d.KF);
+  std::memset(dz, 0, sizeof(float) * rows * C);
   for (int64_t b = b0; b < b1; b++)
     for (int64_t q = 0; q < d.Tp; q++) {
       const int64_t o = (b * d.Tp + q) * C;
@@ -97,16 +97,16 @@ void bwd_rows(const CDims &d, int64_t b0, int64_t b1, const float *dy, const flo
     }
   std::memset(db, 0, sizeof(float) * C);
   for (int64_t r = 0; r < rows; r++) {
-    const float *dr = dz.data() + r * C;
+    const float *dr = dz + r * C;
     for (int64_t c = 0; c < C; c++) db[c] += dr[c];
   }
-  im2col(d, b0, b1, x, mask, cols.data());
-  sgemm('T', 'N', C, d.KF, rows, 1.0f, dz.data(), C, cols.data(), d.KF, 0.0f, dw, d.KF);  // dz^T @ cols
-  sgemm('N', 'N', rows, d.KF, C, 1.0f, dz.data(), C, w, d.KF, 0.0f, dcols.data(), d.KF);  // dz @ w
+  im2col(d, b0, b1, x, mask, cols);
+  sgemm('T', 'N', C, d.KF, rows, 1.0f, dz, C, cols, d.KF, 0.0f, dw, d.KF);  // dz^T @ cols
+  sgemm('N', 'N', rows, d.KF, C, 1.0f, dz, C, w, d.KF, 0.0f, dcols, d.KF);  // dz @ w
   std::memset(dx + b0 * d.T * d.F, 0, sizeof(float) * (b1 - b0) * d.T * d.F);
   for (int64_t b = b0; b < b1; b++)
     for (int64_t u = 0; u < d.Tu; u++) {
-      const float *row = dcols.data() + ((b - b0) * d.Tu + u) * d.KF;
+      const float *row = dcols + ((b - b0) * d.Tu + u) * d.KF;
       for (int64_t j = 0; j < d.K; j++) {
         const int64_t ts = d.off + u + j - d.left;
         if (ts < 0 || ts >= d.T || mask[b * d.T + ts] <= 0.5f) continue;
@@ -129,8 +129,11 @@ extern "C" int ConvPoolFwd(int nparam, void **params, int *ndims, int64_t **shap
               *w = static_cast<const float *>(params[2]), *bias = static_cast<const float *>(params[3]);
   float *y = static_cast<float *>(params[5]), *arg = static_cast<float *>(params[6]);
   const int64_t mid = d.B / 2;
+  const size_t half_rows = static_cast<size_t>(d.B - mid) * d.Tu;  // the larger half
+  const size_t per_half = rounded(half_rows * d.KF) + rounded(half_rows * d.C);
+  float *ws = scratch(2 * per_half);
   run_halves(big(d), [&](int half) {
-    fwd_rows(d, half ? mid : 0, half ? d.B : mid, x, mask, w, bias, y, arg);
+    fwd_rows(d, half ? mid : 0, half ? d.B : mid, x, mask, w, bias, y, arg, Carver{ws + half * per_half});
   });
   return 0;
 }
@@ -146,10 +149,14 @@ extern "C" int ConvPoolBwd(int nparam, void **params, int *ndims, int64_t **shap
   float *dx = static_cast<float *>(params[7]), *dw = static_cast<float *>(params[8]),
         *db = static_cast<float *>(params[9]);
   const int64_t mid = d.B / 2, nw = d.C * d.KF;
-  std::vector<float> dw1(nw), db1(d.C);  // second half's partial sums
+  const size_t half_rows = static_cast<size_t>(d.B - mid) * d.Tu;  // the larger half
+  const size_t per_half = rounded(half_rows * d.C) + 2 * rounded(half_rows * d.KF);
+  Carver ws{scratch(rounded(nw) + rounded(d.C) + 2 * per_half)};
+  float *dw1 = ws.take(nw), *db1 = ws.take(d.C);  // second half's partial sums
+  float *half_ws = ws.p;
   run_halves(big(d), [&](int half) {
-    bwd_rows(d, half ? mid : 0, half ? d.B : mid, dy, x, mask, w, y, arg, dx, half ? dw1.data() : dw,
-             half ? db1.data() : db);
+    bwd_rows(d, half ? mid : 0, half ? d.B : mid, dy, x, mask, w, y, arg, dx, half ? dw1 : dw,
+             half ? db1 : db, Carver{half_ws + half * per_half});
   });
   for (int64_t i = 0; i < nw; i++) dw[i] += dw1[i];
   for (int64_t c = 0; c < d.C; c++) db[c] += db1[c];
