@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import mindspore as ms
 import numpy as np
 import pandas as pd
-from mindspore import Tensor, nn
+from mindspore import Tensor, nn, ops
 from sklearn.metrics import f1_score
 
 from extractors.schema import BENIGN
@@ -336,5 +336,7 @@ def _snapshot(network: Any) -> dict[str, np.ndarray]:
 
 
 def _restore(network: Any, state: dict[str, np.ndarray]) -> None:
+    """Write ``state`` into the parameters in place. ``Parameter.set_data`` / ``load_param_into_net`` swap the
+    tensor object, which graphs compiled earlier (train step, predict) never see; ``ops.assign`` does."""
     for p in network.get_parameters():
-        p.set_data(Tensor(state[p.name]))
+        ops.assign(p, Tensor(state[p.name]))

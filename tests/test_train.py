@@ -81,7 +81,7 @@ def test_early_stopping_restores_the_best_weights():
         if entry["epoch"] == 2:
             rng = np.random.default_rng(0)
             for p in network.get_parameters():
-                p.set_data(ms.Tensor(rng.normal(0, 5, p.shape).astype(np.float32)))
+                ms.ops.assign(p, ms.Tensor(rng.normal(0, 5, p.shape).astype(np.float32)))
 
     history = fit_network(network, prep, config, on_epoch=sabotage)
     assert len(history) == 3 and not history[-1]["best"]  # stopped after one epoch without improvement
@@ -91,6 +91,11 @@ def test_early_stopping_restores_the_best_weights():
     weights = class_weights(prep.y[prep.train_rows], 2, True)
     assert weighted_cross_entropy(probs, prep.y[monitor], weights) == pytest.approx(best["val_loss"], rel=1e-4)
     assert history[-1]["val_loss"] > best["val_loss"]
+    saved = {p.name: p.asnumpy() for p in network.get_parameters()}  # what a checkpoint would hold ...
+    rebuilt = build_network(build_model_config(config, prep.features.shape[1], 2))
+    ms.load_param_into_net(rebuilt, {k: ms.Parameter(ms.Tensor(v), name=k) for k, v in saved.items()})
+    again = predict_proba(rebuilt, prep.features, prep.index, monitor)  # ... scores exactly as evaluated
+    np.testing.assert_allclose(again, probs, atol=1e-5)
 
 
 def test_multiclass_fine_tune_keeps_pipeline_and_classes(trained):
