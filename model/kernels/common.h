@@ -1,9 +1,13 @@
-// Shared by the flowhawk CPU kernels: oneDNN GEMM on the calling thread, and call/time counters.
+// Shared by the flowhawk CPU kernels: oneDNN GEMM on the calling thread, call/time counters, a helper
+// thread for splitting work in two, and per-thread scratch memory.
 #pragma once
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -31,15 +35,74 @@ struct StatTimer {
   }
 };
 
-// Thread budget (flowhawk_set_threads). run_halves(big, f) calls f(0) and f(1), on two threads when
-// the budget allows and the work is big enough to repay a thread start (~0.1 ms).
+// Thread budget (flowhawk_set_threads). run_halves(big, f) runs f(0) and f(1): with a budget of 2
+// and big work, a persistent helper thread may take one half. The caller claims halves too and never
+// waits for a helper that has not started, so on a busy machine (helper not scheduled) it degrades to
+// the one-thread time instead of stalling. Concurrent callers fall back to running both halves.
 extern int g_flowhawk_threads;
+
+class HalfHelper {
+ public:
+  static HalfHelper &get() {
+    static HalfHelper *h = new HalfHelper();  // never destroyed: its thread is detached
+    return *h;
+  }
+  void run(const std::function<void(int)> &f) {
+    if (busy_.exchange(true)) {  // another kernel call is using the helper
+      f(0);
+      f(1);
+      return;
+    }
+    {
+      std::lock_guard<std::mutex> lk(m_);
+      job_ = &f;
+      next_.store(0);
+      ++gen_;
+    }
+    cv_.notify_one();
+    for (int i; (i = next_.fetch_add(1)) < 2;) f(i);
+    {
+      std::unique_lock<std::mutex> lk(m_);
+      job_ = nullptr;  // a helper waking up later finds nothing to do
+      done_.wait(lk, [this] { return active_ == 0; });
+    }
+    busy_.store(false);
+  }
+
+ private:
+  HalfHelper() { std::thread([this] { loop(); }).detach(); }
+  void loop() {
+    std::unique_lock<std::mutex> lk(m_);
+    uint64_t seen = 0;
+    for (;;) {
+      cv_.wait(lk, [&] { return gen_ != seen; });
+      seen = gen_;
+      if (job_ == nullptr) continue;
+      const int i = next_.fetch_add(1);
+      if (i >= 2) continue;
+      const std::function<void(int)> *job = job_;
+      ++active_;
+      lk.unlock();
+      (*job)(i);
+      lk.lock();
+      --active_;
+      done_.notify_all();
+    }
+  }
+  std::mutex m_;
+  std::condition_variable cv_, done_;
+  const std::function<void(int)> *job_ = nullptr;
+  std::atomic<int> next_{0};
+  std::atomic<bool> busy_{false};
+  int active_ = 0;
+  uint64_t gen_ = 0;
+};
+
 template <typename F>
 static void run_halves(bool big, F f) {
   if (g_flowhawk_threads >= 2 && big) {
-    std::thread t1([&] { f(1); });
-    f(0);
-    t1.join();
+    const std::function<void(int)> fn(f);
+    HalfHelper::get().run(fn);
   } else {
     f(0);
     f(1);
