@@ -13,7 +13,8 @@ Variants are timed round-robin (each round runs every variant once) so machine n
 them alike; medians over rounds are reported with ratios against torch from the same run.
 torch is optional: without it the torch row and ratios are skipped.
 
-    python benchmarks/bench_model_speed.py [--batch 512] [--rounds 5] [--threads 2] [--runtime-threads 1]
+    python benchmarks/bench_model_speed.py [--batch 512] [--rounds 5] [--threads 2] [--torch-threads N]
+        [--runtime-threads 1]
         [--variants torch,ms_baseline,ms_native,ms_unrolled,ms_fused] [--out FILE.md]
 """
 
@@ -162,11 +163,12 @@ def kernel_seconds() -> dict[str, float]:
     return {k: sec for k, (_, sec) in kernel_stats().items()}
 
 
-def run(batch: int, rounds: int, threads: int, runtime_threads: int,
+def run(batch: int, rounds: int, threads: tuple[int, int], runtime_threads: int,
         variants: list[str]) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, float]]]:
-    """Medians per variant, and for ms_fused the seconds per call spent inside each C++ kernel."""
-    set_threads(threads, runtime_threads=runtime_threads)
-    builders = {"torch": lambda: torch_fns(threads), "ms_baseline": ms_baseline_fns,
+    """Medians per variant, and for ms_fused the seconds per call spent inside each C++ kernel.
+    threads = (fused-kernel threads, torch threads)."""
+    set_threads(threads[0], runtime_threads=runtime_threads)
+    builders = {"torch": lambda: torch_fns(threads[1]), "ms_baseline": ms_baseline_fns,
                 "ms_native": lambda: ms_fns("native"), "ms_unrolled": lambda: ms_fns("unrolled"),
                 "ms_fused": lambda: ms_fns("fused")}
     fns, data = {}, {}
@@ -206,10 +208,10 @@ def run(batch: int, rounds: int, threads: int, runtime_threads: int,
 
 
 def report(res: dict[str, dict[str, float]], inside: dict[str, dict[str, float]], batch: int,
-           threads: int, runtime_threads: int, cmd: str, load: tuple[float, float]) -> str:
+           threads: tuple[int, int], runtime_threads: int, cmd: str, load: tuple[float, float]) -> str:
     ref = res.get("torch")
-    lines = [f"B={batch}, T={T}, F={F}, conv {CONV}, hidden {HIDDEN}; torch and fused kernels {threads} "
-             f"thread(s), MindSpore runtime {runtime_threads}; medians over interleaved rounds; load average "
+    lines = [f"B={batch}, T={T}, F={F}, conv {CONV}, hidden {HIDDEN}; fused kernels {threads[0]} thread(s), "
+             f"MindSpore runtime {runtime_threads}, torch {threads[1]}; medians over interleaved rounds; load average "
              f"{load[0]:.1f} before, {load[1]:.1f} after (2 cores, shared).", f"Command: `{cmd}`", "",
              "| variant | train windows/s | score windows/s | train x torch | score x torch "
              f"| latency B=1 (ms) | latency B={batch} (ms/batch) | CPU-s/step train, score |",
@@ -236,13 +238,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2, help="torch threads and fused-kernel threads")
     ap.add_argument("--runtime-threads", type=int, default=1, help="MindSpore runtime threads")
+    ap.add_argument("--torch-threads", type=int, help="torch threads (default: --threads)")
     ap.add_argument("--variants", default="torch,ms_baseline,ms_native,ms_unrolled,ms_fused")
     ap.add_argument("--out", type=Path, help="also write the markdown table here")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     load0 = os.getloadavg()[0]
-    res, inside = run(args.batch, args.rounds, args.threads, args.runtime_threads, args.variants.split(","))
-    text = report(res, inside, args.batch, args.threads, args.runtime_threads,
+    threads = (args.threads, args.torch_threads or args.threads)
+    res, inside = run(args.batch, args.rounds, threads, args.runtime_threads, args.variants.split(","))
+    text = report(res, inside, args.batch, threads, args.runtime_threads,
                   "python " + " ".join(sys.argv), (load0, os.getloadavg()[0]))
     print(text)
     if args.out:
