@@ -154,13 +154,6 @@ def current_model(models: Path) -> str | None:
     return Registry(models).current()
 
 
-@task(name="model-info", **_MEMORY)
-def model_info(models: Path, version: str | None = None) -> dict:
-    from model.registry import Registry
-
-    return Registry(models).show(version)
-
-
 _LOADED: dict[tuple[str, str], Any] = {}  # (registry, version) -> TrainedModel; versions never change
 
 

@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -35,11 +36,20 @@ def _free_port() -> int:
 
 
 def _api(base: str, path: str, body: dict | None = None) -> object:
+    """One REST call; 503/429 (the server's SQLite busy with a concurrent writer) are retried, as Prefect's own
+    client does."""
     data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(f"{base}{path}", data=data, headers={"content-type": "application/json"},
-                                 method="POST" if body is not None else "GET")
-    with urllib.request.urlopen(req, timeout=30) as resp:
-        return json.loads(resp.read() or b"null")
+    for attempt in range(10):
+        req = urllib.request.Request(f"{base}{path}", data=data, headers={"content-type": "application/json"},
+                                     method="POST" if body is not None else "GET")
+        try:
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                return json.loads(resp.read() or b"null")
+        except urllib.error.HTTPError as exc:
+            if exc.code not in (429, 503) or attempt == 9:
+                raise
+            time.sleep(1 + attempt)
+    raise AssertionError("unreachable")
 
 
 def _wait(what: str, check, timeout: float = 180.0, proc: subprocess.Popen | None = None) -> object:
@@ -57,15 +67,19 @@ def _wait(what: str, check, timeout: float = 180.0, proc: subprocess.Popen | Non
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def _page_text(chromium: str, url: str, screenshot: Path | None = None) -> str:
-    """The rendered DOM of ``url`` as text (scripts and tags stripped); optionally a screenshot too."""
-    dom = subprocess.run([chromium, *CHROMIUM_FLAGS, "--dump-dom", url], capture_output=True, text=True,
-                         timeout=120).stdout
-    if screenshot is not None:
-        subprocess.run([chromium, *CHROMIUM_FLAGS, f"--screenshot={screenshot}", url], capture_output=True,
-                       timeout=120)
-    text = re.sub(r"<script.*?</script>|<style.*?</style>", " ", dom, flags=re.S)
-    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", text))
+def _page_text(chromium: str, url: str, screenshot: Path, expect: list[str], attempts: int = 3) -> str:
+    """The rendered DOM of ``url`` as text (scripts and tags stripped), and a screenshot. The UI renders
+    asynchronously and the machine may be loaded: the page is loaded again (up to ``attempts`` times) until
+    every ``expect`` string is in it."""
+    for _ in range(attempts):
+        dom = subprocess.run([chromium, *CHROMIUM_FLAGS, "--dump-dom", url], capture_output=True, text=True,
+                             timeout=120).stdout
+        text = re.sub(r"<script.*?</script>|<style.*?</style>", " ", dom, flags=re.S)
+        text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", text))
+        if all(e in text for e in expect):
+            break
+    subprocess.run([chromium, *CHROMIUM_FLAGS, f"--screenshot={screenshot}", url], capture_output=True, timeout=120)
+    return text
 
 
 @pytest.fixture
@@ -133,19 +147,21 @@ def test_demo_and_served_deployment_show_in_the_prefect_ui(server, tmp_path):
 
     runs = _api(server, "/api/flow_runs/filter", {"flows": {"name": {"any_": ["process-inbox"]}}})
     demo_run = next(r for r in runs if r["deployment_id"] is None)
-    text = _page_text(chromium, f"{server}/runs/flow-run/{demo_run['id']}", OUT / "flow-run.png")
-    assert demo_run["name"] in text and "Completed" in text and "process-inbox" in text
+    expect = [demo_run["name"], "Completed", "process-inbox"]
+    text = _page_text(chromium, f"{server}/runs/flow-run/{demo_run['id']}", OUT / "flow-run.png", expect)
+    assert all(e in text for e in expect), text
 
-    text = _page_text(chromium, f"{server}/artifacts", OUT / "artifacts.png")
-    for key in (f"top-anomalies-{first}", f"batch-summary-{first}", "model-metrics-v0001"):
-        assert key in text, f"artifact {key} not listed in the UI"
+    keys = [f"top-anomalies-{first}", f"batch-summary-{first}", "model-metrics-v0001"]
+    text = _page_text(chromium, f"{server}/artifacts", OUT / "artifacts.png", keys)
+    assert all(k in text for k in keys), f"artifacts not all listed in the UI: {text}"
     (table,) = _api(server, "/api/artifacts/filter", {"artifacts": {"key": {"any_": [f"top-anomalies-{first}"]}}})
     rows = json.loads(table["data"])
-    text = _page_text(chromium, f"{server}/artifacts/artifact/{table['id']}", OUT / "top-anomalies.png")
-    assert rows[0]["IPV4_SRC_ADDR"] in text and f"{rows[0]['score']}"[:6] in text
+    expect = [rows[0]["IPV4_SRC_ADDR"], f"{rows[0]['score']}"[:6]]
+    text = _page_text(chromium, f"{server}/artifacts/artifact/{table['id']}", OUT / "top-anomalies.png", expect)
+    assert all(e in text for e in expect), text
 
-    text = _page_text(chromium, f"{server}/deployments", OUT / "deployments.png")
-    assert "process-inbox" in text and "scheduled" in text
+    text = _page_text(chromium, f"{server}/deployments", OUT / "deployments.png", ["process-inbox", "scheduled"])
+    assert "process-inbox" in text and "scheduled" in text, text
     assert (OUT / "flow-run.png").stat().st_size > 10_000
 
 
