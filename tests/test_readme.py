@@ -21,3 +21,11 @@ def test_readme_test_command_is_what_ci_runs():
     ci = (README.parent / ".ci" / "run").read_text()
     command = ci.strip().splitlines()[-1]
     assert command in README.read_text()
+
+
+def test_readme_report_schema_matches_reports_module():
+    from lake.reports import schema_markdown
+
+    text = README.read_text()
+    block = re.search(r"<!-- report-schema:start -->\n(.*)\n<!-- report-schema:end -->", text, flags=re.S)
+    assert block and block.group(1).strip() == schema_markdown().strip()
