@@ -10,7 +10,8 @@ described by the NF-v1 feature set, the one both have. Binary task (the attack c
   in the frame unlabelled, as window context only.
 * Compared on the same test flows: the NF model as is (zero-shot), fine-tuned from it (same NF feature
   pipeline, ``init_from``), and trained from scratch (pipeline fitted on the labelled lab flows). Same network,
-  epochs, batch size and learning rate for fine-tuning and scratch. ``--reference`` adds scratch on all
+  epochs, batch size, learning rate and early stopping for fine-tuning and scratch (small batches and up to 40
+  epochs, so scratch is not starved of optimiser steps on ~700 flows). ``--reference`` adds scratch on all
   non-test lab labels (an upper bound).
 
 Usage (repo root): ``python benchmarks/transfer.py [--seeds 0,1,2] [--label-fraction 0.05] [--epochs 15]
@@ -45,7 +46,7 @@ from model.train import Prepared, TrainConfig, encode_labels, train_model, train
 from model.windows import build_window_index  # noqa: E402
 
 log = logging.getLogger("transfer")
-KEYS = ("f1", "macro_f1", "precision", "recall", "fpr", "pr_auc")
+KEYS = ("f1", "macro_f1", "precision", "recall", "fpr", "pr_auc", "epochs_run")
 
 
 def load(work: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -103,19 +104,22 @@ def run_seed(lab: pd.DataFrame, pretrained, config: TrainConfig, args: argparse.
              ) -> dict[str, dict]:
     split = lab_split(lab, args.test_fraction, args.label_fraction, seed)
     cfg = TrainConfig.from_dict({**config.to_dict(), "seed": seed, "epochs": args.epochs, "lr": args.lr,
-                                 "patience": args.patience, "max_train_rows": None})
+                                 "patience": args.patience, "batch_size": args.ft_batch_size,
+                                 "max_train_rows": None})
     out: dict[str, dict] = {}
     prep = prepared(lab, split, pretrained.pipeline, cfg)
     if seed == args.seeds[0]:
         out["NF model as is (zero-shot)"] = held_out_metrics(pretrained, prep)
     started = time.monotonic()
     tuned = train_prepared(prep, cfg, init_from=pretrained)
-    out["fine-tuned from NF"] = {**held_out_metrics(tuned, prep), "seconds": time.monotonic() - started}
+    out["fine-tuned from NF"] = {**held_out_metrics(tuned, prep), "seconds": time.monotonic() - started,
+                                 "epochs_run": len(tuned.history)}
     pipeline = FeaturePipeline("nf-v1").fit(lab.iloc[split.train])
     scratch_prep = prepared(lab, split, pipeline, cfg)
     started = time.monotonic()
     scratch = train_prepared(scratch_prep, cfg)
-    out["from scratch"] = {**held_out_metrics(scratch, scratch_prep), "seconds": time.monotonic() - started}
+    out["from scratch"] = {**held_out_metrics(scratch, scratch_prep), "seconds": time.monotonic() - started,
+                           "epochs_run": len(scratch.history)}
     log.info("seed %d: %d labelled (%d train, %d val), %d test; fine-tuned F1 %.4f, scratch F1 %.4f", seed,
              len(split.train) + len(split.val), len(split.train), len(split.val), len(split.test),
              out["fine-tuned from NF"]["f1"], out["from scratch"]["f1"])
@@ -124,11 +128,12 @@ def run_seed(lab: pd.DataFrame, pretrained, config: TrainConfig, args: argparse.
 
 def reference(lab: pd.DataFrame, config: TrainConfig, args: argparse.Namespace) -> dict:
     full = lab_split(lab, args.test_fraction, 1.0, args.seeds[0])
-    cfg = TrainConfig.from_dict({**config.to_dict(), "epochs": args.epochs, "lr": args.lr,
+    cfg = TrainConfig.from_dict({**config.to_dict(), "epochs": args.reference_epochs, "lr": args.lr,
                                  "patience": args.patience, "max_train_rows": None})
     pipeline = FeaturePipeline("nf-v1").fit(lab.iloc[full.train])
     prep = prepared(lab, full, pipeline, cfg)
-    return held_out_metrics(train_prepared(prep, cfg), prep)
+    model = train_prepared(prep, cfg)
+    return {**held_out_metrics(model, prep), "epochs_run": len(model.history)}
 
 
 def summarise(per_seed: list[dict[str, dict]]) -> pd.DataFrame:
@@ -137,8 +142,12 @@ def summarise(per_seed: list[dict[str, dict]]) -> pd.DataFrame:
         runs = [r[name] for r in per_seed if name in r]
         row = {}
         for key in KEYS:
-            values = np.array([m[key] for m in runs], dtype=float)
-            row[key] = f"{values.mean():.4f}" + (f" ± {values.std():.4f}" if len(values) > 1 else "")
+            values = np.array([m.get(key, np.nan) for m in runs], dtype=float)
+            if np.isnan(values).all():
+                row[key] = "-"
+                continue
+            fmt = ".1f" if key == "epochs_run" else ".4f"
+            row[key] = f"{values.mean():{fmt}}" + (f" ± {values.std():{fmt}}" if len(values) > 1 else "")
         row["runs"] = len(runs)
         rows[name] = row
     return pd.DataFrame(rows).T
@@ -164,12 +173,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--test-fraction", type=float, default=0.3)
     parser.add_argument("--pretrain-epochs", type=int, default=4)
     parser.add_argument("--nf-max-train-rows", type=int, default=40_000)
-    parser.add_argument("--epochs", type=int, default=15, help="fine-tuning / scratch epochs")
-    parser.add_argument("--patience", type=int, default=4)
+    parser.add_argument("--epochs", type=int, default=40, help="fine-tuning / scratch maximum epochs")
+    parser.add_argument("--patience", type=int, default=8, help="early stopping patience (validation loss)")
+    parser.add_argument("--ft-batch-size", type=int, default=64, help="fine-tuning / scratch batch size")
+    parser.add_argument("--reference-epochs", type=int, default=10)
     parser.add_argument("--lr", type=float, default=1e-3, help="fine-tuning / scratch learning rate")
     parser.add_argument("--hidden", type=int, default=32)
     parser.add_argument("--window", type=int, default=16)
-    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--batch-size", type=int, default=256, help="pretraining / reference batch size")
     parser.add_argument("--reference", action="store_true", help="also train on all non-test lab labels")
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "flowhawk-bench-transfer")
     parser.add_argument("--out", type=Path, help="append the Markdown section to this file")
