@@ -294,8 +294,11 @@ def refresh_model(registry: Registry, lake: Lake, new_batches: list[str] | None 
         raise RefreshError(f"refresh: batch(es) {overlap} are already in {parent}'s training data")
     if not new_batches:
         raise RefreshError(f"refresh: no new batches in {lake.root} since {parent}")
-    old = lake.read_flows(old_batches) if old_batches else lake.read_flows([])
-    new = lake.read_flows(new_batches)
+    try:
+        old = lake.read_flows(old_batches)
+        new = lake.read_flows(new_batches)
+    except KeyError as exc:
+        raise RefreshError(f"refresh: {exc.args[0] if exc.args else exc}") from None
     read = round(time.monotonic() - loaded, 2)
     done = refresh_frames(current, old, new, config)
     data = data_manifest(lake, old_batches + new_batches, refresh={

@@ -69,6 +69,8 @@ def test_refresh_refuses_without_new_data_and_validates_config(setup):
     lake, reg, _ = setup
     with pytest.raises(RefreshError, match="no new batches"):
         refresh_model(reg, lake, config=RefreshConfig(**FAST))
+    with pytest.raises(RefreshError, match=r"no such batch\(es\) \['nope'\]"):
+        refresh_model(reg, lake, new_batches=["nope"], config=RefreshConfig(**FAST))
     with pytest.raises(ValueError, match=r"unknown key\(s\) \['replay'\]"):
         RefreshConfig.from_dict({"replay": 10})
     with pytest.raises(ValueError, match=r"RefreshConfig\.holdout_fraction"):
