@@ -89,3 +89,24 @@ def test_row_roles_are_stable_and_proportional():
     shares = np.bincount(roles, minlength=3) / len(roles)
     assert abs(shares[2] - 0.2) < 0.03 and abs(shares[1] - 0.1) < 0.03
     assert not np.array_equal(roles, row_roles(frame, RefreshConfig(salt=1)))
+
+
+def test_cli_train_evaluate_refresh(tmp_path, capsys):
+    from flows.cli import main
+
+    lake_root, _ = tiny_base()
+    lake = str(shutil.copytree(lake_root, tmp_path / "lake"))
+    models = str(tmp_path / "models")
+    tiny = ["--epochs", "2", "--window", "4", "--hidden", "8", "--batch-size", "64", "--lr", "0.005"]
+    assert main(["train", "--lake", lake, "--models", models, *tiny, "--baselines", "majority"]) == 0
+    out = capsys.readouterr().out
+    assert "flowhawk" in out and "majority" in out and "saved v0001" in out and "now current" in out
+    ingest_frame(Path(lake), make_flows(300, seed=7, t0=1_700_001_000_000), "b2")
+    assert main(["evaluate", "--lake", lake, "--models", models, "--batches", "b2"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("v0001 (binary, cnn_bilstm") and "\nb2 " in out and "\nall " in out
+    assert main(["refresh", "--lake", lake, "--models", models, "--epochs", "1", "--replay-rows", "150"]) == 0
+    out = capsys.readouterr().out
+    assert "refresh of v0001 on b2" in out and "candidate all" in out.replace("  ", " ")
+    assert main(["evaluate", "v0042", "--lake", lake, "--models", models]) == 1
+    assert capsys.readouterr().err.strip().endswith("v0042: no such model version")
