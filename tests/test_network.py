@@ -135,9 +135,11 @@ def test_predict_is_deterministic_after_training() -> None:
     x, mask = _batch(cfg, 4, 0)
     y = Tensor(np.zeros(4, np.int32))
     a = predict(Tensor(x), Tensor(mask)).asnumpy()
-    step(Tensor(x), Tensor(mask), y)
+    losses = {float(step(Tensor(x), Tensor(mask), y).asnumpy()) for _ in range(3)}
     b = predict(Tensor(x), Tensor(mask)).asnumpy()
     np.testing.assert_array_equal(a, b)
+    assert len(losses) > 1, "dropout should make train-mode losses differ (lr=0, same batch)"
+    assert float(step(Tensor(x), Tensor(mask), y).asnumpy()) != float(step(Tensor(x), Tensor(mask), y).asnumpy())
 
 
 def test_config_roundtrip_json() -> None:
