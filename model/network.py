@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import threading
 from collections.abc import Callable, Iterator
 
 import mindspore as ms
@@ -31,6 +32,7 @@ from model.layers import BiLSTM, ConvReluPool, MaskedAttentionPool
 
 log = logging.getLogger(__name__)
 _THREADS_SET: list[int] = []
+_MODE_LOCK = threading.RLock()
 
 
 def set_threads(n: int | None = None, runtime_threads: int = 1) -> int:
@@ -130,15 +132,16 @@ def _graph_mode() -> Iterator[None]:
     function called from PyNative (whose per-call grad_jit bookkeeping and extra queue thread
     dominate small networks); see benchmarks/results/net.md.
     """
-    prev = ms.get_context("mode")
-    if prev == ms.GRAPH_MODE:
-        yield
-        return
-    ms.set_context(mode=ms.GRAPH_MODE)
-    try:
-        yield
-    finally:
-        ms.set_context(mode=prev)
+    with _MODE_LOCK:  # the mode is process-global: one compiled call at a time switches it
+        prev = ms.get_context("mode")
+        if prev == ms.GRAPH_MODE:
+            yield
+            return
+        ms.set_context(mode=ms.GRAPH_MODE)
+        try:
+            yield
+        finally:
+            ms.set_context(mode=prev)
 
 
 class _WithLoss(nn.Cell):
