@@ -6,7 +6,8 @@ file order kept inside each) and ingested into a lake as batches ``nf-00`` ... O
 1. trains the base model on every batch but the last (the "history") and registers it as current;
 2. refreshes it with the last batch (``model.refresh.refresh_model``: replay sample + fine-tuning + guard),
    timed end to end (load the current model, read the lake, sample, fine-tune, compare, save);
-3. trains from scratch on all batches (what a refresh replaces), timed end to end (``train_model``).
+3. trains from scratch on all batches (what a refresh replaces), timed end to end (read the lake,
+   ``train_model``, save the version in the registry, as the refresh saves its candidate).
 
 Both trainings run ``--epochs`` epochs with patience = epochs (no early stop), the same network, batch size and
 learning rate, so the ratio reflects the data each one has to go through. The replay sample defaults to as many
@@ -93,7 +94,11 @@ def run(args: argparse.Namespace) -> dict:
                             seed=args.seed)
     result, refresh_s = timed(refresh_model, registry, lake, new, refresh)
     load.append(os.getloadavg()[0])
-    full, full_s = timed(lambda: train_model(lake.read_flows(ids), config))
+    def retrain():  # what a refresh replaces: read everything, train, save the version (as refresh does)
+        trained = train_model(lake.read_flows(ids), config)
+        registry.save(trained, data=data_manifest(lake, ids), reason="bench full retraining")
+        return trained
+    full, full_s = timed(retrain)
     load.append(os.getloadavg()[0])
     return {"config": config, "refresh_config": refresh, "base_s": base_s, "refresh_s": refresh_s,
             "full_s": full_s, "result": result, "full": full, "base": base, "load": load,
