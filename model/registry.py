@@ -10,7 +10,8 @@ Layout::
                   /manifest.json     written last: status, reason, parent, export result, every file's size
                                      and sha256
     <models>/current.json            {"current": version, "stack": [...], "events": [...]}
-    <models>/.tmp-*                  a save in progress (or killed): never listed, never loaded
+    <models>/.tmp-*                  a save in progress (or killed): never listed, never loaded; leftovers
+                                     older than an hour are removed by the next save
 
 A version is written into a ``.tmp-`` folder and renamed into place when complete, so it is whole or absent.
 Versions are never modified afterwards; promotion state lives in ``current.json`` (replaced atomically,
@@ -29,6 +30,7 @@ import json
 import logging
 import re
 import shutil
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import datetime, timezone
@@ -52,6 +54,7 @@ POINTER = "current.json"
 LOCK = ".lock"
 TMP_PREFIX = ".tmp-"
 STATUSES = ("candidate", "promoted")
+STALE_TMP_S = 3600.0
 VERSION_RE = re.compile(r"^v(\d{4,})$")
 
 
@@ -137,6 +140,18 @@ class Registry:
         return sorted(found, key=lambda v: int(v[1:]))
 
     # --- saving ------------------------------------------------------------------------------------------
+    def cleanup(self, older_than_s: float = STALE_TMP_S) -> int:
+        """Remove ``.tmp-`` leftovers of killed saves older than ``older_than_s`` (younger ones may belong to a
+        save in progress); returns how many. Called by every ``save``."""
+        if not self.root.is_dir():
+            return 0
+        cutoff, removed = time.time() - older_than_s, 0
+        for entry in self.root.iterdir():
+            if entry.name.startswith(TMP_PREFIX) and entry.is_dir() and entry.stat().st_mtime < cutoff:
+                shutil.rmtree(entry, ignore_errors=True)
+                removed += 1
+        return removed
+
     def save(self, trained: TrainedModel, *, data: dict[str, Any] | None = None, status: str = "candidate",
              reason: str = "", parent: str | None = None, export: bool = True) -> str:
         """Write ``trained`` as a new version (temp folder, then rename); returns the version name.
@@ -147,6 +162,7 @@ class Registry:
         if status not in STATUSES:
             raise ValueError(f"Registry.save status: must be one of {STATUSES}, got {status!r}")
         self.root.mkdir(parents=True, exist_ok=True)
+        self.cleanup()
         tmp = self.root / f"{TMP_PREFIX}save-{uuid.uuid4().hex[:12]}"
         try:
             trained.save(tmp)

@@ -9,9 +9,11 @@ from __future__ import annotations
 import atexit
 import functools
 import json
+import os
 import shutil
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -152,6 +154,10 @@ def test_interrupted_save_leaves_no_visible_version(base, tmp_path, monkeypatch)
     base[1].save(reg.root / ".tmp-save-killed")
     assert reg.versions() == [good] and [r["version"] for r in reg.list()] == [good]
     assert reg.current() == good
+    assert reg.cleanup() == 0  # young: may be a save in progress
+    old = time.time() - 2 * 3600
+    os.utime(reg.root / ".tmp-save-killed", (old, old))
+    assert reg.cleanup() == 1 and not (reg.root / ".tmp-save-killed").exists()
 
 
 def test_rollback_walks_back_the_promotion_history(base, tmp_path):
