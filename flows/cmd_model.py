@@ -44,6 +44,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--holdout-fraction", type=float, default=0.2, help="flows held out for the guard (0.2)")
     p.add_argument("--f1-tolerance", type=float, default=0.002, help="allowed held-out F1 drop (0.002)")
     p.add_argument("--old-drop-tolerance", type=float, default=0.01, help="allowed F1 drop on old data (0.01)")
+    p.add_argument("--metric", choices=("auto", "f1", "macro_f1"), default="auto", help="guard metric (auto: "
+                   "attack F1 for binary, macro-F1 for multiclass; macro_f1 also weighs the benign class)")
     p.add_argument("--seed", type=int, default=0, help="replay sampling seed")
     p.set_defaults(func=run_refresh)
     _models_parser(sub)
@@ -269,7 +271,7 @@ def _refresh(args: argparse.Namespace) -> int:
 
     config = RefreshConfig(replay_rows=args.replay_rows, epochs=args.epochs, lr_scale=args.lr_scale,
                            holdout_fraction=args.holdout_fraction, f1_tolerance=args.f1_tolerance,
-                           old_drop_tolerance=args.old_drop_tolerance, seed=args.seed)
+                           old_drop_tolerance=args.old_drop_tolerance, seed=args.seed, metric=args.metric)
     lake, registry = Lake(_path(args, "lake")), Registry(_path(args, "models"))
     result = refresh_model(registry, lake, args.batches, config)
     rows = {}

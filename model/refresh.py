@@ -12,8 +12,10 @@ Blocks are drawn until ``replay_rows`` old training flows are in; cost therefore
 replay budget, not the history (only reading the old batches' Parquet grows with it).
 
 The candidate is compared with the current model on the same held-out flows (old and new): it is promoted
-only if its F1 (binary: attack F1; multiclass: macro-F1) on all held-out flows is at least the current one's
-minus ``f1_tolerance`` (0.002) and on the old held-out flows it drops by at most ``old_drop_tolerance`` (0.01).
+only if its F1 (``metric``: ``auto`` = attack F1 for binary, macro-F1 for multiclass; ``macro_f1`` also weighs
+the benign class, which attack F1 barely sees on 99 %-attack data) on all held-out flows is at least the current
+one's minus ``f1_tolerance`` (0.002) and on the old held-out flows it drops by at most ``old_drop_tolerance``
+(0.01).
 Otherwise it is saved as a candidate with that reason.
 """
 
@@ -37,6 +39,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 OLD, NEW = 0, 1
 TRAIN, VAL, TEST, CONTEXT = 0, 1, 2, -1
+GUARD_METRICS = ("auto", "f1", "macro_f1")
 
 
 class RefreshError(ValueError):
@@ -58,8 +61,11 @@ class RefreshConfig:
     block_rows: int = 256
     salt: int = 0
     seed: int = 0
+    metric: str = "auto"
 
     def __post_init__(self) -> None:
+        if self.metric not in GUARD_METRICS:
+            raise ValueError(f"RefreshConfig.metric: must be one of {GUARD_METRICS}, got {self.metric!r}")
         ints = (("replay_rows", 0, 10**9), ("epochs", 1, 1000), ("patience", 1, 1000), ("block_rows", 1, 10**6),
                 ("salt", 0, 2**31), ("seed", 0, 2**31))
         for name, lo, hi in ints:
@@ -229,7 +235,7 @@ def compare(current: TrainedModel, candidate: TrainedModel, prep: Prepared, orig
 
 def decide_promotion(comparison: dict[str, Any], task: str, config: RefreshConfig) -> tuple[bool, str]:
     """(promote?, one-line reason with the numbers)."""
-    key = "f1" if task == "binary" else "macro_f1"
+    key = config.metric if config.metric != "auto" else ("f1" if task == "binary" else "macro_f1")
     cur, cand = comparison["current"], comparison["candidate"]
     c_all, n_all = cur["all"][key], cand["all"][key]
     text = f"held-out {key} {n_all:.4f} vs current {c_all:.4f} (n={cur['all']['n']})"

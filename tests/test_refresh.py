@@ -77,6 +77,8 @@ def test_refresh_refuses_without_new_data_and_validates_config(setup):
         RefreshConfig(holdout_fraction=0.7)
     with pytest.raises(ValueError, match=r"RefreshConfig\.replay_rows"):
         RefreshConfig(replay_rows=-1)
+    with pytest.raises(ValueError, match=r"RefreshConfig\.metric"):
+        RefreshConfig(metric="accuracy")
 
 
 def test_row_roles_are_stable_and_proportional():
@@ -110,3 +112,26 @@ def test_cli_train_evaluate_refresh(tmp_path, capsys):
     assert "refresh of v0001 on b2" in out and "candidate all" in out.replace("  ", " ")
     assert main(["evaluate", "v0042", "--lake", lake, "--models", models]) == 1
     assert capsys.readouterr().err.strip().endswith("v0042: no such model version")
+
+
+def test_guard_thresholds_and_metric_choice():
+    from model.refresh import decide_promotion
+
+    def comparison(cur_all, cand_all, cur_old, cand_old, macro=(0.93, 0.91)):
+        part = lambda f1, m: {"f1": f1, "macro_f1": m, "n": 100}  # noqa: E731
+        return {"current": {"all": part(cur_all, macro[0]), "old": part(cur_old, macro[0])},
+                "candidate": {"all": part(cand_all, macro[1]), "old": part(cand_old, macro[1])}}
+
+    config = RefreshConfig()
+    assert decide_promotion(comparison(0.9500, 0.9481, 0.95, 0.95), "binary", config)[0]  # within 0.002
+    ok, reason = decide_promotion(comparison(0.9500, 0.9479, 0.95, 0.95), "binary", config)
+    assert not ok and "worse by more than 0.002" in reason
+    ok, reason = decide_promotion(comparison(0.95, 0.96, 0.95, 0.9399), "binary", config)
+    assert not ok and "old data drop over 0.01" in reason  # better overall, but forgets old data
+    assert decide_promotion(comparison(0.95, 0.96, 0.95, 0.9401), "binary", config)[0]
+    # attack F1 barely sees a benign regression on attack-heavy data; macro-F1 does
+    assert decide_promotion(comparison(0.9997, 0.9996, 0.9999, 0.9998), "binary", config)[0]
+    ok, reason = decide_promotion(comparison(0.9997, 0.9996, 0.9999, 0.9998), "binary",
+                                  RefreshConfig(metric="macro_f1"))
+    assert not ok and reason.startswith("rejected: held-out macro_f1 0.9100 vs current 0.9300")
+    assert not decide_promotion(comparison(0.9, 0.9, 0.9, 0.9), "multiclass", config)[0]  # auto -> macro-F1
