@@ -1,13 +1,19 @@
-"""nfstream ``NFlow`` objects to a frame of flow-table columns, vectorised per chunk.
+"""nfstream flows to frames of flow-table columns: a lean per-flow record, then numpy per chunk.
 
-``FlowBatch.add`` reads each flow with three C-level ``attrgetter`` calls, keeps the numbers in flat
-``array.array`` buffers (8 bytes per value, no Python int objects kept alive) and the text in lists;
-``to_frame`` turns a chunk into numpy columns at once. Column semantics: ``extractors.pcap_to_flows``.
+nfstream's meter processes send each finished flow to the reading process as a pickled ``NFlow``: all of its
+~100 slots, field names included, ~2.2 kB a flow, which costs the meter (pickling, in the same process
+that meters packets) and the reader (unpickling) more than everything flowhawk does with the flow. The
+meters we start (``pcap_meters``) pickle a ``LeanFlow`` instead: the three texts we keep and the 51
+numbers we use packed into one ``struct`` (~210 bytes). ``FlowBatch.add`` then costs two appends, and
+``to_frame`` reads a whole chunk of packed records as one numpy structured array.
+
+A plain ``NFlow`` (e.g. from an ``NFStreamer`` not started through ``pcap_meters``) is accepted too; it
+is packed in the reader. Column semantics: ``extractors.pcap_to_flows``.
 """
 
 from __future__ import annotations
 
-from array import array
+import struct
 from operator import attrgetter
 
 import numpy as np
@@ -18,7 +24,7 @@ from extractors.ndpi_protocols import l7_proto
 # TCP flag bit (nProbe / NF order) for each nfstream per-flag packet counter
 FLAG_BITS = {"fin": 1, "syn": 2, "rst": 4, "psh": 8, "ack": 16, "urg": 32, "ece": 64, "cwr": 128}
 _DIRS = ("bidirectional", "src2dst", "dst2src")
-_STR = ("src_ip", "dst_ip", "application_name")
+TEXT_FIELDS = ("src_ip", "dst_ip", "application_name")
 _INT = (
     "src_port", "dst_port", "protocol", "ip_version",
     "src2dst_bytes", "dst2src_bytes", "src2dst_packets", "dst2src_packets",
@@ -29,7 +35,11 @@ _INT = (
 )
 _IAT = tuple(f"{d}_{s}_piat_ms" for d in ("src2dst", "dst2src") for s in ("min", "max", "mean", "stddev"))
 _IAT_COLUMNS = tuple(f"{p}_IAT_{s}" for p in ("SRC_TO_DST", "DST_TO_SRC") for s in ("MIN", "MAX", "AVG", "STDDEV"))
-_I = {name: i for i, name in enumerate(_INT)}
+NUMBER_FIELDS = _INT + _IAT
+_PACK = struct.Struct(f"<{len(_INT)}q{len(_IAT)}d")
+_RECORD = np.dtype([(name, "<i8") for name in _INT] + [(name, "<f8") for name in _IAT])
+_get_text = attrgetter(*TEXT_FIELDS)
+_get_numbers = attrgetter(*NUMBER_FIELDS)
 
 _DIRECT = {  # flow-table column <- nfstream integer attribute, and the numpy type it is stored in
     "L4_SRC_PORT": ("src_port", np.int32),
@@ -52,50 +62,60 @@ _DIRECT = {  # flow-table column <- nfstream integer attribute, and the numpy ty
 }
 
 
-class FlowBatch:
-    """Accumulates nfstream flows; ``to_frame`` empties it into one frame."""
+class LeanFlow:
+    """What crosses the process boundary per flow. ``id`` is there for nfstream's reader loop, which
+    compares it with its event codes and then overwrites it with the flow's sequence number."""
 
-    _get_str = attrgetter(*_STR)
-    _get_int = attrgetter(*_INT)
-    _get_iat = attrgetter(*_IAT)
+    __slots__ = ("id", "numbers", "text")
+
+    def __init__(self, text: tuple, numbers: bytes) -> None:
+        self.id, self.text, self.numbers = 0, text, numbers
+
+
+def lean_reduce(flow: object) -> tuple:
+    """``NFlow.__reduce__`` inside our meter processes: pickle the flow as a ``LeanFlow``."""
+    return LeanFlow, (_get_text(flow), _PACK.pack(*_get_numbers(flow)))
+
+
+class FlowBatch:
+    """Accumulates flows; ``to_frame`` empties it into one frame."""
 
     def __init__(self) -> None:
-        self._str: list[tuple] = []
-        self._int = array("q")
-        self._iat = array("d")
+        self._text: list[tuple] = []
+        self._numbers = bytearray()
         self._l7: dict[str | None, float] = {}  # application name -> L7_PROTO, memoised across chunks
 
     def __len__(self) -> int:
-        return len(self._str)
+        return len(self._text)
 
     def add(self, flow: object) -> None:
-        self._str.append(self._get_str(flow))
-        self._int.extend(self._get_int(flow))
-        self._iat.extend(self._get_iat(flow))
+        if type(flow) is LeanFlow:
+            self._text.append(flow.text)
+            self._numbers += flow.numbers
+        else:  # a full NFlow
+            self._text.append(_get_text(flow))
+            self._numbers += _PACK.pack(*_get_numbers(flow))
 
     def to_frame(self, first_index: int = 0) -> pd.DataFrame:
         """The batched flows as a frame (``flow_index`` counting from ``first_index``); empties the batch."""
-        ints = np.frombuffer(self._int, dtype=np.int64).reshape(-1, len(_INT)).copy()
-        iat = np.frombuffer(self._iat, dtype=np.float64).reshape(-1, len(_IAT)).copy()
-        src, dst, app = (list(c) for c in zip(*self._str, strict=True)) if self._str else ([], [], [])
-        self._str, self._int, self._iat = [], array("q"), array("d")
-        cols: dict[str, object] = {"flow_index": np.arange(first_index, first_index + len(ints), dtype=np.int64),
+        rec = np.frombuffer(bytes(self._numbers), dtype=_RECORD)
+        src, dst, app = (list(c) for c in zip(*self._text, strict=True)) if self._text else ([], [], [])
+        self._text, self._numbers = [], bytearray()
+        cols: dict[str, object] = {"flow_index": np.arange(first_index, first_index + len(rec), dtype=np.int64),
                                    "IPV4_SRC_ADDR": src, "IPV4_DST_ADDR": dst}
         for column, (attr, dtype) in _DIRECT.items():
-            cols[column] = ints[:, _I[attr]].astype(dtype)
-        cols["TCP_FLAGS"] = _flags(ints, "bidirectional")
-        cols["CLIENT_TCP_FLAGS"] = _flags(ints, "src2dst")
-        cols["SERVER_TCP_FLAGS"] = _flags(ints, "dst2src")
+            cols[column] = rec[attr].astype(dtype)
+        cols["TCP_FLAGS"] = _flags(rec, "bidirectional")
+        cols["CLIENT_TCP_FLAGS"] = _flags(rec, "src2dst")
+        cols["SERVER_TCP_FLAGS"] = _flags(rec, "dst2src")
         for prefix, direction in (("SRC_TO_DST", "src2dst"), ("DST_TO_SRC", "dst2src")):
-            rate = _bytes_per_second(ints[:, _I[f"{direction}_bytes"]], ints[:, _I[f"{direction}_packets"]],
-                                     ints[:, _I[f"{direction}_duration_ms"]])
+            rate = _bytes_per_second(rec[f"{direction}_bytes"], rec[f"{direction}_packets"],
+                                     rec[f"{direction}_duration_ms"])
             cols[f"{prefix}_SECOND_BYTES"] = rate
             cols[f"{prefix}_AVG_THROUGHPUT"] = rate * 8.0
-        few = np.concatenate([np.repeat(ints[:, [_I[f"{d}_packets"]]] < 2, 4, axis=1)
-                              for d in ("src2dst", "dst2src")], axis=1)
-        iat[few] = np.nan
-        for i, column in enumerate(_IAT_COLUMNS):
-            cols[column] = iat[:, i]
+        for name, column in zip(_IAT, _IAT_COLUMNS, strict=True):  # no interval with fewer than 2 packets
+            few = rec[f"{name[:7]}_packets"] < 2
+            cols[column] = np.where(few, np.nan, rec[name])
         cols["APPLICATION_NAME"] = app
         cols["L7_PROTO"] = np.array([self._l7_of(name) for name in app], dtype=np.float64)
         return pd.DataFrame(cols)
@@ -107,10 +127,10 @@ class FlowBatch:
         return value
 
 
-def _flags(ints: np.ndarray, direction: str) -> np.ndarray:
-    out = np.zeros(len(ints), dtype=np.int32)
+def _flags(rec: np.ndarray, direction: str) -> np.ndarray:
+    out = np.zeros(len(rec), dtype=np.int32)
     for flag, bit in FLAG_BITS.items():
-        out |= (ints[:, _I[f"{direction}_{flag}_packets"]] > 0).astype(np.int32) * bit
+        out |= (rec[f"{direction}_{flag}_packets"] > 0).astype(np.int32) * bit
     return out
 
 

@@ -24,7 +24,9 @@ from scapy.utils import wrpcapng
 
 from extractors.base import BadInputError, ExtractNotes
 from extractors.ndpi_protocols import l7_proto, load_table, read_engine_table, table_versions
+from extractors.pcap_columns import FlowBatch, LeanFlow
 from extractors.pcap_integrity import walk_capture
+from extractors.pcap_meters import MeterGuard
 from extractors.pcap_to_flows import PcapConfig, PcapExtractor
 from extractors.schema import COLUMN_NAMES, conform
 
@@ -364,6 +366,25 @@ def test_a_meter_that_dies_raises_instead_of_hanging(many):
             pass
     assert time.monotonic() - started < 30 and str(many) in str(err.value)
     assert _meters_alive() == []
+
+
+def test_lean_transport_gives_the_same_frame_as_full_nfstream_flows(many):
+    from nfstream import NFStreamer
+
+    kwargs = PcapConfig().streamer_kwargs()
+    lean_streamer = NFStreamer(source=str(many), **kwargs)
+    guard = MeterGuard(lean_streamer)
+    lean, full = FlowBatch(), FlowBatch()
+    kinds = set()
+    for flow in lean_streamer:
+        kinds.add(type(flow))
+        lean.add(flow)
+    guard.stop(terminate=False)
+    for flow in NFStreamer(source=str(many), **kwargs):  # not guarded: full NFlow objects
+        kinds.add(type(flow).__name__)
+        full.add(flow)
+    assert kinds == {LeanFlow, "NFlow"}
+    pd.testing.assert_frame_equal(lean.to_frame(), full.to_frame())
 
 
 # --- nDPI id table --------------------------------------------------------------------------------------
