@@ -98,7 +98,7 @@ class FlowBatch:
 
     def to_frame(self, first_index: int = 0) -> pd.DataFrame:
         """The batched flows as a frame (``flow_index`` counting from ``first_index``); empties the batch."""
-        rec = np.frombuffer(bytes(self._numbers), dtype=_RECORD)
+        rec = np.frombuffer(self._numbers, dtype=_RECORD)  # a view: the bytearray is replaced just below
         src, dst, app = (list(c) for c in zip(*self._text, strict=True)) if self._text else ([], [], [])
         self._text, self._numbers = [], bytearray()
         cols: dict[str, object] = {"flow_index": np.arange(first_index, first_index + len(rec), dtype=np.int64),

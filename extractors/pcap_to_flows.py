@@ -163,6 +163,7 @@ class PcapExtractor:
             for frame in _stream_frames(path, capture, self.config, check):
                 rows += len(frame)
                 yield frame
+                del frame  # not kept alive while the next chunk accumulates
             if not walks:
                 check()
         if rows == 0:
