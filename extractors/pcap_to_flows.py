@@ -4,7 +4,8 @@
 ``statistical_analysis=True`` and converts them ``chunk_rows`` at a time into frames of the columns below
 (``extractors.schema`` names); it never holds a capture's flows whole and never uses ``to_pandas``. The
 format comes from the magic bytes (``base.sniff_format``), never the extension; gzip'd captures are
-decompressed to a temporary file first.
+decompressed to a temporary file first. nfstream's meters run under ``pcap_meters.MeterGuard``, which has
+them send each flow as a packed ``pcap_columns.LeanFlow`` instead of the full pickled ``NFlow``.
 
 Modes: ``nf_compatible=True`` (default) meters like nProbe / the NF datasets: IP-level byte counts
 (nfstream ``accounting_mode=1``) and a 120 s active timeout. ``nf_compatible=False`` keeps nfstream's own
