@@ -31,13 +31,13 @@ import ipaddress
 import math
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from extractors.base import BadInputError
+from extractors.base import BadInputError, config_from_mapping
 from extractors.schema import BENIGN
 
 MATCH_MODES = ("auto", "time", "address")
@@ -61,11 +61,7 @@ class LabelConfig:
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, object]) -> LabelConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"LabelConfig: unknown key(s) {unknown}; known: {sorted(known)}")
-        return cls(**values)  # type: ignore[arg-type]
+        return config_from_mapping(cls, values)  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)

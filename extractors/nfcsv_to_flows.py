@@ -35,14 +35,14 @@ import logging
 import warnings
 from collections import Counter
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from extractors.base import BadInputError, ExtractNotes, read_head
+from extractors.base import BadInputError, ExtractNotes, config_from_mapping, read_head
 from extractors.schema import BENIGN, BY_NAME, NF_V1_FEATURES, PROVENANCE
 
 log = logging.getLogger(__name__)
@@ -75,11 +75,7 @@ class NfCsvConfig:
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, object]) -> NfCsvConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"NfCsvConfig: unknown key(s) {unknown}; known: {sorted(known)}")
-        return cls(**values)  # type: ignore[arg-type]
+        return config_from_mapping(cls, values)  # type: ignore[return-value]
 
 
 class NfCsvExtractor:

@@ -19,11 +19,11 @@ import random
 import time
 import uuid
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from extractors.base import BadInputError
+from extractors.base import BadInputError, config_from_mapping
 from extractors.synth_packets import FlowKey, Host, PcapWriter
 from extractors.synth_sources import ATTACKS, BENIGN_LABEL, Session, attack, benign_client
 
@@ -129,11 +129,7 @@ class SynthConfig:
     @classmethod
     def from_mapping(cls, values: Mapping[str, object]) -> SynthConfig:
         """Build from a plain mapping (e.g. parsed JSON), rejecting unknown keys."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"SynthConfig: unknown key(s) {unknown}; valid: {sorted(known)}")
-        return cls(**values)  # type: ignore[arg-type]
+        return config_from_mapping(cls, values)  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)

@@ -47,13 +47,13 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from extractors.base import BadInputError, ExtractNotes
+from extractors.base import BadInputError, ExtractNotes, config_from_mapping
 
 log = logging.getLogger(__name__)
 VERSION = "zeek-conn/1"
@@ -108,10 +108,7 @@ class ZeekConfig:
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, object]) -> ZeekConfig:
-        unknown = sorted(set(values) - {f.name for f in fields(cls)})
-        if unknown:
-            raise ValueError(f"ZeekConfig: unknown key(s) {unknown}; known: ['chunk_rows']")
-        return cls(**values)  # type: ignore[arg-type]
+        return config_from_mapping(cls, values)  # type: ignore[return-value]
 
 
 @dataclass
