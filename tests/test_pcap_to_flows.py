@@ -368,11 +368,11 @@ def test_a_meter_that_dies_raises_instead_of_hanging(many):
     assert _meters_alive() == []
 
 
-def test_lean_transport_gives_the_same_frame_as_full_nfstream_flows(many):
+def test_lean_transport_gives_the_same_frame_as_full_nfstream_flows(tiny):
     from nfstream import NFStreamer
 
     kwargs = PcapConfig().streamer_kwargs()
-    lean_streamer = NFStreamer(source=str(many), **kwargs)
+    lean_streamer = NFStreamer(source=str(tiny), **kwargs)
     guard = MeterGuard(lean_streamer)
     lean, full = FlowBatch(), FlowBatch()
     kinds = set()
@@ -380,7 +380,7 @@ def test_lean_transport_gives_the_same_frame_as_full_nfstream_flows(many):
         kinds.add(type(flow))
         lean.add(flow)
     guard.stop(terminate=False)
-    for flow in NFStreamer(source=str(many), **kwargs):  # not guarded: full NFlow objects
+    for flow in NFStreamer(source=str(tiny), **kwargs):  # not guarded: full NFlow objects
         kinds.add(type(flow).__name__)
         full.add(flow)
     assert kinds == {LeanFlow, "NFlow"}
