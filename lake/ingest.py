@@ -159,6 +159,7 @@ def _write_part(path: Path, result: FileResult, extractor: Extractor, rules: obj
             writer.write_table(table)
             offset += len(frame)
             result.packets += _packets(frame)
+            del frame, table  # do not hold the previous chunk while the extractor builds the next
     result.flows = offset
     result.notes = notes.messages
     if offset == 0:
