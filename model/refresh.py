@@ -30,6 +30,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from extractors.base import config_from_mapping
+
 if TYPE_CHECKING:
     from lake.store import Lake
     from model.registry import Registry
@@ -83,11 +85,7 @@ class RefreshConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RefreshConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"RefreshConfig: unknown key(s) {unknown}; valid keys: {sorted(known)}")
-        return cls(**data)
+        return config_from_mapping(cls, data)  # type: ignore[return-value]
 
 
 @dataclass

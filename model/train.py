@@ -20,6 +20,7 @@ import pandas as pd
 from mindspore import Tensor, nn, ops
 from sklearn.metrics import f1_score
 
+from extractors.base import config_from_mapping
 from extractors.schema import BENIGN
 from model.config import ModelConfig
 from model.evaluate import THRESHOLD_METRICS, attack_scores, classification_metrics, decide, tune_threshold
@@ -119,11 +120,7 @@ classes kept whole); the threshold is tuned on all validation rows for ``thresho
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
         """Build from a dict; unknown keys are rejected (naming them)."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"TrainConfig: unknown key(s) {unknown}; valid keys: {sorted(known)}")
-        return cls(**dict(data))
+        return config_from_mapping(cls, data)  # type: ignore[return-value]
 
 
 # ---------------------------------------------------------------------------------------------- data
