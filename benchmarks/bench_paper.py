@@ -103,6 +103,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--feature-set", choices=("nf-v1", "full"), default="nf-v1")
     parser.add_argument("--arch", default="cnn_bilstm")
     parser.add_argument("--channels", type=int, default=32, help="conv channels and LSTM hidden size")
+    parser.add_argument("--flow-skip", type=int, default=0, help="width of the per-flow branch (0: none)")
+    parser.add_argument("--monitor", choices=("weighted_loss", "loss"), default="weighted_loss")
+    parser.add_argument("--lr-schedule", choices=("constant", "cosine"), default="constant")
     parser.add_argument("--baselines", default="majority,extra_trees,random_forest,knn,linear_svm")
     parser.add_argument("--threshold-metric", choices=("f1", "mcc"), default="f1")
     parser.add_argument("--weight-power", type=float, default=1.0, help="class-weight power (0.5 = sqrt)")
@@ -117,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
                          group_by=args.group_by, feature_set=args.feature_set,
                          max_train_rows=args.max_train_rows or None, split=args.split,
                          threshold_metric=args.threshold_metric, class_weight_power=args.weight_power,
-                         model={"conv_channels": args.channels, "hidden": args.channels})
+                         lr_schedule=args.lr_schedule, monitor=args.monitor,
+                         model={"conv_channels": args.channels, "hidden": args.channels, "flow_skip": args.flow_skip})
     if args.dataset == "nf":
         frame = load_nf(DATA / "nf" / "NF-BoT-IoT-v2_reduced_c2dc.csv.gz")
     else:

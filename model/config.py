@@ -28,6 +28,10 @@ class ModelConfig:
     jit graph, conv as im2col + Dense), "auto" (fused when the kernels build here, else unrolled) or
     "native" (mindspore.nn.LSTM; padding is only zeroed, it still advances the state). All use the same
     parameters (PyTorch names/layout), so weights load into any of them.
+
+    flow_skip > 0 adds a per-flow branch: the scored (last) flow's features -> Dense(flow_skip) + ReLU,
+    concatenated with the sequence summary before the head. Conv + pooling otherwise blend the scored flow
+    with its neighbours; 0 (the default) is the paper's network unchanged.
     """
 
     arch: str = "cnn_bilstm"
@@ -42,6 +46,7 @@ class ModelConfig:
     lstm_layers: int = 1
     multiscale_kernels: tuple[int, ...] = field(default=(3, 5, 7))
     impl: str = "auto"
+    flow_skip: int = 0
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHS:
@@ -56,6 +61,7 @@ class ModelConfig:
         _check_int("pool", self.pool, 1, self.window)
         _check_int("hidden", self.hidden, 1, 4096)
         _check_int("lstm_layers", self.lstm_layers, 1, 8)
+        _check_int("flow_skip", self.flow_skip, 0, 4096)
         if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) \
                 or not 0.0 <= float(self.dropout) < 1.0:
             raise ValueError(f"ModelConfig.dropout must be a float in [0, 1), got {self.dropout!r}")

@@ -59,8 +59,19 @@ def set_threads(n: int | None = None, runtime_threads: int = 1) -> int:
     return want
 
 
+class FlowSkip(nn.Cell):
+    """The scored flow's own features, beside the sequence summary: (B, T, F) -> (B, S), ReLU(Dense)."""
+
+    def __init__(self, n_features: int, width: int) -> None:
+        super().__init__()
+        self.dense = nn.Dense(n_features, width, activation="relu")
+
+    def construct(self, x: Tensor) -> Tensor:
+        return self.dense(x[:, -1, :])  # (B, F) -> (B, S): windows end at the scored flow
+
+
 class CnnBiLstm(nn.Cell):
-    """MindFlow CNN-BiLSTM: Conv1D(+ReLU) -> max pool -> dropout -> BiLSTM -> dense."""
+    """MindFlow CNN-BiLSTM: Conv1D(+ReLU) -> max pool -> dropout -> BiLSTM -> dense (+ optional FlowSkip)."""
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
@@ -68,7 +79,9 @@ class CnnBiLstm(nn.Cell):
         self.conv = ConvReluPool(cfg.n_features, cfg.conv_channels, cfg.kernel_size, cfg.pool, fused)
         self.drop = nn.Dropout(p=cfg.dropout)
         self.bilstm = BiLSTM(cfg.conv_channels, cfg.hidden, cfg.lstm_layers, cfg.impl)
-        self.head = nn.Dense(2 * cfg.hidden, cfg.n_classes)
+        self.use_skip = cfg.flow_skip > 0
+        self.skip = FlowSkip(cfg.n_features, cfg.flow_skip) if self.use_skip else None
+        self.head = nn.Dense(2 * cfg.hidden + cfg.flow_skip, cfg.n_classes)
 
     def construct(self, x: Tensor, mask: Tensor) -> Tensor:
         # x: (B, T, F), mask: (B, T)
@@ -77,6 +90,8 @@ class CnnBiLstm(nn.Cell):
         y, pmask = self.conv(x, mask)  # (B, T', C), (B, T') with T' = T // pool
         y = self.drop(y)  # (B, T', C)
         feat = self.bilstm.last(y, pmask)  # (B, 2H): final states of both directions
+        if self.use_skip:
+            feat = ops.concat((feat, self.skip(x)), axis=-1)  # (B, 2H + S)
         return self.head(feat)  # (B, n_classes)
 
 
@@ -92,7 +107,9 @@ class MultiScale(nn.Cell):
         dim = len(cfg.multiscale_kernels) * cfg.conv_channels + 2 * cfg.hidden
         self.attn = MaskedAttentionPool(dim, cfg.hidden)
         self.drop = nn.Dropout(p=cfg.dropout)
-        self.head = nn.Dense(dim, cfg.n_classes)
+        self.use_skip = cfg.flow_skip > 0
+        self.skip = FlowSkip(cfg.n_features, cfg.flow_skip) if self.use_skip else None
+        self.head = nn.Dense(dim + cfg.flow_skip, cfg.n_classes)
 
     def construct(self, x: Tensor, mask: Tensor) -> Tensor:
         # x: (B, T, F), mask: (B, T)
@@ -104,6 +121,8 @@ class MultiScale(nn.Cell):
         z = ops.concat(branches, axis=-1)  # (B, T, D) with D = K*C + 2H
         z = self.drop(z)  # (B, T, D)
         ctx = self.attn(z, mask)  # (B, D): attention weights are 0 at padded steps
+        if self.use_skip:
+            ctx = ops.concat((ctx, self.skip(x)), axis=-1)  # (B, D + S)
         return self.head(ctx)  # (B, n_classes)
 
 

@@ -27,18 +27,20 @@ def _batch(cfg: ModelConfig, b: int, pad: int, seed: int = 0) -> tuple[np.ndarra
     return x, mask
 
 
-@pytest.mark.parametrize(("arch", "n_classes"), [("cnn_bilstm", 2), ("cnn_bilstm", 5), ("multiscale", 5)])
-def test_output_shape(arch: str, n_classes: int) -> None:
-    cfg = ModelConfig(arch=arch, n_classes=n_classes, **SMALL)
+@pytest.mark.parametrize(("arch", "n_classes", "skip"), [("cnn_bilstm", 2, 0), ("cnn_bilstm", 5, 0),
+                                                       ("multiscale", 5, 0), ("cnn_bilstm", 2, 4),
+                                                       ("multiscale", 5, 4)])
+def test_output_shape(arch: str, n_classes: int, skip: int) -> None:
+    cfg = ModelConfig(arch=arch, n_classes=n_classes, flow_skip=skip, **SMALL)
     x, mask = _batch(cfg, 3, 2)
     logits = make_predict(build_network(cfg))(Tensor(x), Tensor(mask)).asnumpy()
     assert logits.shape == (3, n_classes)
     assert np.isfinite(logits).all()
 
 
-@pytest.mark.parametrize("arch", ["cnn_bilstm", "multiscale"])
-def test_padded_values_do_not_change_logits(arch: str) -> None:
-    cfg = ModelConfig(arch=arch, **SMALL)
+@pytest.mark.parametrize(("arch", "skip"), [("cnn_bilstm", 0), ("multiscale", 0), ("cnn_bilstm", 4)])
+def test_padded_values_do_not_change_logits(arch: str, skip: int) -> None:
+    cfg = ModelConfig(arch=arch, flow_skip=skip, **SMALL)
     predict = make_predict(build_network(cfg))
     x, mask = _batch(cfg, 4, 3)
     x2 = x.copy()
@@ -125,6 +127,24 @@ def test_loss_falls_with_jit_train_steps(arch: str) -> None:
     assert losses[-1] < 0.5 * losses[0], losses
     acc = (make_predict(net)(Tensor(x), Tensor(mask)).asnumpy().argmax(1) == y).mean()
     assert acc > 0.9
+
+
+@pytest.mark.parametrize("arch", ["cnn_bilstm", "multiscale"])
+def test_flow_skip_reads_the_scored_flow(arch: str) -> None:
+    """The class lives only in the last (scored) flow's feature 0; the rest of the window is noise."""
+    ms.set_seed(0)
+    cfg = ModelConfig(arch=arch, n_classes=2, dropout=0.0, flow_skip=8, **SMALL)
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, size=64).astype(np.int32)
+    x = rng.normal(size=(64, cfg.window, cfg.n_features)).astype(np.float32)
+    x[:, -1, 0] = np.where(y == 1, 1.5, -1.5) + rng.normal(scale=0.2, size=64)
+    mask = np.ones((64, cfg.window), np.float32)
+    net = build_network(cfg)
+    assert {p.name for p in net.trainable_params()} >= {"skip.dense.weight", "skip.dense.bias"}
+    step = make_train_step(net, nn.CrossEntropyLoss(), nn.Adam(net.trainable_params(), learning_rate=0.02))
+    losses = [float(step(Tensor(x), Tensor(mask), Tensor(y)).asnumpy()) for _ in range(30)]
+    assert losses[-1] < 0.3 * losses[0], losses
+    assert (make_predict(net)(Tensor(x), Tensor(mask)).asnumpy().argmax(1) == y).mean() == 1.0
 
 
 def test_predict_is_deterministic_after_training() -> None:

@@ -3,6 +3,8 @@ save/load, scoring aligned to the input index."""
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -12,6 +14,7 @@ from model.train import (
     class_weights,
     encode_labels,
     fit_network,
+    learning_rates,
     prepare,
     train_model,
     weighted_cross_entropy,
@@ -150,3 +153,14 @@ def test_labels_and_config_validation():
         TrainConfig(model={"window": 3})
     with pytest.raises(ValueError, match="unknown key"):
         TrainConfig.from_dict({"epochs": 2, "epoch": 3})
+
+
+def test_cosine_schedule_decays_per_step_then_holds():
+    assert learning_rates(TrainConfig(lr=0.01), 1000) == 0.01
+    with pytest.raises(ValueError, match=r"TrainConfig\.lr_schedule"):
+        TrainConfig(lr_schedule="linear")
+    config = TrainConfig(lr=0.01, epochs=3, batch_size=100, lr_schedule="cosine")
+    rates = learning_rates(config, 250)  # 3 whole batches per epoch (the last padded) -> 9 decaying steps
+    assert len(rates) == 18 and rates[0] == pytest.approx(0.01)
+    assert all(a > b for a, b in itertools.pairwise(rates[:9]))
+    assert rates[9:] == [pytest.approx(1e-4)] * 9 and rates[8] > 1e-4
