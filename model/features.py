@@ -8,7 +8,10 @@ One flow row becomes one float32 vector:
 - categories (PROTOCOL, L7_PROTO master id; ICMP/DNS types in ``full``): one-hot of the fitted most frequent
   values (each seen in >= ``min_fraction`` of training rows) plus ``other``;
 - ports: the port scaled to [0, 1] (-1 when invalid: source-port ranges differ between OSes and tools),
-  well-known / registered / ephemeral buckets, one-hot of the fitted most common ports (same floor);
+  well-known / registered / ephemeral buckets, one-hot of the fitted most common ports (same floor), and
+  ``<col>:log_freq``, how often the exact port occurs in training (log1p(count) / log1p(rows); ports seen
+  fewer than ``PORT_FREQ_MIN`` times count 0): a scanner or flood tool that pins its source port stands out
+  from random ephemeral ports, which a [0, 1] scale cannot resolve (at most ``PORT_FREQ_MAX`` ports kept);
 - TCP flag fields: their 8 bits.
 
 Addresses are identities, not measurements: they are used for grouping windows, never as features. Absolute
@@ -41,6 +44,8 @@ EXCLUDED = ("IPV4_SRC_ADDR", "IPV4_DST_ADDR", "FLOW_START_MILLISECONDS", "FLOW_E
             "DNS_QUERY_ID")
 PORT_BUCKETS = (("well_known", 0, 1023), ("registered", 1024, 49151), ("ephemeral", 49152, 65535))
 _MARGIN = 0.05
+PORT_FREQ_MIN = 5
+PORT_FREQ_MAX = 4096
 
 
 def feature_columns(feature_set: str) -> list[str]:
@@ -168,7 +173,12 @@ class FeaturePipeline:
         valid = raw[np.isfinite(raw) & (raw >= 0) & (raw <= 65535)].astype(np.int64)
         if len(np.unique(valid)) < 2:
             return None
-        return {"name": column, "kind": "port", "values": _top_values(valid, self.top_ports, self.min_fraction)}
+        ports, counts = np.unique(valid, return_counts=True)
+        keep = np.lexsort((ports, -counts))[:PORT_FREQ_MAX]
+        keep = keep[counts[keep] >= PORT_FREQ_MIN]
+        return {"name": column, "kind": "port", "values": _top_values(valid, self.top_ports, self.min_fraction),
+                "freq_rows": len(raw), "freq_ports": [int(v) for v in ports[keep]],
+                "freq_counts": [int(c) for c in counts[keep]]}
 
     def _fit_flags(self, column: str, frame: pd.DataFrame, raw: np.ndarray) -> dict[str, Any] | None:
         finite = raw[np.isfinite(raw)]
@@ -251,7 +261,7 @@ def _spec_names(spec: dict[str, Any]) -> list[str]:
         return [f"{name}={v}" for v in spec["values"]] + [f"{name}=other"]
     if kind == "port":
         return ([f"{name}:value"] + [f"{name}:{b[0]}" for b in PORT_BUCKETS]
-                + [f"{name}={v}" for v in spec["values"]])
+                + [f"{name}={v}" for v in spec["values"]] + ([f"{name}:log_freq"] if "freq_ports" in spec else []))
     return [f"{name}:bit{i}" for i in range(8)] + ([f"{name}:missing"] if spec["missing_indicator"] else [])
 
 
@@ -281,6 +291,10 @@ def _port(block: np.ndarray, raw: np.ndarray, spec: dict[str, Any]) -> None:
         block[:, i] = (ports >= lo) & (ports <= hi)
     for j, port in enumerate(spec["values"]):
         block[:, 1 + len(PORT_BUCKETS) + j] = ports == port
+    if "freq_ports" in spec:  # pipelines saved before the frequency feature have no such column
+        table = np.zeros(65536, dtype=np.float64)
+        table[np.asarray(spec["freq_ports"], dtype=np.int64)] = spec["freq_counts"]
+        block[:, -1] = np.where(valid, np.log1p(table[np.clip(ports, 0, 65535)]) / np.log1p(spec["freq_rows"]), 0.0)
 
 
 def _flags(block: np.ndarray, raw: np.ndarray, spec: dict[str, Any]) -> None:

@@ -108,3 +108,24 @@ def test_bad_config_and_unfitted_use_are_rejected():
         FeaturePipeline().fit(_flows().iloc[:0])
     with pytest.raises(ValueError, match="from_json"):
         FeaturePipeline.from_json('{"format": "other"}')
+
+
+def test_port_frequency_marks_a_pinned_source_port_and_old_pipelines_still_load():
+    flows = _flows()
+    flows.loc[:99, "L4_SRC_PORT"] = 2456  # a scanner that pins its source port (nmap -g, hping3 -s)
+    pipeline = FeaturePipeline("nf-v1").fit(flows)
+    col = pipeline.feature_names.index("L4_SRC_PORT:log_freq")
+    probe = flows.iloc[:3].copy()
+    probe["L4_SRC_PORT"] = [2456, 40000, -5]  # pinned / unseen / invalid
+    x = pipeline.transform(probe)[:, col]
+    assert x[0] == pytest.approx(np.log1p(100) / np.log1p(len(flows)))
+    assert x[1] == 0.0 and x[2] == 0.0
+    assert FeaturePipeline.from_json(pipeline.to_json()).transform(probe)[:, col].tolist() == x.tolist()
+    doc = json.loads(pipeline.to_json())  # as saved before the frequency feature existed
+    for spec in doc["specs"]:
+        for key in ("freq_rows", "freq_ports", "freq_counts"):
+            spec.pop(key, None)
+    doc["feature_names"] = [n for n in doc["feature_names"] if not n.endswith(":log_freq")]
+    old = FeaturePipeline.from_json(json.dumps(doc))
+    assert old.n_features == pipeline.n_features - 2
+    assert old.transform(probe).shape == (3, old.n_features)
