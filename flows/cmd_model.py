@@ -70,6 +70,11 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--feature-set", choices=("nf-v1", "full"), default="nf-v1", help="default nf-v1")
     p.add_argument("--max-train-rows", type=int, default=200_000, help="cap on training flows (default 200000)")
     p.add_argument("--seed", type=int, default=0, help="default 0")
+    p.add_argument("--threshold-metric", choices=("f1", "mcc"), default="f1", help="threshold tuned for (f1)")
+    p.add_argument("--monitor", choices=("weighted_loss", "loss"), default="weighted_loss",
+                   help="validation loss for early stopping (default weighted_loss)")
+    p.add_argument("--lr-schedule", choices=("constant", "cosine"), default="constant", help="default constant")
+    p.add_argument("--flow-skip", type=int, default=0, help="per-flow branch width (default 0: the paper's net)")
     p.add_argument("--baselines", default=BASELINES, help=f"comma list or 'none' (default {BASELINES})")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--promote", dest="promote", action="store_const", const="yes", help="always promote")
@@ -163,7 +168,9 @@ def _train(args: argparse.Namespace) -> int:
     config = TrainConfig(task=args.task, arch=args.arch, epochs=args.epochs, batch_size=args.batch_size,
                          lr=args.lr, window=args.window, split=args.split, feature_set=args.feature_set,
                          max_train_rows=args.max_train_rows, seed=args.seed,
-                         model={"hidden": args.hidden, "conv_channels": args.hidden} if args.hidden else {})
+                         threshold_metric=args.threshold_metric, monitor=args.monitor, lr_schedule=args.lr_schedule,
+                         model=({"hidden": args.hidden, "conv_channels": args.hidden} if args.hidden else {})
+                         | ({"flow_skip": args.flow_skip} if args.flow_skip else {}))
     names = () if args.baselines in ("", "none") else tuple(args.baselines.split(","))
     baseline_config = BaselineConfig(names=names, seed=args.seed)
     frame = lake.read_flows(batches)

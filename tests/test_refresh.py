@@ -112,6 +112,14 @@ def test_cli_train_evaluate_refresh(tmp_path, capsys):
     assert "refresh of v0001 on b2" in out and "candidate all" in out.replace("  ", " ")
     assert main(["evaluate", "v0042", "--lake", lake, "--models", models]) == 1
     assert capsys.readouterr().err.strip().endswith("v0042: no such model version")
+    tuned = ["--flow-skip", "4", "--lr-schedule", "cosine", "--monitor", "loss", "--threshold-metric", "mcc"]
+    assert main(["train", "--lake", lake, "--models", models, *tiny, *tuned, "--baselines", "none",
+                 "--no-promote"]) == 0
+    assert "saved v0003" in (out := capsys.readouterr().out) and "(candidate; current is" in out
+    assert main(["models", "show", "v0003", "--models", models, "--json"]) == 0
+    shown = capsys.readouterr().out
+    for text in ('"flow_skip": 4', '"lr_schedule": "cosine"', '"monitor": "loss"', '"threshold_metric": "mcc"'):
+        assert text in shown
 
 
 def test_guard_thresholds_and_metric_choice():
