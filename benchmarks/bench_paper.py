@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+from common import emit
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("FLOWHAWK_SHARED_DATA", ROOT.parent / "shared" / "data"))
@@ -131,10 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     command = "python benchmarks/bench_paper.py " + " ".join(argv if argv is not None else sys.argv[1:])
     title = f"{'NF-BoT-IoT-v2' if args.dataset == 'nf' else 'lab capture'}, {args.task}"
     text = markdown(title, command, out, config)
-    print(text)
-    if args.out:
-        with args.out.open("a") as fh:
-            fh.write(text + "\n")
+    emit(text, args.out)
     if args.json:
         args.json.write_text(json.dumps({"config": config.to_dict(), "results": out["results"],
                                          "history": out["trained"].history, "split": out["split"]},

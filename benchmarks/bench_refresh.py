@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from common import emit
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("FLOWHAWK_SHARED_DATA", ROOT.parent / "shared" / "data"))
@@ -163,10 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     out = run(args)
     command = "python benchmarks/bench_refresh.py " + " ".join(argv if argv is not None else sys.argv[1:])
     text = markdown(out, command)
-    print(text)
-    if args.out:
-        with args.out.open("a") as fh:
-            fh.write(text + "\n")
+    emit(text, args.out)
     return 0
 
 

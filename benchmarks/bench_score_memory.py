@@ -24,6 +24,8 @@ import sys
 import time
 from pathlib import Path
 
+from common import emit
+
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
@@ -118,10 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         f"(ratio {score['peak_rss_mib'] / frame['peak_rss_mib']:.2f}); limit {LIMIT_MIB:.0f} MiB: "
         f"{'PASS' if ok else 'FAIL'}; {score['flows'] / score['score_s']:,.0f} flows/s scored "
         f"({score['flagged']:,} flagged).", ""])
-    print(text)
-    if args.out:
-        with args.out.open("a") as fh:
-            fh.write(text + "\n")
+    emit(text, args.out)
     return 0 if ok else 1
 
 

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from common import emit
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("FLOWHAWK_SHARED_DATA", ROOT.parent / "shared" / "data"))
@@ -202,10 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         per_seed[0]["scratch on all non-test lab labels (reference)"] = reference(lab, config, args)
     command = "python benchmarks/transfer.py " + " ".join(argv if argv is not None else sys.argv[1:])
     text = markdown(summarise(per_seed), info, command)
-    print(text)
-    if args.out:
-        with args.out.open("a") as fh:
-            fh.write(text + "\n")
+    emit(text, args.out)
     return 0
 
 
