@@ -285,9 +285,10 @@ def fit_network(network: Any, prep: Prepared, config: TrainConfig,
     n_classes = len(prep.class_names)
     y_train = prep.y[prep.train_rows]
     weights = class_weights(y_train, n_classes, config.class_weighted, config.class_weight_power)
-    ones = np.ones_like(weights)
+    monitor_weights = weights if config.monitor == "weighted_loss" else np.ones_like(weights)
     batch = min(config.batch_size, len(prep.train_rows))
-    optimizer = nn.Adam(network.trainable_params(), learning_rate=learning_rates(config, len(prep.train_rows)))
+    steps_per_epoch = -(-len(prep.train_rows) // batch)  # whole batches: the last one is padded below
+    optimizer = nn.Adam(network.trainable_params(), learning_rate=learning_rates(config, steps_per_epoch))
     step = make_train_step(network, nn.CrossEntropyLoss(weight=Tensor(weights)), optimizer)
     rng = np.random.default_rng(config.seed)
     history: list[dict[str, Any]] = []
@@ -302,7 +303,7 @@ def fit_network(network: Any, prep: Prepared, config: TrainConfig,
         for chunk, x, mask in prep.index.batches(prep.features, rows, batch):
             losses.append(float(step(Tensor(x), Tensor(mask), Tensor(prep.y[chunk].astype(np.int32))).asnumpy()))
         probs = predict_proba(network, prep.features, prep.index, monitor, EVAL_BATCH)
-        val_loss = weighted_cross_entropy(probs, y_val, weights if config.monitor == "weighted_loss" else ones)
+        val_loss = weighted_cross_entropy(probs, y_val, monitor_weights)
         val_pred = np.argmax(probs, axis=1)
         entry = {"epoch": epoch, "loss": float(np.mean(losses)), "val_loss": val_loss,
                  "val_f1": _val_f1(y_val, val_pred, n_classes), "seconds": round(time.monotonic() - t0, 1)}
@@ -326,13 +327,12 @@ def fit_network(network: Any, prep: Prepared, config: TrainConfig,
     return history
 
 
-def learning_rates(config: TrainConfig, n_rows: int) -> float | list[float]:
+def learning_rates(config: TrainConfig, steps_per_epoch: int) -> float | list[float]:
     """Adam's learning rate: ``config.lr``, or one value per step for the cosine schedule (to 1 % of lr, then
-    held there: oversampled epochs run more steps than ``n_rows`` predicts)."""
+    held there: oversampled epochs run more steps than ``steps_per_epoch`` predicts)."""
     if config.lr_schedule == "constant":
         return float(config.lr)
-    batch = min(config.batch_size, n_rows)
-    steps = max(1, config.epochs * -(-n_rows // batch))  # whole batches per epoch, see fit_network
+    steps = max(1, config.epochs * steps_per_epoch)
     floor = 0.01 * config.lr
     decay = [floor + 0.5 * (config.lr - floor) * (1 + math.cos(math.pi * i / steps)) for i in range(steps)]
     return decay + [floor] * steps

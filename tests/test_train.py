@@ -156,11 +156,11 @@ def test_labels_and_config_validation():
 
 
 def test_cosine_schedule_decays_per_step_then_holds():
-    assert learning_rates(TrainConfig(lr=0.01), 1000) == 0.01
+    assert learning_rates(TrainConfig(lr=0.01), 4) == 0.01
     with pytest.raises(ValueError, match=r"TrainConfig\.lr_schedule"):
         TrainConfig(lr_schedule="linear")
     config = TrainConfig(lr=0.01, epochs=3, batch_size=100, lr_schedule="cosine")
-    rates = learning_rates(config, 250)  # 3 whole batches per epoch (the last padded) -> 9 decaying steps
+    rates = learning_rates(config, 3)  # 3 steps per epoch -> 9 decaying steps
     assert len(rates) == 18 and rates[0] == pytest.approx(0.01)
     assert all(a > b for a, b in itertools.pairwise(rates[:9]))
     assert rates[9:] == [pytest.approx(1e-4)] * 9 and rates[8] > 1e-4
