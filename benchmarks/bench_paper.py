@@ -104,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--feature-set", choices=("nf-v1", "full"), default="nf-v1")
     parser.add_argument("--arch", default="cnn_bilstm")
     parser.add_argument("--channels", type=int, default=32, help="conv channels and LSTM hidden size")
+    parser.add_argument("--top-ports", type=int, default=8, help="one-hot of the N most common ports per port field")
+    parser.add_argument("--top-values", type=int, default=0, help="one-hot of each counter's N most common values")
     parser.add_argument("--flow-skip", type=int, default=0, help="width of the per-flow branch (0: none)")
     parser.add_argument("--monitor", choices=("weighted_loss", "loss"), default="weighted_loss")
     parser.add_argument("--lr-schedule", choices=("constant", "cosine"), default="constant")
@@ -122,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
                          max_train_rows=args.max_train_rows or None, split=args.split,
                          threshold_metric=args.threshold_metric, class_weight_power=args.weight_power,
                          lr_schedule=args.lr_schedule, monitor=args.monitor,
+                         feature_options={"top_ports": args.top_ports, "top_values": args.top_values},
                          model={"conv_channels": args.channels, "hidden": args.channels, "flow_skip": args.flow_skip})
     if args.dataset == "nf":
         frame = load_nf(DATA / "nf" / "NF-BoT-IoT-v2_reduced_c2dc.csv.gz")

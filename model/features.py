@@ -4,7 +4,10 @@ One flow row becomes one float32 vector:
 
 - numeric NF fields: signed log1p for counters (bytes, packets, durations, rates, windows, IATs; linear for
   TTLs and the like), clipped to the fitted [q, 1-q] quantiles (widened by 5 %), NaN -> fitted median,
-  standardised; a ``<col>:missing`` indicator only when the column had missing values in training;
+  standardised; a ``<col>:missing`` indicator only when the column had missing values in training; with
+  ``top_values`` > 0, also a one-hot of each counter's most frequent exact values (``<col>=<value>``, same
+  floor): 40- and 44-byte packets sit 0.06 standard deviations apart on the log scale, and trees split on
+  such exact values where a network has to learn very large weights;
 - categories (PROTOCOL, L7_PROTO master id; ICMP/DNS types in ``full``): one-hot of the fitted most frequent
   values (each seen in >= ``min_fraction`` of training rows) plus ``other``;
 - ports: the port scaled to [0, 1] (-1 when invalid: source-port ranges differ between OSes and tools),
@@ -89,24 +92,25 @@ def _category_codes(frame: pd.DataFrame, column: str) -> np.ndarray:
     return np.clip(values, -1, 2**31 - 1).astype(np.int64)
 
 
-def _top_values(codes: np.ndarray, k: int, min_fraction: float = 0.0) -> list[int]:
+def _top_values(codes: np.ndarray, k: int, min_fraction: float = 0.0) -> list[Any]:
     """The ``k`` most frequent values (ties by value) seen in at least ``min_fraction`` of rows."""
     if k <= 0 or codes.size == 0:
         return []
     values, counts = np.unique(codes, return_counts=True)
     order = np.lexsort((values, -counts))[:k]
     order = order[counts[order] >= max(1.0, min_fraction * codes.size)]
-    return [int(v) for v in values[order]]
+    return [v.item() for v in values[order]]  # int for integer codes, float for raw measurements
 
 
 class FeaturePipeline:
     """Fit on training flows, transform any flows to float32 (N, n_features); ``to_json``/``from_json``."""
 
     def __init__(self, feature_set: str = "nf-v1", top_categories: int = 12, top_ports: int = 8,
-                 clip_quantile: float = 0.001, min_fraction: float = 0.001) -> None:
+                 clip_quantile: float = 0.001, min_fraction: float = 0.001, top_values: int = 0) -> None:
         if feature_set not in FEATURE_SETS:
             raise ValueError(f"FeaturePipeline.feature_set: must be one of {FEATURE_SETS}, got {feature_set!r}")
-        for name, value in (("top_categories", top_categories), ("top_ports", top_ports)):
+        for name, value in (("top_categories", top_categories), ("top_ports", top_ports),
+                            ("top_values", top_values)):
             if not (isinstance(value, int) and 0 <= value <= 1000):
                 raise ValueError(f"FeaturePipeline.{name}: must be an integer in [0, 1000], got {value!r}")
         if not (isinstance(clip_quantile, (int, float)) and 0 <= clip_quantile < 0.5):
@@ -117,6 +121,7 @@ class FeaturePipeline:
         self.feature_set = feature_set
         self.top_categories = top_categories
         self.top_ports = top_ports
+        self.top_values = top_values
         self.clip_quantile = float(clip_quantile)
         self.specs: list[dict[str, Any]] = []
         self.dropped: dict[str, str] = {}
@@ -158,9 +163,13 @@ class FeaturePipeline:
         if std <= 1e-12:
             return None
         missing = bool(np.isnan(raw).any())
-        return {"name": column, "kind": "numeric", "log": use_log, "lo": lo, "hi": hi,
+        spec = {"name": column, "kind": "numeric", "log": use_log, "lo": lo, "hi": hi,
                 "median": float(np.median(clipped)), "mean": float(clipped.mean()), "std": std,
                 "missing_indicator": missing}
+        if self.top_values and use_log:
+            exact = raw[np.isfinite(raw)]
+            spec["values"] = [float(v) for v in _top_values(exact, self.top_values, self.min_fraction)]
+        return spec
 
     def _fit_category(self, column: str, frame: pd.DataFrame, raw: np.ndarray) -> dict[str, Any] | None:
         codes = _category_codes(frame, column)
@@ -231,7 +240,8 @@ class FeaturePipeline:
         return json.dumps({
             "format": FORMAT, "version": VERSION, "feature_set": self.feature_set,
             "params": {"top_categories": self.top_categories, "top_ports": self.top_ports,
-                       "clip_quantile": self.clip_quantile, "min_fraction": self.min_fraction},
+                       "clip_quantile": self.clip_quantile, "min_fraction": self.min_fraction,
+                       "top_values": self.top_values},
             "specs": self.specs, "dropped": self.dropped, "feature_names": self.feature_names,
         }, indent=1, allow_nan=False)
 
@@ -256,7 +266,8 @@ class FeaturePipeline:
 def _spec_names(spec: dict[str, Any]) -> list[str]:
     name, kind = spec["name"], spec["kind"]
     if kind == "numeric":
-        return [name] + ([f"{name}:missing"] if spec["missing_indicator"] else [])
+        return ([name] + ([f"{name}:missing"] if spec["missing_indicator"] else [])
+                + [f"{name}={v:g}" for v in spec.get("values", [])])
     if kind == "category":
         return [f"{name}={v}" for v in spec["values"]] + [f"{name}=other"]
     if kind == "port":
@@ -273,6 +284,9 @@ def _numeric(block: np.ndarray, raw: np.ndarray, spec: dict[str, Any]) -> None:
     block[:, 0] = (values - spec["mean"]) / spec["std"]
     if spec["missing_indicator"]:
         block[:, 1] = missing
+    first = 2 if spec["missing_indicator"] else 1
+    for j, value in enumerate(spec.get("values", [])):  # absent in pipelines saved before top_values
+        block[:, first + j] = raw == value
 
 
 def _one_hot(block: np.ndarray, codes: np.ndarray, values: list[int]) -> None:

@@ -42,6 +42,7 @@ FEATURE_SETS = ("nf-v1", "full")
 SPLITS = ("auto", "time", "stratified")
 LR_SCHEDULES = ("constant", "cosine")
 MONITORS = ("weighted_loss", "loss")
+FEATURE_OPTIONS = ("top_categories", "top_ports", "top_values", "clip_quantile", "min_fraction")
 
 
 def _check(ok: bool, name: str, valid: str, value: object) -> None:
@@ -63,6 +64,7 @@ classes kept whole); the threshold is tuned on all validation rows for ``thresho
 class-weighted training loss) or ``loss`` (plain cross-entropy: with 99.5 % attacks the weighted one rests on
 ~100 benign flows of weight ~100 and rises as soon as one of them is confidently wrong).
 ``lr_schedule`` ``cosine`` decays the learning rate from ``lr`` to 1 % of it over ``epochs`` (per step).
+``feature_options`` holds ``FeaturePipeline`` overrides (``FEATURE_OPTIONS``, e.g. ``top_values``).
     """
 
     task: str = "binary"
@@ -87,6 +89,7 @@ class-weighted training loss) or ``loss`` (plain cross-entropy: with 99.5 % atta
     lr_schedule: str = "constant"
     monitor: str = "weighted_loss"
     model: Mapping[str, Any] = field(default_factory=dict)
+    feature_options: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         _check(self.task in TASKS, "task", f"one of {TASKS}", self.task)
@@ -122,6 +125,10 @@ class-weighted training loss) or ``loss`` (plain cross-entropy: with 99.5 % atta
         _check(not reserved, "model", "ModelConfig overrides without arch/n_features/n_classes/window "
                "(set from the config and the data)", dict(self.model))
         object.__setattr__(self, "model", dict(self.model))
+        _check(isinstance(self.feature_options, Mapping) and set(self.feature_options) <= set(FEATURE_OPTIONS),
+               "feature_options", f"a mapping with keys among {FEATURE_OPTIONS}", self.feature_options)
+        FeaturePipeline(self.feature_set, **self.feature_options)  # its errors name the option and its range
+        object.__setattr__(self, "feature_options", dict(self.feature_options))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (``from_dict`` inverts it)."""
@@ -188,7 +195,7 @@ def prepare(frame: pd.DataFrame, config: TrainConfig, pipeline: FeaturePipeline 
     if config.max_train_rows is not None:
         train_rows = capped_subsample(train_rows, y[train_rows], config.max_train_rows, config.seed)
     if pipeline is None:
-        pipeline = FeaturePipeline(config.feature_set).fit(frame.iloc[split.train])
+        pipeline = FeaturePipeline(config.feature_set, **config.feature_options).fit(frame.iloc[split.train])
     features = pipeline.transform(frame)
     index = build_window_index(frame, window=config.window, group_by=config.group_by)
     log.info("prepared %d flows (%s split %s, %d training rows used), %d features, classes %s", len(frame),

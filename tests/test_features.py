@@ -129,3 +129,30 @@ def test_port_frequency_marks_a_pinned_source_port_and_old_pipelines_still_load(
     old = FeaturePipeline.from_json(json.dumps(doc))
     assert old.n_features == pipeline.n_features - 2
     assert old.transform(probe).shape == (3, old.n_features)
+
+
+def test_top_values_one_hot_exact_counter_values_and_old_pipelines_still_load():
+    flows = _flows()
+    flows.loc[:199, "IN_BYTES"] = 40  # bare SYN/RST packets ...
+    flows.loc[200:299, "IN_BYTES"] = 44  # ... and SYNs with an MSS option: 0.06 std apart on the log scale
+    pipeline = FeaturePipeline("nf-v1", top_values=2, min_fraction=0.1).fit(flows)
+    names = pipeline.feature_names
+    assert "IN_BYTES=40" in names and "IN_BYTES=44" in names
+    assert not any(n.startswith("MIN_TTL=") or n.startswith("PROTOCOL=4") for n in names)
+    probe = flows.iloc[:3].copy()
+    probe["IN_BYTES"] = [40, 44, np.nan]
+    x = pipeline.transform(probe)
+    cols = [names.index("IN_BYTES=40"), names.index("IN_BYTES=44")]
+    assert x[:, cols].tolist() == [[1, 0], [0, 1], [0, 0]]
+    assert np.array_equal(FeaturePipeline.from_json(pipeline.to_json()).transform(probe), x)
+    doc = json.loads(pipeline.to_json())  # as saved before top_values existed
+    del doc["params"]["top_values"]
+    counters = {s["name"] for s in doc["specs"] if s["kind"] == "numeric"}
+    for spec in doc["specs"]:
+        if spec["kind"] == "numeric":
+            spec.pop("values", None)
+    doc["feature_names"] = [n for n in names if n.split("=")[0] not in counters or "=" not in n]
+    old = FeaturePipeline.from_json(json.dumps(doc))
+    assert old.top_values == 0 and old.transform(probe).shape == (3, old.n_features)
+    with pytest.raises(ValueError, match="top_values"):
+        FeaturePipeline(top_values=-1)

@@ -153,6 +153,12 @@ def test_labels_and_config_validation():
         TrainConfig(model={"window": 3})
     with pytest.raises(ValueError, match="unknown key"):
         TrainConfig.from_dict({"epochs": 2, "epoch": 3})
+    with pytest.raises(ValueError, match=r"TrainConfig\.feature_options"):
+        TrainConfig(feature_options={"top_value": 4})
+    with pytest.raises(ValueError, match=r"FeaturePipeline\.top_ports"):
+        TrainConfig(feature_options={"top_ports": -1})
+    config = TrainConfig(feature_options={"top_values": 4})
+    assert TrainConfig.from_dict(config.to_dict()).feature_options == {"top_values": 4}
 
 
 def test_cosine_schedule_decays_per_step_then_holds():
@@ -164,3 +170,10 @@ def test_cosine_schedule_decays_per_step_then_holds():
     assert len(rates) == 18 and rates[0] == pytest.approx(0.01)
     assert all(a > b for a, b in itertools.pairwise(rates[:9]))
     assert rates[9:] == [pytest.approx(1e-4)] * 9 and rates[8] > 1e-4
+
+
+def test_feature_options_reach_the_fitted_pipeline():
+    prep = prepare(synthetic_flows(300), TrainConfig(feature_options={"top_values": 3, "top_ports": 2}))
+    assert prep.pipeline.top_values == 3 and prep.pipeline.top_ports == 2
+    assert any("=" in n and n.split("=")[0] == "IN_BYTES" for n in prep.pipeline.feature_names)
+    assert prep.features.shape == (300, prep.pipeline.n_features)
