@@ -24,6 +24,9 @@ from flows.tasks import (
     report_exists,
     timed,
 )
+from lake.atomic import exclusive_lock
+
+TRAIN_LOCK = ".train-first-model.lock"
 
 
 @flow(name="process-inbox", log_prints=False, task_runner=ThreadPoolTaskRunner(max_workers=INGEST_WORKERS))
@@ -86,7 +89,9 @@ def _process_claim(claim: Any, inbox: Path, lake: Path, models: Path, options: I
                            "batch waits in %s for a model", claim.claim_id, claim.directory)
             return {**record, "status": "waiting for a model"}
         t0 = time.perf_counter()
-        train_model(lake, models, options.train)
+        with exclusive_lock(models / TRAIN_LOCK):  # two runs on an empty registry train one first model
+            if current_model(models) is None:  # re-read: the run that held the lock may have trained it
+                train_model(lake, models, options.train)
         timed(seconds, "train", t0)
     summary = score_batch.fn(claim.claim_id, lake, models, todo, options.top_n, seconds,
                           {"claim_id": claim.claim_id, "files": _file_rows(files)})

@@ -6,12 +6,16 @@ or the new one.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import re
 import shutil
 import tempfile
+import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -91,3 +95,27 @@ def remove_stale_temps(folder: Path, prefix: str = ".tmp-") -> int:
                 entry.unlink(missing_ok=True)
             count += 1
     return count
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: Path, timeout: float | None = None) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path`` (created if needed) for the ``with`` block.
+
+    Blocks until the lock is free, or raises TimeoutError after ``timeout`` seconds. The kernel drops the lock
+    when the holder exits or is killed, so a crashed holder never leaves it stuck.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | (0 if deadline is None else fcntl.LOCK_NB))
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:  # type: ignore[operator]
+                    raise TimeoutError(f"{path}: still locked by another process after {timeout} s") from None
+                time.sleep(0.05)
+        yield
+    finally:
+        os.close(fd)  # drops the lock

@@ -14,7 +14,7 @@ import pytest
 
 from extractors.base import BadInputError, sha256_file, sniff_format
 from extractors.schema import COLUMN_NAMES, FLOW_SCHEMA, conform, markdown_table
-from lake.atomic import atomic_write_json, remove_stale_temps, replace_dir, tmp_sibling
+from lake.atomic import atomic_write_json, exclusive_lock, remove_stale_temps, replace_dir, tmp_sibling
 from lake.store import Lake, validate_batch_id
 
 
@@ -131,3 +131,21 @@ def test_empty_lake_reads_as_empty_schema(tmp_path):
 def test_batch_id_validation(bad):
     with pytest.raises(ValueError, match="batch id"):
         validate_batch_id(bad)
+
+
+def test_exclusive_lock_excludes_another_process_until_it_dies(tmp_path):
+    lock = tmp_path / "models" / ".train.lock"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from pathlib import Path; from lake.atomic import exclusive_lock\n"
+         "with exclusive_lock(Path(sys.argv[1])):\n    print('held', flush=True); time.sleep(60)", str(lock)],
+        stdout=subprocess.PIPE, text=True, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(TimeoutError, match="still locked"), exclusive_lock(lock, timeout=0.3):
+            pass
+    finally:
+        holder.kill()  # SIGKILL: the kernel drops the lock with the process
+        holder.wait()
+    # a second open of the same file, even in one process, waits too
+    with exclusive_lock(lock, timeout=5), pytest.raises(TimeoutError), exclusive_lock(lock, timeout=0.1):
+        pass

@@ -2,7 +2,8 @@
 
 One Prefect test server for the session (``prefect_harness``); one model is trained, by the demo, and copied
 for the other tests. Subprocesses run ``flowhawk process-inbox`` against the same server (PREFECT_API_URL).
-Faults: re-running on the same files, SIGKILL mid-run, two runs started together, a bad file in a batch.
+Faults: re-running on the same files, SIGKILL mid-run, two runs started together (also on an empty registry),
+a bad file in a batch.
 """
 
 from __future__ import annotations
@@ -246,6 +247,26 @@ def test_two_runs_started_together_process_every_file_once(prefect_harness, env,
     assert len(batches) == 5 and covered_lake_batches(lake / "reports") == set(batches)  # 4 + the demo's
     scored = read_scored(lake / "reports", columns=["source_sha256", "flow_index"])
     assert len(scored) == _lake_rows(lake) and not scored.duplicated().any()
+
+
+def test_two_runs_on_an_empty_registry_train_one_first_model(prefect_harness, tmp_path):
+    from model.registry import Registry
+
+    inbox, lake, models = tmp_path / "inbox", tmp_path / "lake", tmp_path / "models"
+    names = [_synth(inbox, f"lab{i}", seed=60 + i, packets=1500, labels=True).name for i in range(2)]
+    cmd = [sys.executable, "-m", "flows.cli", "process-inbox", "--inbox", str(inbox), "--lake", str(lake),
+           "--models", str(models), "--settle-seconds", "0", "--max-files", "1", "--refresh-after", "0",
+           "--epochs", "1", "--json"]
+    procs = [subprocess.Popen(cmd, cwd=ROOT, env=_env(prefect_harness), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    for proc, (_, err) in zip(procs, outs, strict=True):
+        assert proc.returncode == 0, err[-3000:]
+    claims = [b for out, _ in outs for b in json.loads(out)["batches"]]
+    assert sorted(f["file"] for b in claims for f in b["files"]) == sorted(names)
+    assert all(b["status"] == "reported" for b in claims)
+    registry = Registry(models)
+    assert len(registry.versions()) == 1 and registry.current() == registry.versions()[0]
 
 
 def test_retries_only_transient_errors(prefect_harness, tmp_path):
