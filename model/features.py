@@ -267,13 +267,18 @@ def _spec_names(spec: dict[str, Any]) -> list[str]:
     name, kind = spec["name"], spec["kind"]
     if kind == "numeric":
         return ([name] + ([f"{name}:missing"] if spec["missing_indicator"] else [])
-                + [f"{name}={v:g}" for v in spec.get("values", [])])
+                + [f"{name}={_exact(v)}" for v in spec.get("values", [])])
     if kind == "category":
         return [f"{name}={v}" for v in spec["values"]] + [f"{name}=other"]
     if kind == "port":
         return ([f"{name}:value"] + [f"{name}:{b[0]}" for b in PORT_BUCKETS]
                 + [f"{name}={v}" for v in spec["values"]] + ([f"{name}:log_freq"] if "freq_ports" in spec else []))
     return [f"{name}:bit{i}" for i in range(8)] + ([f"{name}:missing"] if spec["missing_indicator"] else [])
+
+
+def _exact(value: float) -> str:
+    """A value's full text for a feature name (``:g`` would give 4292873 and 4292874 the same name)."""
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 
 def _numeric(block: np.ndarray, raw: np.ndarray, spec: dict[str, Any]) -> None:

@@ -156,3 +156,5 @@ def test_top_values_one_hot_exact_counter_values_and_old_pipelines_still_load():
     assert old.top_values == 0 and old.transform(probe).shape == (3, old.n_features)
     with pytest.raises(ValueError, match="top_values"):
         FeaturePipeline(top_values=-1)
+    flows.loc[:199, "IN_BYTES"], flows.loc[200:, "IN_BYTES"] = 4292873, 4292874  # close large values, distinct names
+    assert {"IN_BYTES=4292873", "IN_BYTES=4292874"} <= set(FeaturePipeline(top_values=2).fit(flows).feature_names)
