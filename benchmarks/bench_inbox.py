@@ -43,9 +43,8 @@ if str(ROOT) not in sys.path:
 
 
 def _raw_worker(capture: Path) -> None:
+    from flowhawk.extractors.pcap_to_flows import PcapConfig
     from nfstream import NFStreamer
-
-    from extractors.pcap_to_flows import PcapConfig
 
     started = time.perf_counter()
     flows = sum(1 for _ in NFStreamer(source=str(capture), **PcapConfig().streamer_kwargs()))
@@ -97,7 +96,7 @@ def process_inbox(work: Path, capture: Path, labels: Path, models: Path, api: st
     env.update(PYTHONPATH=str(ROOT), PREFECT_HOME=str(work / "prefect-home"))
     if api:
         env["PREFECT_API_URL"] = api
-    cmd = [sys.executable, "-m", "flows.cli", "process-inbox", "--inbox", str(inbox), "--lake", str(lake),
+    cmd = [sys.executable, "-m", "flowhawk.cli", "process-inbox", "--inbox", str(inbox), "--lake", str(lake),
            "--models", str(models), "--settle-seconds", "0", "--refresh-after", "0", "--json", *extra]
     started, cpu = time.perf_counter(), _children_cpu()
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)

@@ -67,9 +67,8 @@ def _rss() -> dict[str, float]:
 
 
 def _worker_raw(capture: Path, n_meters: int, warmup: Path | None) -> dict:
+    from flowhawk.extractors.pcap_to_flows import PcapConfig
     from nfstream import NFStreamer
-
-    from extractors.pcap_to_flows import PcapConfig
 
     kwargs = PcapConfig(n_meters=n_meters).streamer_kwargs()
     if warmup:
@@ -80,7 +79,7 @@ def _worker_raw(capture: Path, n_meters: int, warmup: Path | None) -> dict:
 
 
 def _worker_ingest(capture: Path, warmup: Path | None) -> dict:
-    from lake.ingest import IngestConfig, ingest_paths
+    from flowhawk.lake.ingest import IngestConfig, ingest_paths
 
     if warmup:  # first use of nfstream, pandas, pyarrow, zstd in this process, as a service would have had
         with tempfile.TemporaryDirectory(prefix="flowhawk-bench-warm-") as lake:
@@ -165,8 +164,8 @@ def _time_span(source: Path, record: struct.Struct) -> tuple[int, int]:
 # --- the parent: measure, compare, write the results ----------------------------------------------------
 
 def _count_packets(capture: Path) -> int:
-    from extractors.base import sniff_format
-    from extractors.pcap_integrity import walk_capture
+    from flowhawk.extractors.base import sniff_format
+    from flowhawk.extractors.pcap_integrity import walk_capture
 
     return walk_capture(capture, sniff_format(capture)).packets
 

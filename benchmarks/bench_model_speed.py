@@ -34,11 +34,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import mindspore as ms
+from flowhawk.model.config import ModelConfig
+from flowhawk.model.kernels import kernel_stats
+from flowhawk.model.network import build_network, make_predict, make_train_step, set_threads
 from mindspore import Tensor, nn, ops
-
-from model.config import ModelConfig
-from model.kernels import kernel_stats
-from model.network import build_network, make_predict, make_train_step, set_threads
 
 log = logging.getLogger("bench_model_speed")
 T, F, HIDDEN, CONV, NCLS = 16, 24, 64, 64, 2

@@ -31,16 +31,16 @@ DATA = Path(os.environ.get("FLOWHAWK_SHARED_DATA", ROOT.parent / "shared" / "dat
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from extractors.base import ExtractNotes  # noqa: E402
-from model.baselines import BaselineConfig, compare  # noqa: E402
-from model.evaluate import render_confusion, render_per_class, render_table  # noqa: E402
-from model.train import TrainConfig, prepare, train_prepared  # noqa: E402
+from flowhawk.extractors.base import ExtractNotes  # noqa: E402
+from flowhawk.model.baselines import BaselineConfig, compare  # noqa: E402
+from flowhawk.model.evaluate import render_confusion, render_per_class, render_table  # noqa: E402
+from flowhawk.model.train import TrainConfig, prepare, train_prepared  # noqa: E402
 
 log = logging.getLogger("bench_paper")
 
 
 def load_nf(path: Path) -> pd.DataFrame:
-    from extractors.nfcsv_to_flows import NfCsvExtractor
+    from flowhawk.extractors.nfcsv_to_flows import NfCsvExtractor
 
     notes = ExtractNotes()
     frame = pd.concat(list(NfCsvExtractor().frames(path, notes)), ignore_index=True)
@@ -52,8 +52,8 @@ def load_lab(pcap: Path, labels: Path, cache: Path) -> pd.DataFrame:
     cached = cache / "flowhawk_lab_flows.parquet"
     if cached.exists():
         return pd.read_parquet(cached)
-    from extractors.labels import LabelRules
-    from extractors.pcap_to_flows import PcapExtractor
+    from flowhawk.extractors.labels import LabelRules
+    from flowhawk.extractors.pcap_to_flows import PcapExtractor
 
     notes = ExtractNotes()
     frame = pd.concat(list(PcapExtractor().frames(pcap, notes)), ignore_index=True)

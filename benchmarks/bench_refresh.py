@@ -39,11 +39,11 @@ NF_CSV = DATA / "nf" / "NF-BoT-IoT-v2_reduced_c2dc.csv.gz"
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from lake.ingest import IngestConfig, ingest_paths  # noqa: E402
-from lake.store import Lake  # noqa: E402
-from model.refresh import RefreshConfig, refresh_model  # noqa: E402
-from model.registry import Registry, data_manifest  # noqa: E402
-from model.train import TrainConfig, train_model  # noqa: E402
+from flowhawk.lake.ingest import IngestConfig, ingest_paths  # noqa: E402
+from flowhawk.lake.store import Lake  # noqa: E402
+from flowhawk.model.refresh import RefreshConfig, refresh_model  # noqa: E402
+from flowhawk.model.registry import Registry, data_manifest  # noqa: E402
+from flowhawk.model.train import TrainConfig, train_model  # noqa: E402
 
 log = logging.getLogger("bench_refresh")
 

@@ -35,7 +35,7 @@ if str(ROOT) not in sys.path:
 _CHILD = """
 import json, resource, sys, time
 t = time.perf_counter()
-from extractors.synth import SynthConfig, synthesize
+from flowhawk.extractors.synth import SynthConfig, synthesize
 imported = time.perf_counter() - t
 r = synthesize(SynthConfig(packets=int(sys.argv[1])), sys.argv[2], sys.argv[3])
 print(json.dumps({"import_s": imported, "synth_s": r.seconds, "packets": r.packets, "bytes": r.bytes,
@@ -51,11 +51,10 @@ def run_child(packets: int, tmp: Path) -> dict:
 
 
 def frame_building(n: int = 2000) -> tuple[float, float]:
+    from flowhawk.extractors.synth_packets import ACK, PSH, Host, tcp_frame
     from scapy.layers.inet import IP, TCP
     from scapy.layers.l2 import Ether
     from scapy.packet import Raw
-
-    from extractors.synth_packets import ACK, PSH, Host, tcp_frame
 
     client, server = Host("10.200.0.21"), Host("10.200.0.10")
     payloads = [bytes(100 + i % 1300) for i in range(n)]

@@ -38,9 +38,9 @@ DATA = Path(os.environ.get("FLOWHAWK_SHARED_DATA", ROOT.parent / "shared" / "dat
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from extractors.base import ExtractNotes  # noqa: E402
-from extractors.nfcsv_to_flows import NfCsvExtractor  # noqa: E402
-from extractors.schema import NF_V1_FEATURES  # noqa: E402
+from flowhawk.extractors.base import ExtractNotes  # noqa: E402
+from flowhawk.extractors.nfcsv_to_flows import NfCsvExtractor  # noqa: E402
+from flowhawk.extractors.schema import NF_V1_FEATURES  # noqa: E402
 
 ADDRESSES = ("IPV4_SRC_ADDR", "IPV4_DST_ADDR")
 NOT_FEATURES = (*ADDRESSES, "Label", "Attack", "DNS_QUERY_ID", "FLOW_START_MILLISECONDS", "FLOW_END_MILLISECONDS")

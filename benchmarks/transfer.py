@@ -37,14 +37,14 @@ DATA = Path(os.environ.get("FLOWHAWK_SHARED_DATA", ROOT.parent / "shared" / "dat
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from lake.ingest import IngestConfig, ingest_paths  # noqa: E402
-from lake.store import Lake  # noqa: E402
-from model.evaluate import attack_scores, classification_metrics, decide  # noqa: E402
-from model.features import FeaturePipeline  # noqa: E402
-from model.scoring import predict_proba  # noqa: E402
-from model.splits import Split  # noqa: E402
-from model.train import Prepared, TrainConfig, encode_labels, train_model, train_prepared  # noqa: E402
-from model.windows import build_window_index  # noqa: E402
+from flowhawk.lake.ingest import IngestConfig, ingest_paths  # noqa: E402
+from flowhawk.lake.store import Lake  # noqa: E402
+from flowhawk.model.evaluate import attack_scores, classification_metrics, decide  # noqa: E402
+from flowhawk.model.features import FeaturePipeline  # noqa: E402
+from flowhawk.model.scoring import predict_proba  # noqa: E402
+from flowhawk.model.splits import Split  # noqa: E402
+from flowhawk.model.train import Prepared, TrainConfig, encode_labels, train_model, train_prepared  # noqa: E402
+from flowhawk.model.windows import build_window_index  # noqa: E402
 
 log = logging.getLogger("transfer")
 KEYS = ("f1", "macro_f1", "precision", "recall", "fpr", "pr_auc", "epochs_run")

@@ -36,9 +36,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
-from extractors.base import BadInputError, config_from_mapping
-from extractors.schema import BENIGN
+from flowhawk.extractors.base import BadInputError, config_from_mapping
+from flowhawk.extractors.schema import BENIGN
 
 MATCH_MODES = ("auto", "time", "address")
 REQUIRED = ("src_ip", "label", "start_epoch", "end_epoch")

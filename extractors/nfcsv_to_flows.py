@@ -41,9 +41,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-
-from extractors.base import BadInputError, ExtractNotes, config_from_mapping, read_head
-from extractors.schema import BENIGN, BY_NAME, NF_V1_FEATURES, PROVENANCE
+from flowhawk.extractors.base import BadInputError, ExtractNotes, config_from_mapping, read_head
+from flowhawk.extractors.schema import BENIGN, BY_NAME, NF_V1_FEATURES, PROVENANCE
 
 log = logging.getLogger(__name__)
 VERSION = "nf-csv/1"

@@ -18,8 +18,7 @@ from operator import attrgetter
 
 import numpy as np
 import pandas as pd
-
-from extractors.ndpi_protocols import l7_proto
+from flowhawk.extractors.ndpi_protocols import l7_proto
 
 # TCP flag bit (nProbe / NF order) for each nfstream per-flag packet counter
 FLAG_BITS = {"fin": 1, "syn": 2, "rst": 4, "psh": 8, "ack": 16, "urg": 32, "ece": 64, "cwr": 128}

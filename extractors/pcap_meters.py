@@ -24,7 +24,7 @@ import threading
 from functools import partial
 from typing import Any
 
-from extractors.pcap_columns import lean_reduce
+from flowhawk.extractors.pcap_columns import lean_reduce
 
 _POLL_SECONDS = 0.5
 

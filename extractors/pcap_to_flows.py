@@ -61,11 +61,10 @@ from typing import BinaryIO
 import nfstream
 import pandas as pd
 import psutil
-
-from extractors.base import BadInputError, ExtractNotes, sniff_format
-from extractors.pcap_columns import FlowBatch
-from extractors.pcap_integrity import CaptureWalk, walk_capture
-from extractors.pcap_meters import MeterGuard
+from flowhawk.extractors.base import BadInputError, ExtractNotes, sniff_format
+from flowhawk.extractors.pcap_columns import FlowBatch
+from flowhawk.extractors.pcap_integrity import CaptureWalk, walk_capture
+from flowhawk.extractors.pcap_meters import MeterGuard
 
 log = logging.getLogger(__name__)
 

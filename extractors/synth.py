@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from extractors.base import BadInputError, config_from_mapping
-from extractors.synth_packets import FlowKey, Host, PcapWriter
-from extractors.synth_sources import ATTACKS, BENIGN_LABEL, Session, attack, benign_client
+from flowhawk.extractors.base import BadInputError, config_from_mapping
+from flowhawk.extractors.synth_packets import FlowKey, Host, PcapWriter
+from flowhawk.extractors.synth_sources import ATTACKS, BENIGN_LABEL, Session, attack, benign_client
 
 DEFAULT_ATTACKS = ("portscan", "synflood", "udpflood", "httpflood", "slowloris")
 IDLE_TIMEOUT_S = ACTIVE_TIMEOUT_S = 120  # the nfstream timeouts ``flows_expected`` is computed for

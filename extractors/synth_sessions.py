@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 from operator import itemgetter
 
-from extractors.synth_packets import (
+from flowhawk.extractors.synth_packets import (
     ACK,
     FIN,
     ICMP,

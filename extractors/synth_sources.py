@@ -10,8 +10,8 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from extractors.synth_packets import Host, TcpConn
-from extractors.synth_sessions import (
+from flowhawk.extractors.synth_packets import Host, TcpConn
+from flowhawk.extractors.synth_sessions import (
     Session,
     dns_session,
     http_flood_packets,

@@ -52,8 +52,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
-from extractors.base import BadInputError, ExtractNotes, config_from_mapping
+from flowhawk.extractors.base import BadInputError, ExtractNotes, config_from_mapping
 
 log = logging.getLogger(__name__)
 VERSION = "zeek-conn/1"

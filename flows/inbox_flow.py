@@ -6,14 +6,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from prefect import flow, get_run_logger
-from prefect.task_runners import ThreadPoolTaskRunner
-
-from flows.ingest_flow import INGEST_WORKERS, ingest_batch
-from flows.model_flows import refresh_model, train_model
-from flows.params import DEFAULT_INBOX, DEFAULT_INBOX_OPTIONS, DEFAULT_LAKE, DEFAULT_MODELS, InboxOptions
-from flows.score_flow import score_batch
-from flows.tasks import (
+from flowhawk.flows.ingest_flow import INGEST_WORKERS, ingest_batch
+from flowhawk.flows.model_flows import refresh_model, train_model
+from flowhawk.flows.params import DEFAULT_INBOX, DEFAULT_INBOX_OPTIONS, DEFAULT_LAKE, DEFAULT_MODELS, InboxOptions
+from flowhawk.flows.score_flow import score_batch
+from flowhawk.flows.tasks import (
     batches_new_to_model,
     claim_inbox,
     covered_batches,
@@ -24,7 +21,9 @@ from flows.tasks import (
     report_exists,
     timed,
 )
-from lake.atomic import exclusive_lock
+from flowhawk.lake.atomic import exclusive_lock
+from prefect import flow, get_run_logger
+from prefect.task_runners import ThreadPoolTaskRunner
 
 TRAIN_LOCK = ".train-first-model.lock"
 

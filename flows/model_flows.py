@@ -5,11 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from prefect import flow, get_run_logger
-from prefect.artifacts import create_markdown_artifact, create_progress_artifact, create_table_artifact
-
-from flows.params import DEFAULT_LAKE, DEFAULT_MODELS, DEFAULT_REFRESH, DEFAULT_TRAIN, RefreshOptions, TrainOptions
-from flows.tasks import (
+from flowhawk.flows.params import (
+    DEFAULT_LAKE,
+    DEFAULT_MODELS,
+    DEFAULT_REFRESH,
+    DEFAULT_TRAIN,
+    RefreshOptions,
+    TrainOptions,
+)
+from flowhawk.flows.tasks import (
     fit_model,
     labelled_batches,
     promote_model,
@@ -18,6 +22,8 @@ from flows.tasks import (
     register_model,
     training_data_manifest,
 )
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact, create_progress_artifact, create_table_artifact
 
 _METRIC_KEYS = ("accuracy", "precision", "recall", "f1", "benign_recall", "fpr", "macro_f1", "pr_auc")
 

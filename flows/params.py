@@ -39,7 +39,7 @@ class TrainOptions(_Frozen):
     seed: int = Field(0, ge=0)
 
     def to_train_config(self) -> Any:
-        from model.train import TrainConfig
+        from flowhawk.model.train import TrainConfig
 
         return TrainConfig.from_dict(self.model_dump())
 
@@ -60,7 +60,7 @@ class RefreshOptions(_Frozen):
     seed: int = Field(0, ge=0)
 
     def to_refresh_config(self) -> Any:
-        from model.refresh import RefreshConfig
+        from flowhawk.model.refresh import RefreshConfig
 
         return RefreshConfig.from_dict(self.model_dump(exclude={"after_labelled_batches"}))
 

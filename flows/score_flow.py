@@ -7,6 +7,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from flowhawk.flows.params import DEFAULT_LAKE, DEFAULT_MODELS
+from flowhawk.flows.tasks import current_model, load_model, read_flows, score_flows, timed, write_report
 from prefect import flow, get_run_logger
 from prefect.artifacts import (
     create_markdown_artifact,
@@ -14,9 +16,6 @@ from prefect.artifacts import (
     create_table_artifact,
     update_progress_artifact,
 )
-
-from flows.params import DEFAULT_LAKE, DEFAULT_MODELS
-from flows.tasks import current_model, load_model, read_flows, score_flows, timed, write_report
 
 
 def artifact_key(kind: str, batch_id: str) -> str:
@@ -30,7 +29,7 @@ def score_batch(batch_id: str, lake: Path = DEFAULT_LAKE, models: Path = DEFAULT
                 timings: dict[str, float] | None = None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Score lake batches ``lake_batches`` (default: the lake batch ``batch_id``) with the current model and
     write the report ``<lake>/reports/batch=<batch_id>/``. Returns the report summary."""
-    from lake.reports import ScoreMeta, summary_markdown, top_anomalies
+    from flowhawk.reports.scored import ScoreMeta, summary_markdown, top_anomalies
 
     logger = get_run_logger()
     lake_batches = list(lake_batches or [batch_id])

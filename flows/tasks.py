@@ -29,7 +29,7 @@ def is_transient_error(exc: BaseException | None) -> bool:
     Never a malformed input (``BadInputError``: it is quarantined) and never a permanent condition (missing
     file, permission denied, a directory).
     """
-    from extractors.base import BadInputError
+    from flowhawk.extractors.base import BadInputError
 
     if exc is None or isinstance(exc, BadInputError):
         return False
@@ -54,7 +54,7 @@ def content_cache_key(context: Any, parameters: dict[str, Any]) -> str | None:
 
     The cache itself lives under the lake (see ``ingest_storage``), so one key never spans two lakes.
     """
-    from extractors.base import sha256_file
+    from flowhawk.extractors.base import sha256_file
 
     try:
         content = sha256_file(Path(parameters["path"]))
@@ -77,13 +77,13 @@ def ingest_storage(lake: Path) -> Path:
 def ingest_file(path: Path, lake: Path, labels: Path | None = None, source: str = "auto") -> dict[str, Any]:
     """One capture into its own lake batch (``lake.ingest.ingest_paths``); a bad capture is quarantined
     (returned with status ``quarantined`` and its reason), not raised."""
-    from lake.ingest import IngestConfig, ingest_paths
+    from flowhawk.lake.ingest import IngestConfig, ingest_paths
 
     summary = ingest_paths([path], IngestConfig(lake=Path(lake), labels=labels, source=source, quarantine="copy"))
     result = summary.files[0].to_dict()
     result["file"] = Path(path).name
     if summary.batch_id is None and result["status"] == "duplicate":  # which batch already holds the content
-        from lake.store import Lake
+        from flowhawk.lake.store import Lake
 
         summary.batch_id = Lake(lake).ledger().get(result["sha256"])
     result["lake_batch"] = summary.batch_id
@@ -95,14 +95,14 @@ def ingest_file(path: Path, lake: Path, labels: Path | None = None, source: str 
 @task(name="quarantine-file", **_MEMORY)
 def quarantine_file(lake: Path, path: Path, reason: str) -> str:
     """Keep a copy and the reason in the lake's quarantine (the inbox moves the original)."""
-    from lake.store import Lake
+    from flowhawk.lake.store import Lake
 
     return str(Lake(lake).quarantine(Path(path), None, reason, move=False))
 
 
 @task(name="lake-batches", **_MEMORY)
 def lake_batches(lake: Path) -> list[str]:
-    from lake.store import Lake
+    from flowhawk.lake.store import Lake
 
     return Lake(lake).batches()
 
@@ -110,15 +110,15 @@ def lake_batches(lake: Path) -> list[str]:
 @task(name="labelled-batches", **_MEMORY)
 def labelled_batches(lake: Path) -> list[str]:
     """Lake batches with at least one labelled flow."""
-    from lake.store import Lake
-    from model.refresh import labelled_batches as labelled
+    from flowhawk.lake.store import Lake
+    from flowhawk.model.refresh import labelled_batches as labelled
 
     return labelled(Lake(lake))
 
 
 @task(name="read-flows", **_MEMORY)
 def read_flows(lake: Path, batches: list[str] | None) -> Any:
-    from lake.store import Lake
+    from flowhawk.lake.store import Lake
 
     return Lake(lake).read_flows(batches)
 
@@ -126,22 +126,22 @@ def read_flows(lake: Path, batches: list[str] | None) -> Any:
 # --- inbox ----------------------------------------------------------------------------------------------
 @task(name="claim-inbox", **_MEMORY)
 def claim_inbox(inbox: Path, settle_seconds: float, max_files: int) -> list[Any]:
-    from lake.inbox import Inbox, InboxConfig
+    from flowhawk.lake.inbox import Inbox, InboxConfig
 
     return Inbox(InboxConfig(Path(inbox), settle_seconds, max_files)).claim()
 
 
 @task(name="finish-claim", **_MEMORY)
 def finish_claim(inbox: Path, claim: Any, outcomes: dict[str, dict]) -> dict:
-    from lake.inbox import Inbox, InboxConfig
+    from flowhawk.lake.inbox import Inbox, InboxConfig
 
     return Inbox(InboxConfig(Path(inbox))).finish(claim, outcomes)
 
 
 @task(name="covered-batches", **_MEMORY)
 def covered_batches(lake: Path) -> set[str]:
-    from lake.reports import covered_lake_batches
-    from lake.store import Lake
+    from flowhawk.lake.store import Lake
+    from flowhawk.reports.scored import covered_lake_batches
 
     return covered_lake_batches(Lake(lake).reports_dir)
 
@@ -149,7 +149,7 @@ def covered_batches(lake: Path) -> set[str]:
 # --- model ----------------------------------------------------------------------------------------------
 @task(name="current-model", **_MEMORY)
 def current_model(models: Path) -> str | None:
-    from model.registry import Registry
+    from flowhawk.model.registry import Registry
 
     return Registry(models).current()
 
@@ -161,7 +161,7 @@ _LOADED: dict[tuple[str, str], Any] = {}  # (registry, version) -> TrainedModel;
 def load_model(models: Path, version: str) -> Any:
     """``Registry.load`` (checked), kept for the life of the process: a version folder is immutable, so
     ``process_inbox`` can load it while ingest runs and scoring finds it ready."""
-    from model.registry import Registry
+    from flowhawk.model.registry import Registry
 
     key = (str(Path(models).resolve()), version)
     if key not in _LOADED:
@@ -173,9 +173,8 @@ def load_model(models: Path, version: str) -> Any:
 @task(name="fit-model", **_MEMORY)
 def fit_model(frame: Any, config: Any, init_from: Any = None, progress_id: Any = None) -> Any:
     """``model.train.train_model``; each epoch is logged (and moves the progress artifact, when given)."""
+    from flowhawk.model.train import train_model
     from prefect.artifacts import update_progress_artifact
-
-    from model.train import train_model
 
     logger = get_run_logger()
 
@@ -191,22 +190,22 @@ def fit_model(frame: Any, config: Any, init_from: Any = None, progress_id: Any =
 @task(name="register-model", **_MEMORY)
 def register_model(models: Path, trained: Any, data: dict, status: str, reason: str,
                    parent: str | None = None) -> str:
-    from model.registry import Registry
+    from flowhawk.model.registry import Registry
 
     return Registry(models).save(trained, data=data, status=status, reason=reason, parent=parent)
 
 
 @task(name="data-manifest", **_MEMORY)
 def training_data_manifest(lake: Path, batches: list[str]) -> dict:
-    from lake.store import Lake
-    from model.registry import data_manifest
+    from flowhawk.lake.store import Lake
+    from flowhawk.model.registry import data_manifest
 
     return data_manifest(Lake(lake), batches)
 
 
 @task(name="promote-model", **_MEMORY)
 def promote_model(models: Path, version: str, reason: str) -> None:
-    from model.registry import Registry
+    from flowhawk.model.registry import Registry
 
     Registry(models).promote(version, reason)
 
@@ -214,9 +213,9 @@ def promote_model(models: Path, version: str, reason: str) -> None:
 @task(name="refresh", **_MEMORY)
 def refresh(models: Path, lake: Path, new_batches: list[str] | None, config: Any) -> Any:
     """``model.refresh.refresh_model``: fine-tune, compare on held-out flows, promote only if not worse."""
-    from lake.store import Lake
-    from model.refresh import refresh_model
-    from model.registry import Registry
+    from flowhawk.lake.store import Lake
+    from flowhawk.model.refresh import refresh_model
+    from flowhawk.model.registry import Registry
 
     return refresh_model(Registry(models), Lake(lake), new_batches, config)
 
@@ -225,9 +224,9 @@ def refresh(models: Path, lake: Path, new_batches: list[str] | None, config: Any
 def batches_new_to_model(models: Path, lake: Path) -> list[str]:
     """Labelled lake batches that neither the current model nor a refresh attempt from it has trained on
     (so a rejected refresh candidate is not retried on the same batches every run)."""
-    from lake.store import Lake
-    from model.refresh import labelled_batches as labelled
-    from model.registry import Registry
+    from flowhawk.lake.store import Lake
+    from flowhawk.model.refresh import labelled_batches as labelled
+    from flowhawk.model.registry import Registry
 
     registry = Registry(models)
     current = registry.require_current()
@@ -238,7 +237,7 @@ def batches_new_to_model(models: Path, lake: Path) -> list[str]:
 
 @task(name="score-flows", **_MEMORY)
 def score_flows(trained: Any, frame: Any) -> Any:
-    from model.scoring import score_frame
+    from flowhawk.model.scoring import score_frame
 
     return score_frame(trained, frame)
 
@@ -247,8 +246,8 @@ def score_flows(trained: Any, frame: Any) -> Any:
 @task(name="write-report", **_MEMORY)
 def write_report(lake: Path, batch_id: str, flows: Any, scores: Any, meta: Any, top_n: int,
                  extra: dict | None) -> tuple[Any, dict]:
-    from lake.reports import ReportConfig, write_scored_report
-    from lake.store import Lake
+    from flowhawk.lake.store import Lake
+    from flowhawk.reports.scored import ReportConfig, write_scored_report
 
     return write_scored_report(Lake(lake).reports_dir, batch_id, flows, scores, meta, ReportConfig(top_n=top_n),
                                extra)
@@ -256,8 +255,8 @@ def write_report(lake: Path, batch_id: str, flows: Any, scores: Any, meta: Any, 
 
 @task(name="report-exists", **_MEMORY)
 def report_exists(lake: Path, batch_id: str) -> bool:
-    from lake.reports import report_exists as exists
-    from lake.store import Lake
+    from flowhawk.lake.store import Lake
+    from flowhawk.reports.scored import report_exists as exists
 
     return exists(Lake(lake).reports_dir, batch_id)
 

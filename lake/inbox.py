@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from lake.atomic import atomic_write_json, atomic_write_text
+from flowhawk.lake.atomic import atomic_write_json, atomic_write_text
 
 log = logging.getLogger(__name__)
 LABELS_SUFFIX = ".labels.csv"

@@ -19,11 +19,10 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow.parquet as pq
-
-from extractors.base import SOURCES, BadInputError, ExtractNotes, Extractor, sha256_file, sniff_format
-from extractors.schema import FLOW_SCHEMA, SCHEMA_VERSION, conform
-from lake.atomic import atomic_write_json, replace_dir, tmp_sibling
-from lake.store import MANIFEST, Lake, validate_batch_id
+from flowhawk.extractors.base import SOURCES, BadInputError, ExtractNotes, Extractor, sha256_file, sniff_format
+from flowhawk.extractors.schema import FLOW_SCHEMA, SCHEMA_VERSION, conform
+from flowhawk.lake.atomic import atomic_write_json, replace_dir, tmp_sibling
+from flowhawk.lake.store import MANIFEST, Lake, validate_batch_id
 
 log = logging.getLogger(__name__)
 ProgressFn = Callable[["FileResult", int, int], None]
@@ -105,15 +104,15 @@ class IngestSummary:
 def extractor_for(kind: str, config: IngestConfig) -> Extractor:
     """The extractor for a sniffed kind (imports lazily: nfstream is only loaded for captures)."""
     if kind in ("pcap", "pcapng"):
-        from extractors.pcap_to_flows import PcapConfig, PcapExtractor
+        from flowhawk.extractors.pcap_to_flows import PcapConfig, PcapExtractor
 
         return PcapExtractor(PcapConfig(nf_compatible=config.nf_compatible))
     if kind == "zeek":
-        from extractors.zeek_to_flows import ZeekConnExtractor
+        from flowhawk.extractors.zeek_to_flows import ZeekConnExtractor
 
         return ZeekConnExtractor()
     if kind == "nf-csv":
-        from extractors.nfcsv_to_flows import NfCsvExtractor
+        from flowhawk.extractors.nfcsv_to_flows import NfCsvExtractor
 
         return NfCsvExtractor()
     raise ValueError(f"no extractor for kind {kind!r}")
@@ -174,7 +173,7 @@ def _packets(frame: pd.DataFrame) -> int:
 def _load_rules(config: IngestConfig) -> object | None:
     if config.labels is None:
         return None
-    from extractors.labels import LabelRules
+    from flowhawk.extractors.labels import LabelRules
 
     return LabelRules.from_csv(Path(config.labels))
 

@@ -23,9 +23,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
-
-from extractors.schema import FLOW_SCHEMA
-from lake.atomic import atomic_write_text, remove_stale_temps
+from flowhawk.extractors.schema import FLOW_SCHEMA
+from flowhawk.lake.atomic import atomic_write_text, remove_stale_temps
 
 BATCH_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 MANIFEST = "_manifest.json"

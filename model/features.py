@@ -31,8 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-
-from extractors.schema import COLUMNS, NF_V1_FEATURES
+from flowhawk.extractors.schema import COLUMNS, NF_V1_FEATURES
 
 log = logging.getLogger(__name__)
 

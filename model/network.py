@@ -24,11 +24,10 @@ import threading
 from collections.abc import Callable, Iterator
 
 import mindspore as ms
+from flowhawk.model.config import ARCHS, ModelConfig
+from flowhawk.model.kernels import set_kernel_threads
+from flowhawk.model.layers import BiLSTM, ConvReluPool, MaskedAttentionPool
 from mindspore import Tensor, nn, ops
-
-from model.config import ARCHS, ModelConfig
-from model.kernels import set_kernel_threads
-from model.layers import BiLSTM, ConvReluPool, MaskedAttentionPool
 
 log = logging.getLogger(__name__)
 _THREADS_SET: list[int] = []

@@ -29,14 +29,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-
-from extractors.base import config_from_mapping
+from flowhawk.extractors.base import config_from_mapping
 
 if TYPE_CHECKING:
-    from lake.store import Lake
-    from model.registry import Registry
-    from model.train import Prepared
-    from model.trained import TrainedModel
+    from flowhawk.lake.store import Lake
+    from flowhawk.model.registry import Registry
+    from flowhawk.model.train import Prepared
+    from flowhawk.model.trained import TrainedModel
 
 log = logging.getLogger(__name__)
 OLD, NEW = 0, 1
@@ -144,7 +143,7 @@ def sample_old(old: pd.DataFrame, y_old: np.ndarray, config: RefreshConfig, wind
     Whole blocks of ``block_rows`` consecutive flows (window order) are drawn at random until they hold
     ``replay_rows`` labelled TRAIN rows; each block brings the ``window - 1`` flows before it as context.
     """
-    from model.windows import build_window_index
+    from flowhawk.model.windows import build_window_index
 
     roles = row_roles(old, config)
     if len(old) == 0 or config.replay_rows == 0:
@@ -176,9 +175,9 @@ def prepare_refresh(current: TrainedModel, old: pd.DataFrame, new: pd.DataFrame,
     Returns the frame, a ``Prepared`` for ``train_prepared`` (current pipeline, hash split) and the origin of
     every row (OLD / NEW).
     """
-    from model.splits import Split
-    from model.train import Prepared, encode_labels
-    from model.windows import build_window_index
+    from flowhawk.model.splits import Split
+    from flowhawk.model.train import Prepared, encode_labels
+    from flowhawk.model.windows import build_window_index
 
     tc = current.train_config
     y_old, _ = _labels(old, current)
@@ -201,7 +200,7 @@ def prepare_refresh(current: TrainedModel, old: pd.DataFrame, new: pd.DataFrame,
 
 
 def _labels(frame: pd.DataFrame, current: TrainedModel) -> tuple[np.ndarray, list[str]]:
-    from model.train import encode_labels
+    from flowhawk.model.train import encode_labels
 
     try:
         return encode_labels(frame, current.task, current.class_names)
@@ -213,8 +212,8 @@ def _labels(frame: pd.DataFrame, current: TrainedModel) -> tuple[np.ndarray, lis
 def compare(current: TrainedModel, candidate: TrainedModel, prep: Prepared, origin: np.ndarray
             ) -> dict[str, Any]:
     """Metrics of both models (each with its own threshold) on held-out flows: all, old, new."""
-    from model.evaluate import attack_scores, classification_metrics, decide
-    from model.scoring import predict_proba
+    from flowhawk.model.evaluate import attack_scores, classification_metrics, decide
+    from flowhawk.model.scoring import predict_proba
 
     test = prep.split.test
     out: dict[str, Any] = {}
@@ -252,7 +251,7 @@ def decide_promotion(comparison: dict[str, Any], task: str, config: RefreshConfi
 def refresh_frames(current: TrainedModel, old: pd.DataFrame, new: pd.DataFrame,
                    config: RefreshConfig = RefreshConfig()) -> Refreshed:
     """Fine-tune ``current`` on ``new`` plus a replay sample of ``old``; compare; decide (nothing saved)."""
-    from model.train import train_prepared
+    from flowhawk.model.train import train_prepared
 
     started = time.monotonic()
     _, prep, origin = prepare_refresh(current, old, new, config)
@@ -284,7 +283,7 @@ def refresh_model(registry: Registry, lake: Lake, new_batches: list[str] | None 
 
     The candidate is always saved (with the decision as its reason); it becomes current only if it passes.
     """
-    from model.registry import data_manifest
+    from flowhawk.model.registry import data_manifest
 
     started = time.monotonic()
     parent = registry.require_current()

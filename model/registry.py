@@ -37,12 +37,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from extractors.schema import COLUMN_NAMES, SCHEMA_VERSION
-from lake.atomic import atomic_write_json, replace_dir
+from flowhawk.extractors.schema import COLUMN_NAMES, SCHEMA_VERSION
+from flowhawk.lake.atomic import atomic_write_json, replace_dir
 
 if TYPE_CHECKING:
-    from lake.store import Lake
-    from model.trained import TrainedModel
+    from flowhawk.lake.store import Lake
+    from flowhawk.model.trained import TrainedModel
 
 log = logging.getLogger(__name__)
 
@@ -224,7 +224,7 @@ class Registry:
 
     def load(self, version: str | None = None) -> TrainedModel:
         """Load ``version`` (the current one when None), checked first; every failure is a RegistryError."""
-        from model.trained import TrainedModel
+        from flowhawk.model.trained import TrainedModel
 
         version = version or self.require_current()
         self.manifest(version)
@@ -328,9 +328,9 @@ class Registry:
 
 def _check_compatible(where: Path, manifest: dict[str, Any]) -> None:
     """Schema, configs and features must be readable by this code (no MindSpore needed)."""
-    from model.config import ModelConfig
-    from model.features import FeaturePipeline
-    from model.train import TrainConfig
+    from flowhawk.model.config import ModelConfig
+    from flowhawk.model.features import FeaturePipeline
+    from flowhawk.model.train import TrainConfig
 
     if manifest.get("schema_version") != SCHEMA_VERSION:
         raise RegistryError(where, f"flow schema version {manifest.get('schema_version')!r}, "

@@ -14,10 +14,9 @@ from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
-
-from model.evaluate import attack_scores, decide
-from model.trained import TrainedModel
-from model.windows import WindowIndex, build_window_index
+from flowhawk.model.evaluate import attack_scores, decide
+from flowhawk.model.trained import TrainedModel
+from flowhawk.model.windows import WindowIndex, build_window_index
 
 log = logging.getLogger(__name__)
 DEFAULT_BATCH = 1024
@@ -26,7 +25,7 @@ _PREDICTORS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # network 
 
 def predictor(network: object) -> Callable:
     """The compiled predict function of ``network``, built once per network (compiling costs seconds)."""
-    from model.network import make_predict
+    from flowhawk.model.network import make_predict
 
     if network not in _PREDICTORS:
         _PREDICTORS[network] = make_predict(network)

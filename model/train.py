@@ -17,20 +17,19 @@ from typing import TYPE_CHECKING, Any
 import mindspore as ms
 import numpy as np
 import pandas as pd
+from flowhawk.extractors.base import config_from_mapping
+from flowhawk.extractors.schema import BENIGN
+from flowhawk.model.config import ModelConfig
+from flowhawk.model.evaluate import THRESHOLD_METRICS, attack_scores, classification_metrics, decide, tune_threshold
+from flowhawk.model.features import FeaturePipeline
+from flowhawk.model.network import build_network, make_train_step
+from flowhawk.model.splits import Split, capped_subsample, split_rows
+from flowhawk.model.windows import WindowIndex, build_window_index
 from mindspore import Tensor, nn, ops
 from sklearn.metrics import f1_score
 
-from extractors.base import config_from_mapping
-from extractors.schema import BENIGN
-from model.config import ModelConfig
-from model.evaluate import THRESHOLD_METRICS, attack_scores, classification_metrics, decide, tune_threshold
-from model.features import FeaturePipeline
-from model.network import build_network, make_train_step
-from model.splits import Split, capped_subsample, split_rows
-from model.windows import WindowIndex, build_window_index
-
 if TYPE_CHECKING:
-    from model.trained import TrainedModel
+    from flowhawk.model.trained import TrainedModel
 
 log = logging.getLogger(__name__)
 MAX_WEIGHT_RATIO = 100.0  # cap on class-weight imbalance (largest / smallest)
@@ -250,9 +249,9 @@ def build_model_config(config: TrainConfig, n_features: int, n_classes: int) -> 
 def train_prepared(prep: Prepared, config: TrainConfig, init_from: TrainedModel | None = None,
                    on_epoch: Callable[[dict[str, Any]], None] | None = None) -> TrainedModel:
     """The training loop on an already prepared frame (benchmarks reuse ``prep`` for the baselines)."""
-    from model.scoring import DEFAULT_BATCH as EVAL_BATCH  # scoring imports model.trained -> this module
-    from model.scoring import predict_proba
-    from model.trained import TrainedModel, model_config_to_dict
+    from flowhawk.model.scoring import DEFAULT_BATCH as EVAL_BATCH  # scoring imports model.trained -> this module
+    from flowhawk.model.scoring import predict_proba
+    from flowhawk.model.trained import TrainedModel, model_config_to_dict
 
     ms.set_seed(config.seed)
     model_config = build_model_config(config, prep.features.shape[1], len(prep.class_names))
@@ -286,8 +285,8 @@ def fit_network(network: Any, prep: Prepared, config: TrainConfig,
                 on_epoch: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
     """Train ``network`` in place on ``prep.train_rows``; early stopping on the (capped) validation loss;
     the best epoch's weights are restored before returning the per-epoch history."""
-    from model.scoring import DEFAULT_BATCH as EVAL_BATCH
-    from model.scoring import predict_proba
+    from flowhawk.model.scoring import DEFAULT_BATCH as EVAL_BATCH
+    from flowhawk.model.scoring import predict_proba
 
     n_classes = len(prep.class_names)
     y_train = prep.y[prep.train_rows]

@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from model.train import TrainConfig
+from flowhawk.model.train import TrainConfig
 
 if TYPE_CHECKING:
-    from model.features import FeaturePipeline
+    from flowhawk.model.features import FeaturePipeline
 
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "weights.ckpt"
@@ -90,9 +90,8 @@ class TrainedModel:
     def load(cls, directory: Path | str) -> TrainedModel:
         """Inverse of ``save``. Raises ``ValueError`` naming the file when something is missing or wrong."""
         import mindspore as ms
-
-        from model.features import FeaturePipeline
-        from model.network import build_network
+        from flowhawk.model.features import FeaturePipeline
+        from flowhawk.model.network import build_network
 
         directory = Path(directory)
         for name in (WEIGHTS_FILE, FEATURES_FILE, META_FILE):
@@ -133,7 +132,7 @@ def model_config_to_dict(config: Any) -> dict[str, Any]:
 
 def model_config_from_dict(data: dict[str, Any]) -> Any:
     """dict -> ModelConfig (its ``from_dict`` if it has one, else the constructor)."""
-    from model.config import ModelConfig
+    from flowhawk.model.config import ModelConfig
 
     if hasattr(ModelConfig, "from_dict"):
         return ModelConfig.from_dict(data)

@@ -11,11 +11,10 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
-
-from extractors.base import BadInputError, sha256_file, sniff_format
-from extractors.schema import COLUMN_NAMES, FLOW_SCHEMA, conform, markdown_table
-from lake.atomic import atomic_write_json, exclusive_lock, remove_stale_temps, replace_dir, tmp_sibling
-from lake.store import Lake, validate_batch_id
+from flowhawk.extractors.base import BadInputError, sha256_file, sniff_format
+from flowhawk.extractors.schema import COLUMN_NAMES, FLOW_SCHEMA, conform, markdown_table
+from flowhawk.lake.atomic import atomic_write_json, exclusive_lock, remove_stale_temps, replace_dir, tmp_sibling
+from flowhawk.lake.store import Lake, validate_batch_id
 
 
 def _one_line_naming(exc: BadInputError, path) -> None:

@@ -113,18 +113,18 @@ def test_demo_and_served_deployment_show_in_the_prefect_ui(server, tmp_path):
     OUT.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PREFECT_API_URL": f"{server}/api", "PYTHONPATH": str(ROOT)}
     work = tmp_path / "demo"
-    demo = subprocess.run([sys.executable, "-m", "flows.cli", "demo", "--workdir", str(work), "--packets", "3000",
+    demo = subprocess.run([sys.executable, "-m", "flowhawk.cli", "demo", "--workdir", str(work), "--packets", "3000",
                            "--epochs", "1"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert demo.returncode == 0, demo.stderr[-3000:]
     (first,) = [p.name.split("=", 1)[1] for p in (work / "lake" / "reports").glob("batch=*")]
 
     # `flowhawk serve`: the deployments register; a run of the scheduled one reports a second capture
-    from extractors.synth import SynthConfig, synthesize
+    from flowhawk.extractors.synth import SynthConfig, synthesize
 
     synthesize(SynthConfig(seed=99, packets=1500, duration_s=60.0), work / "inbox" / ".late.pcap",
                work / "inbox" / "late.labels.csv")
     os.replace(work / "inbox" / ".late.pcap", work / "inbox" / "late.pcap")
-    serve = subprocess.Popen([sys.executable, "-m", "flows.cli", "serve", "--inbox", str(work / "inbox"),
+    serve = subprocess.Popen([sys.executable, "-m", "flowhawk.cli", "serve", "--inbox", str(work / "inbox"),
                               "--lake", str(work / "lake"), "--models", str(work / "models")], cwd=ROOT, env=env,
                              stdout=(tmp_path / "serve.log").open("w"), stderr=subprocess.STDOUT,
                              start_new_session=True)

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from sklearn.metrics import average_precision_score, f1_score, precision_score, recall_score
-
-from model.baselines import BaselineConfig, run_baselines
-from model.evaluate import (
+from flowhawk.model.baselines import BaselineConfig, run_baselines
+from flowhawk.model.evaluate import (
     classification_metrics,
     decide,
     render_confusion,
@@ -15,6 +13,7 @@ from model.evaluate import (
     results_table,
     tune_threshold,
 )
+from sklearn.metrics import average_precision_score, f1_score, precision_score, recall_score
 
 NAMES = ["Benign", "DoS", "Scan"]
 # hand-made: 4 benign (one flagged as DoS), 4 DoS (one called Scan, one missed), 2 Scan

@@ -7,8 +7,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-
-from model.features import FeaturePipeline, feature_columns
+from flowhawk.model.features import FeaturePipeline, feature_columns
 
 
 def _flows(n: int = 400, seed: int = 0) -> pd.DataFrame:

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.slow
 
 
 def _synth(folder: Path, name: str, seed: int, packets: int, labels: bool = True) -> Path:
-    from extractors.synth import SynthConfig, synthesize
+    from flowhawk.extractors.synth import SynthConfig, synthesize
 
     folder.mkdir(parents=True, exist_ok=True)
     tmp = folder / ".synth"
@@ -41,7 +41,7 @@ def _synth(folder: Path, name: str, seed: int, packets: int, labels: bool = True
 
 
 def _options(refresh_after: int = 0, **kw):
-    from flows.params import InboxOptions, RefreshOptions, TrainOptions
+    from flowhawk.flows.params import InboxOptions, RefreshOptions, TrainOptions
 
     return InboxOptions(settle_seconds=0, train=TrainOptions(epochs=1, split="stratified"),
                         refresh=RefreshOptions(after_labelled_batches=refresh_after, epochs=1), **kw)
@@ -53,7 +53,7 @@ def _tree(folder: Path) -> dict[str, bytes]:
 
 
 def _lake_rows(lake: Path) -> int:
-    from lake.store import Lake
+    from flowhawk.lake.store import Lake
 
     return Lake(lake).read_table(columns=["flow_index"]).num_rows
 
@@ -69,7 +69,7 @@ def demo(prefect_harness, tmp_path_factory):
     import contextlib
     import io
 
-    from flows.cli import main
+    from flowhawk.cli.main import main
 
     workdir = tmp_path_factory.mktemp("demo")
     out = io.StringIO()
@@ -88,7 +88,7 @@ def env(demo, tmp_path):
 
 
 def _batch_rows(lake: Path, batch: str) -> int:
-    from lake.store import Lake
+    from flowhawk.lake.store import Lake
 
     return Lake(lake).read_table([batch], columns=["flow_index"]).num_rows
 
@@ -122,7 +122,7 @@ def test_demo_end_to_end(demo, prefect_harness):
 
 
 def test_rerun_same_files_identical_refresh_and_bad_file_quarantined(prefect_harness, env, tmp_path):
-    from flows.inbox_flow import process_inbox
+    from flowhawk.flows.inbox_flow import process_inbox
 
     lake, models = env
     inbox = tmp_path / "inbox"
@@ -189,14 +189,14 @@ def _ingest_states(state) -> list[str]:
 
 
 def test_sigkill_mid_run_leaves_nothing_partial_and_next_run_completes(prefect_harness, env, tmp_path):
-    from flows.inbox_flow import process_inbox
+    from flowhawk.flows.inbox_flow import process_inbox
 
     lake, models = env
     inbox = tmp_path / "inbox"
     _synth(inbox, "cap", seed=31, packets=1500)
     known = set(lake.glob("flows/batch=*/_manifest.json"))
     reports = set(lake.glob("reports/batch=*"))
-    cmd = [sys.executable, "-m", "flows.cli", "process-inbox", "--inbox", str(inbox), "--lake", str(lake),
+    cmd = [sys.executable, "-m", "flowhawk.cli", "process-inbox", "--inbox", str(inbox), "--lake", str(lake),
            "--models", str(models), "--settle-seconds", "0"]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=_env(prefect_harness), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
@@ -225,13 +225,13 @@ def test_sigkill_mid_run_leaves_nothing_partial_and_next_run_completes(prefect_h
 
 
 def test_two_runs_started_together_process_every_file_once(prefect_harness, env, tmp_path):
-    from lake.reports import covered_lake_batches, read_scored
-    from lake.store import Lake
+    from flowhawk.lake.store import Lake
+    from flowhawk.reports.scored import covered_lake_batches, read_scored
 
     lake, models = env
     inbox = tmp_path / "inbox"
     names = [_synth(inbox, f"cap{i}", seed=40 + i, packets=400).name for i in range(4)]
-    cmd = [sys.executable, "-m", "flows.cli", "process-inbox", "--inbox", str(inbox), "--lake", str(lake),
+    cmd = [sys.executable, "-m", "flowhawk.cli", "process-inbox", "--inbox", str(inbox), "--lake", str(lake),
            "--models", str(models), "--settle-seconds", "0", "--max-files", "2", "--refresh-after", "0", "--json"]
     procs = [subprocess.Popen(cmd, cwd=ROOT, env=_env(prefect_harness), stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for _ in range(2)]
@@ -250,11 +250,11 @@ def test_two_runs_started_together_process_every_file_once(prefect_harness, env,
 
 
 def test_two_runs_on_an_empty_registry_train_one_first_model(prefect_harness, tmp_path):
-    from model.registry import Registry
+    from flowhawk.model.registry import Registry
 
     inbox, lake, models = tmp_path / "inbox", tmp_path / "lake", tmp_path / "models"
     names = [_synth(inbox, f"lab{i}", seed=60 + i, packets=1500, labels=True).name for i in range(2)]
-    cmd = [sys.executable, "-m", "flows.cli", "process-inbox", "--inbox", str(inbox), "--lake", str(lake),
+    cmd = [sys.executable, "-m", "flowhawk.cli", "process-inbox", "--inbox", str(inbox), "--lake", str(lake),
            "--models", str(models), "--settle-seconds", "0", "--max-files", "1", "--refresh-after", "0",
            "--epochs", "1", "--json"]
     procs = [subprocess.Popen(cmd, cwd=ROOT, env=_env(prefect_harness), stdout=subprocess.PIPE,
@@ -270,10 +270,9 @@ def test_two_runs_on_an_empty_registry_train_one_first_model(prefect_harness, tm
 
 
 def test_retries_only_transient_errors(prefect_harness, tmp_path):
+    from flowhawk.extractors.base import BadInputError
+    from flowhawk.flows.tasks import is_transient_error, retry_if_transient
     from prefect import flow, task
-
-    from extractors.base import BadInputError
-    from flows.tasks import is_transient_error, retry_if_transient
 
     attempts = tmp_path / "attempts"
 
@@ -299,16 +298,15 @@ def test_retries_only_transient_errors(prefect_harness, tmp_path):
 
 def test_prefect_yaml_deployments_and_typed_parameters(tmp_path):
     import yaml
+    from flowhawk.cli.orchestrate import load_deployments
     from prefect.cli.deploy._models import PrefectYamlModel
-
-    from flows.cmd_orchestrate import load_deployments
 
     spec = yaml.safe_load((ROOT / "prefect.yaml").read_text())
     PrefectYamlModel.model_validate(spec)  # what `prefect deploy` accepts
     entry = {d["entrypoint"] for d in spec["deployments"]}
-    assert entry == {"flows/inbox_flow.py:process_inbox", "flows/ingest_flow.py:ingest_batch",
-                     "flows/model_flows.py:train_model", "flows/model_flows.py:refresh_model",
-                     "flows/score_flow.py:score_batch"}
+    assert entry == {"flowhawk.flows.inbox_flow.process_inbox", "flowhawk.flows.ingest_flow.ingest_batch",
+                     "flowhawk.flows.model_flows.train_model", "flowhawk.flows.model_flows.refresh_model",
+                     "flowhawk.flows.score_flow.score_batch"}
     paths = {"inbox": tmp_path / "i", "lake": tmp_path / "l", "models": tmp_path / "m"}
     deployments = {d.name: d for d in load_deployments(ROOT / "prefect.yaml", paths)}
     inbox = deployments["scheduled"]
@@ -318,4 +316,4 @@ def test_prefect_yaml_deployments_and_typed_parameters(tmp_path):
     assert {"inbox", "lake", "models", "options"} <= set(schema["properties"])
     assert {"InboxOptions", "TrainOptions"} <= set(schema["definitions"])
     assert deployments["score"].parameters["lake"] == str(paths["lake"])
-    assert inbox.entrypoint == "flows.inbox_flow.process_inbox"
+    assert inbox.entrypoint == "flowhawk.flows.inbox_flow.process_inbox"

@@ -14,11 +14,10 @@ import duckdb
 import pandas as pd
 import pyarrow.dataset as ds
 import pytest
+from flowhawk.cli.main import main as cli_main
+from flowhawk.lake.ingest import IngestConfig, ingest_paths
+from flowhawk.lake.store import Lake
 from scapy.all import IP, TCP, UDP, Ether, wrpcap
-
-from flows.cli import main as cli_main
-from lake.ingest import IngestConfig, ingest_paths
-from lake.store import Lake
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -132,7 +131,7 @@ def test_killed_ingest_leaves_no_partial_batch(tmp_path):
     """SIGKILL an ingest while it writes: no batch becomes visible; the next run completes and cleans up."""
     inputs = [make_pcap(tmp_path / f"in{i}.pcap", n_flows=30, base_port=20000 + 100 * i) for i in range(8)]
     lake_dir = tmp_path / "lake"
-    cmd = [sys.executable, "-m", "flows.cli", "ingest", *map(str, inputs), "--lake", str(lake_dir), "--no-progress"]
+    cmd = [sys.executable, "-m", "flowhawk.cli", "ingest", *map(str, inputs), "--lake", str(lake_dir), "--no-progress"]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 60
     while time.time() < deadline and not list((lake_dir / "flows").glob(".tmp-*/part-00001.parquet")):

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from flowhawk.extractors.base import BadInputError, ExtractNotes
+from flowhawk.extractors.labels import LabelConfig, LabelRules
+from flowhawk.extractors.schema import FLOW_SCHEMA, conform
 
-from extractors.base import BadInputError, ExtractNotes
-from extractors.labels import LabelConfig, LabelRules
-from extractors.schema import FLOW_SCHEMA, conform
 from tests.conftest import shared_path
 
 LAB_CSV = """src_ip,dst_ip,label,start_epoch,end_epoch,tool,exit_code
@@ -140,7 +140,7 @@ def test_missing_file_and_config(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_lab_capture_every_listed_address_labelled() -> None:
     """The real lab capture through the pcap extractor: every flow from a listed address gets its class."""
-    from extractors.pcap_to_flows import PcapConfig, PcapExtractor
+    from flowhawk.extractors.pcap_to_flows import PcapConfig, PcapExtractor
 
     pcap, labels = shared_path("lab", "capture.pcap"), shared_path("lab", "labels.csv")
     rules_ = LabelRules.from_csv(labels)

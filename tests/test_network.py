@@ -8,11 +8,10 @@ import numpy as np
 import pytest
 
 ms = pytest.importorskip("mindspore")
+from flowhawk.model.config import ModelConfig  # noqa: E402
+from flowhawk.model.kernels import kernel_library  # noqa: E402
+from flowhawk.model.network import build_network, make_predict, make_train_step  # noqa: E402
 from mindspore import Tensor, nn  # noqa: E402
-
-from model.config import ModelConfig  # noqa: E402
-from model.kernels import kernel_library  # noqa: E402
-from model.network import build_network, make_predict, make_train_step  # noqa: E402
 
 needs_kernels = pytest.mark.skipif(kernel_library() is None, reason="fused kernels cannot be built here (no g++?)")
 
@@ -190,7 +189,7 @@ def test_build_network_rejects_non_config() -> None:
 
 def test_kernel_build_failure_leaves_nothing(tmp_path, monkeypatch) -> None:
     """A failing compile raises (naming the cause) and leaves no partial .so in the cache folder."""
-    from model import kernels
+    from flowhawk.model import kernels
 
     monkeypatch.setattr(kernels, "CXXFLAGS", [*kernels.CXXFLAGS, "-fno-such-flag-flowhawk"])
     if kernels.shutil.which("g++") is None:
@@ -203,8 +202,8 @@ def test_kernel_build_failure_leaves_nothing(tmp_path, monkeypatch) -> None:
 @needs_kernels
 def test_fused_bilstm_two_threads_same_result() -> None:
     """Running the LSTM directions (and dx rows) on two threads gives the very same values."""
-    from model.kernels import set_kernel_threads
-    from model.layers import BiLSTM
+    from flowhawk.model.kernels import set_kernel_threads
+    from flowhawk.model.layers import BiLSTM
 
     layer = BiLSTM(8, 64, 1, "fused")  # B*T*H = 128*8*64 reaches the two-thread threshold
     rng = np.random.default_rng(3)

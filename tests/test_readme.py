@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from extractors.schema import markdown_table
+from flowhawk.extractors.schema import markdown_table
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -24,7 +24,7 @@ def test_readme_test_command_is_what_ci_runs():
 
 
 def test_readme_report_schema_matches_reports_module():
-    from lake.reports import schema_markdown
+    from flowhawk.reports.scored import schema_markdown
 
     text = README.read_text()
     block = re.search(r"<!-- report-schema:start -->\n(.*)\n<!-- report-schema:end -->", text, flags=re.S)

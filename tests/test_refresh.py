@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from flowhawk.model.refresh import RefreshConfig, RefreshError, refresh_model, row_roles
+from flowhawk.model.registry import Registry, data_manifest
 
-from model.refresh import RefreshConfig, RefreshError, refresh_model, row_roles
-from model.registry import Registry, data_manifest
 from tests.test_registry import ingest_frame, make_flows, tiny_base
 
 FAST = {"replay_rows": 150, "epochs": 1, "block_rows": 32, "holdout_fraction": 0.25}
@@ -18,7 +18,7 @@ FAST = {"replay_rows": 150, "epochs": 1, "block_rows": 32, "holdout_fraction": 0
 @pytest.fixture
 def setup(tmp_path: Path):
     """A copy of the shared lake (batch b1) and a registry whose current model was trained on b1."""
-    from lake.store import Lake
+    from flowhawk.lake.store import Lake
 
     lake_root, trained = tiny_base()
     lake = Lake(shutil.copytree(lake_root, tmp_path / "lake"))
@@ -94,7 +94,7 @@ def test_row_roles_are_stable_and_proportional():
 
 
 def test_cli_train_evaluate_refresh(tmp_path, capsys):
-    from flows.cli import main
+    from flowhawk.cli.main import main
 
     lake_root, _ = tiny_base()
     lake = str(shutil.copytree(lake_root, tmp_path / "lake"))
@@ -123,7 +123,7 @@ def test_cli_train_evaluate_refresh(tmp_path, capsys):
 
 
 def test_guard_thresholds_and_metric_choice():
-    from model.refresh import decide_promotion
+    from flowhawk.model.refresh import decide_promotion
 
     def comparison(cur_all, cand_all, cur_old, cand_old, macro=(0.93, 0.91)):
         part = lambda f1, m: {"f1": f1, "macro_f1": m, "n": 100}  # noqa: E731

@@ -19,8 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
-from model.registry import MANIFEST, POINTER, Registry, RegistryError, data_manifest
+from flowhawk.model.registry import MANIFEST, POINTER, Registry, RegistryError, data_manifest
 
 TINY = {"epochs": 2, "batch_size": 64, "window": 4, "lr": 5e-3, "model": {"hidden": 8, "conv_channels": 8}}
 
@@ -51,7 +50,7 @@ def make_flows(n: int, seed: int, t0: int = 1_700_000_000_000, attack_share: flo
 
 def ingest_frame(lake_root: Path, frame: pd.DataFrame, batch_id: str) -> None:
     """Write ``frame`` as an NF CSV and ingest it into ``lake_root`` as ``batch_id`` (the real ingest path)."""
-    from lake.ingest import IngestConfig, ingest_paths
+    from flowhawk.lake.ingest import IngestConfig, ingest_paths
 
     csv = lake_root.parent / f"{batch_id}.csv"
     frame.to_csv(csv, index=False)
@@ -62,8 +61,8 @@ def ingest_frame(lake_root: Path, frame: pd.DataFrame, batch_id: str) -> None:
 @functools.lru_cache(maxsize=1)
 def tiny_base() -> tuple[Path, object]:
     """(lake root holding batch b1, a model trained on b1) — built once per test session."""
-    from lake.store import Lake
-    from model.train import TrainConfig, train_model
+    from flowhawk.lake.store import Lake
+    from flowhawk.model.train import TrainConfig, train_model
 
     work = Path(tempfile.mkdtemp(prefix="flowhawk-registry-"))
     atexit.register(shutil.rmtree, work, ignore_errors=True)
@@ -86,8 +85,8 @@ def one_line(exc: pytest.ExceptionInfo) -> str:
 
 
 def test_round_trip_scores_identical(base, tmp_path):
-    from lake.store import Lake
-    from model.scoring import score_frame
+    from flowhawk.lake.store import Lake
+    from flowhawk.model.scoring import score_frame
 
     lake_root, trained = base
     reg = Registry(tmp_path / "models")
@@ -137,7 +136,7 @@ def test_promote_pointer_is_always_valid_json(base, tmp_path):
 
 
 def test_interrupted_save_leaves_no_visible_version(base, tmp_path, monkeypatch):
-    import model.registry as registry_module
+    import flowhawk.model.registry as registry_module
 
     reg = Registry(tmp_path / "models")
     good = reg.save(base[1], export=False)
@@ -263,7 +262,7 @@ def test_bad_version_names_and_missing_versions(tmp_path):
 
 
 def test_cli_models_commands(base, tmp_path, capsys):
-    from flows.cli import main
+    from flowhawk.cli.main import main
 
     models = str(tmp_path / "models")
     reg = Registry(models)
@@ -290,7 +289,7 @@ def test_cli_models_commands(base, tmp_path, capsys):
 @pytest.mark.parametrize("command", ["train", "evaluate", "refresh", "models", "models list", "models show",
                                      "models promote", "models rollback"])
 def test_cli_help(command, capsys):
-    from flows.cli import main
+    from flowhawk.cli.main import main
 
     with pytest.raises(SystemExit) as exc:
         main([*command.split(), "--help"])

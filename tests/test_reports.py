@@ -14,9 +14,8 @@ import numpy as np
 import pandas as pd
 import pyarrow.dataset as pads
 import pytest
-
-from extractors.schema import COLUMN_NAMES
-from lake.reports import (
+from flowhawk.extractors.schema import COLUMN_NAMES
+from flowhawk.reports.scored import (
     SCORED_SCHEMA,
     ReportConfig,
     ReportPaths,

@@ -11,10 +11,9 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from extractors.base import BadInputError, sha256_file, sniff_format
-from extractors.synth import SynthConfig, synthesize
-from extractors.synth_sources import ATTACKS
+from flowhawk.extractors.base import BadInputError, sha256_file, sniff_format
+from flowhawk.extractors.synth import SynthConfig, synthesize
+from flowhawk.extractors.synth_sources import ATTACKS
 
 ROOT = Path(__file__).resolve().parents[1]
 ALL_ATTACKS = tuple(ATTACKS)  # the five defaults plus icmpflood
@@ -105,7 +104,7 @@ def test_timestamps_and_label_rows_cover_every_source(small):
 
 
 def test_labels_csv_is_read_by_the_project_label_rules(small):
-    from extractors.labels import LabelRules
+    from flowhawk.extractors.labels import LabelRules
 
     rules = LabelRules.from_csv(small.labels)
     assert {r.attack for r in rules.rules} == {"Benign", *ALL_ATTACKS}
@@ -190,7 +189,7 @@ def test_outputs_are_all_or_nothing(tmp_path):
 
 
 def test_cli_writes_both_files_and_rejects_bad_options(tmp_path, capsys):
-    from flows.cli import main
+    from flowhawk.cli.main import main
 
     out = tmp_path / "cli.pcap"
     assert main(["synth", str(out), "--packets", "800", "--attacks", "synflood,slowloris", "--seed", "2",

@@ -8,8 +8,7 @@ import itertools
 import numpy as np
 import pandas as pd
 import pytest
-
-from model.train import (
+from flowhawk.model.train import (
     TrainConfig,
     class_weights,
     encode_labels,
@@ -69,11 +68,10 @@ def test_loss_falls_threshold_valid_and_detector_learns(trained):
 
 def test_early_stopping_restores_the_best_weights():
     import mindspore as ms
-
-    from model.network import build_network
-    from model.scoring import predict_proba
-    from model.splits import capped_subsample
-    from model.train import build_model_config
+    from flowhawk.model.network import build_network
+    from flowhawk.model.scoring import predict_proba
+    from flowhawk.model.splits import capped_subsample
+    from flowhawk.model.train import build_model_config
 
     config = TrainConfig(epochs=6, batch_size=64, lr=0.01, window=4, split="stratified", patience=1, model=SMALL)
     ms.set_seed(0)
@@ -115,8 +113,8 @@ def test_multiclass_fine_tune_keeps_pipeline_and_classes(trained):
 
 
 def test_save_load_and_scoring_aligned_to_input_index(trained, tmp_path):
-    from model.scoring import score_frame
-    from model.trained import TrainedModel
+    from flowhawk.model.scoring import score_frame
+    from flowhawk.model.trained import TrainedModel
 
     frame = synthetic_flows(200, seed=4).sample(frac=1.0, random_state=0)
     frame.index = [f"flow-{i}" for i in range(len(frame))]

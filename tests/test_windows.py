@@ -5,9 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-
-from model.splits import capped_subsample, split_rows
-from model.windows import build_window_index
+from flowhawk.model.splits import capped_subsample, split_rows
+from flowhawk.model.windows import build_window_index
 
 
 def _frame(sources, starts=None) -> pd.DataFrame:

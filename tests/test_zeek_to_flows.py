@@ -9,10 +9,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
-from extractors.base import BadInputError, ExtractNotes
-from extractors.schema import FLOW_SCHEMA, conform
-from extractors.zeek_to_flows import (
+from flowhawk.extractors.base import BadInputError, ExtractNotes
+from flowhawk.extractors.schema import FLOW_SCHEMA, conform
+from flowhawk.extractors.zeek_to_flows import (
     ZEEK_TYPES,
     ZeekConfig,
     ZeekConnExtractor,
@@ -20,6 +19,7 @@ from extractors.zeek_to_flows import (
     history_flags,
     zeek_pcap_to_conn,
 )
+
 from tests.conftest import shared_path
 
 FIELDS = [

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from extractors.base import SOURCES
+from flowhawk.extractors.base import SOURCES
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -53,8 +53,8 @@ def _bar(result, done: int, total: int) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from extractors.base import BadInputError
-    from lake.ingest import IngestConfig, ingest_paths
+    from flowhawk.extractors.base import BadInputError
+    from flowhawk.lake.ingest import IngestConfig, ingest_paths
 
     try:
         config = IngestConfig(lake=args.lake, batch_id=args.batch_id, labels=args.labels, source=args.source,

@@ -138,9 +138,9 @@ def _fail(command: str, exc: BaseException) -> int:
 
 
 def _errors() -> tuple[type[BaseException], ...]:
-    from extractors.base import BadInputError
-    from model.refresh import RefreshError
-    from model.registry import RegistryError
+    from flowhawk.extractors.base import BadInputError
+    from flowhawk.model.refresh import RefreshError
+    from flowhawk.model.registry import RegistryError
 
     return RegistryError, RefreshError, BadInputError, ValueError, KeyError, FileNotFoundError
 
@@ -154,12 +154,12 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from lake.store import Lake
-    from model.baselines import BaselineConfig, compare
-    from model.evaluate import render_table, results_table
-    from model.refresh import labelled_batches
-    from model.registry import Registry, data_manifest
-    from model.train import TrainConfig, prepare, train_prepared
+    from flowhawk.lake.store import Lake
+    from flowhawk.model.baselines import BaselineConfig, compare
+    from flowhawk.model.evaluate import render_table, results_table
+    from flowhawk.model.refresh import labelled_batches
+    from flowhawk.model.registry import Registry, data_manifest
+    from flowhawk.model.train import TrainConfig, prepare, train_prepared
 
     lake, registry = Lake(_path(args, "lake")), Registry(_path(args, "models"))
     batches = args.batches or labelled_batches(lake)
@@ -203,11 +203,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     import pandas as pd
-
-    from lake.store import Lake
-    from model.evaluate import render_confusion, render_per_class, render_table
-    from model.refresh import labelled_batches
-    from model.registry import Registry
+    from flowhawk.lake.store import Lake
+    from flowhawk.model.evaluate import render_confusion, render_per_class, render_table
+    from flowhawk.model.refresh import labelled_batches
+    from flowhawk.model.registry import Registry
 
     lake, registry = Lake(_path(args, "lake")), Registry(_path(args, "models"))
     version = args.version or registry.require_current()
@@ -237,10 +236,9 @@ def evaluate_batches(trained: Any, lake: Any, batches: list[str]) -> dict[str, d
     """Metrics of ``trained`` on the labelled flows of each batch (scored batch by batch, as in production)
     and on all of them together (key ``all``)."""
     import numpy as np
-
-    from model.evaluate import classification_metrics
-    from model.scoring import score_frame
-    from model.train import encode_labels
+    from flowhawk.model.evaluate import classification_metrics
+    from flowhawk.model.scoring import score_frame
+    from flowhawk.model.train import encode_labels
 
     lookup = {name: i for i, name in enumerate(trained.class_names)}
     results: dict[str, dict[str, Any]] = {}
@@ -271,10 +269,9 @@ def run_refresh(args: argparse.Namespace) -> int:
 
 def _refresh(args: argparse.Namespace) -> int:
     import pandas as pd
-
-    from lake.store import Lake
-    from model.refresh import RefreshConfig, refresh_model
-    from model.registry import Registry
+    from flowhawk.lake.store import Lake
+    from flowhawk.model.refresh import RefreshConfig, refresh_model
+    from flowhawk.model.registry import Registry
 
     config = RefreshConfig(replay_rows=args.replay_rows, epochs=args.epochs, lr_scale=args.lr_scale,
                            holdout_fraction=args.holdout_fraction, f1_tolerance=args.f1_tolerance,
@@ -299,8 +296,7 @@ def _refresh(args: argparse.Namespace) -> int:
 
 def run_list(args: argparse.Namespace) -> int:
     import pandas as pd
-
-    from model.registry import Registry, RegistryError
+    from flowhawk.model.registry import Registry, RegistryError
 
     try:
         rows = Registry(_path(args, "models")).list()
@@ -321,7 +317,7 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_show(args: argparse.Namespace) -> int:
-    from model.registry import Registry, RegistryError
+    from flowhawk.model.registry import Registry, RegistryError
 
     try:
         info = Registry(_path(args, "models")).show(args.version)
@@ -335,7 +331,7 @@ def run_show(args: argparse.Namespace) -> int:
 
 
 def _show_lines(info: dict[str, Any]) -> list[str]:
-    from model.evaluate import render_table, results_table
+    from flowhawk.model.evaluate import render_table, results_table
 
     man = info["manifest"]
     export = man["export"]
@@ -360,7 +356,7 @@ def _show_lines(info: dict[str, Any]) -> list[str]:
 
 
 def run_promote(args: argparse.Namespace) -> int:
-    from model.registry import Registry, RegistryError
+    from flowhawk.model.registry import Registry, RegistryError
 
     registry = Registry(_path(args, "models"))
     try:
@@ -373,7 +369,7 @@ def run_promote(args: argparse.Namespace) -> int:
 
 
 def run_rollback(args: argparse.Namespace) -> int:
-    from model.registry import Registry, RegistryError
+    from flowhawk.model.registry import Registry, RegistryError
 
     registry = Registry(_path(args, "models"))
     try:

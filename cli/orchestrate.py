@@ -68,7 +68,7 @@ def _path_options(p: argparse.ArgumentParser) -> None:
 
 def resolve_paths(args: argparse.Namespace) -> dict[str, Path]:
     """Option, then environment variable, then ./flowhawk-data/<name>; made absolute."""
-    from flows.params import DATA_ROOT
+    from flowhawk.flows.params import DATA_ROOT
 
     out = {}
     for name, env in ENV_PATHS.items():
@@ -79,7 +79,7 @@ def resolve_paths(args: argparse.Namespace) -> dict[str, Path]:
 
 def prefect_env() -> bool:
     """Environment defaults for Prefect (before it is imported); True when an API URL is configured."""
-    os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "lake,model,extractors")
+    os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "flowhawk")
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per API call otherwise
@@ -104,8 +104,8 @@ def load_deployments(config: Path, paths: dict[str, Path], only: list[str] | Non
     spec = yaml.safe_load(Path(config).read_text()) or {}
     out = []
     for dep in spec.get("deployments") or []:
-        file, _, attr = dep["entrypoint"].partition(":")
-        flow_obj = getattr(importlib.import_module(file.removesuffix(".py").replace("/", ".")), attr)
+        module, _, attr = dep["entrypoint"].rpartition(".")  # module path entrypoints: flowhawk.flows.x.flow
+        flow_obj = getattr(importlib.import_module(module), attr)
         if only and f"{flow_obj.name}/{dep['name']}" not in only:
             continue
         params = dict(dep.get("parameters") or {})
@@ -150,8 +150,8 @@ def run_process_inbox(args: argparse.Namespace) -> int:
         print(f"flowhawk process-inbox: {paths['inbox']}: no such folder", file=sys.stderr)
         return 2
     prefect_env()
-    from flows.inbox_flow import process_inbox
-    from flows.params import InboxOptions, RefreshOptions, TrainOptions
+    from flowhawk.flows.inbox_flow import process_inbox
+    from flowhawk.flows.params import InboxOptions, RefreshOptions, TrainOptions
 
     try:
         train = TrainOptions(**{k: v for k, v in (("epochs", args.epochs), ("split", getattr(args, "split", None)))
@@ -207,7 +207,7 @@ def _summary_lines(path: Path) -> list[str]:
 
 # --- demo ---------------------------------------------------------------------------------------------
 def run_demo(args: argparse.Namespace) -> int:
-    from extractors.synth import SynthConfig, synthesize
+    from flowhawk.extractors.synth import SynthConfig, synthesize
 
     workdir = args.workdir.expanduser().resolve()
     if workdir.exists() and any(workdir.iterdir()) and not (workdir / DEMO_MARKER).exists():

@@ -21,9 +21,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
-
-from extractors.schema import BENIGN, COLUMNS, FLOW_SCHEMA, conform
-from lake.atomic import remove_stale_temps, tmp_sibling
+from flowhawk.extractors.schema import BENIGN, COLUMNS, FLOW_SCHEMA, conform
+from flowhawk.lake.atomic import remove_stale_temps, tmp_sibling
 
 log = logging.getLogger(__name__)
 
@@ -196,7 +195,7 @@ def write_report(reports_dir: Path, batch_id: str, table: pa.Table, meta: ScoreM
     An existing report of the batch is replaced as a whole. ``extra`` adds keys to summary.json (e.g. the
     ingest file statuses).
     """
-    from lake.report_html import render_html
+    from flowhawk.reports.html import render_html
 
     if table.schema.remove_metadata() != SCORED_SCHEMA.remove_metadata():
         raise ValueError("write_report: table does not have SCORED_SCHEMA (build it with scored_table)")

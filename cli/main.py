@@ -1,18 +1,19 @@
-"""``flowhawk`` command line: one subcommand module per concern, registered here.
+"""``flowhawk`` command line: one module per command family, registered here.
 
-Each ``flows.cmd_*`` module exposes ``register(subparsers)``, which adds its parser(s) and sets
-``func`` (taking the parsed namespace, returning an exit code). Modules are imported only to build the
-parser; heavy libraries (MindSpore, Prefect) are imported inside the handlers.
+Each command module exposes ``register(subparsers)``, which adds its parser(s) and sets ``func`` (taking the
+parsed namespace, returning an exit code). Building the parser imports no heavy library: the handlers import
+MindSpore, Prefect and pandas when they run, so ``flowhawk --help`` stays fast.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import sys
 
-COMMAND_MODULES = ("flows.cmd_ingest", "flows.cmd_synth", "flows.cmd_model", "flows.cmd_orchestrate")
+from flowhawk.cli import ingest, model, orchestrate, synth
+
+COMMAND_MODULES = (ingest, synth, model, orchestrate)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,13 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            continue  # a command family not built yet
+    for module in COMMAND_MODULES:
         module.register(sub)
     return parser
 

@@ -50,8 +50,8 @@ def _sizes(items: list[str]) -> dict[str, int]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from extractors.base import BadInputError
-    from extractors.synth import SynthConfig, synthesize
+    from flowhawk.extractors.base import BadInputError
+    from flowhawk.extractors.synth import SynthConfig, synthesize
 
     labels = args.labels or args.out.with_suffix(".labels.csv")
     attacks = () if args.attacks.strip().lower() == "none" else tuple(

@@ -1,0 +1,1 @@
+"""Per-batch reports: scored flows, summaries and the self-contained HTML report (above the model)."""
