@@ -43,8 +43,9 @@ if str(ROOT) not in sys.path:
 
 
 def _raw_worker(capture: Path) -> None:
-    from flowhawk.extractors.pcap_to_flows import PcapConfig
     from nfstream import NFStreamer
+
+    from flowhawk.extractors.pcap_to_flows import PcapConfig
 
     started = time.perf_counter()
     flows = sum(1 for _ in NFStreamer(source=str(capture), **PcapConfig().streamer_kwargs()))

@@ -67,8 +67,9 @@ def _rss() -> dict[str, float]:
 
 
 def _worker_raw(capture: Path, n_meters: int, warmup: Path | None) -> dict:
-    from flowhawk.extractors.pcap_to_flows import PcapConfig
     from nfstream import NFStreamer
+
+    from flowhawk.extractors.pcap_to_flows import PcapConfig
 
     kwargs = PcapConfig(n_meters=n_meters).streamer_kwargs()
     if warmup:

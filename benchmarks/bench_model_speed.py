@@ -34,10 +34,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import mindspore as ms
+from mindspore import Tensor, nn, ops
+
 from flowhawk.model.config import ModelConfig
 from flowhawk.model.kernels import kernel_stats
 from flowhawk.model.network import build_network, make_predict, make_train_step, set_threads
-from mindspore import Tensor, nn, ops
 
 log = logging.getLogger("bench_model_speed")
 T, F, HIDDEN, CONV, NCLS = 16, 24, 64, 64, 2

@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+
 from common import emit
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,8 +34,9 @@ if str(ROOT) not in sys.path:
 
 from flowhawk.extractors.base import ExtractNotes  # noqa: E402
 from flowhawk.model.baselines import BaselineConfig, compare  # noqa: E402
+from flowhawk.model.config import TrainConfig  # noqa: E402
 from flowhawk.model.evaluate import render_confusion, render_per_class, render_table  # noqa: E402
-from flowhawk.model.train import TrainConfig, prepare, train_prepared  # noqa: E402
+from flowhawk.model.train import prepare, train_prepared  # noqa: E402
 
 log = logging.getLogger("bench_paper")
 

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
 from common import emit
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,9 +42,10 @@ if str(ROOT) not in sys.path:
 
 from flowhawk.lake.ingest import IngestConfig, ingest_paths  # noqa: E402
 from flowhawk.lake.store import Lake  # noqa: E402
+from flowhawk.model.config import TrainConfig  # noqa: E402
 from flowhawk.model.refresh import RefreshConfig, refresh_model  # noqa: E402
 from flowhawk.model.registry import Registry, data_manifest  # noqa: E402
-from flowhawk.model.train import TrainConfig, train_model  # noqa: E402
+from flowhawk.model.train import train_model  # noqa: E402
 
 log = logging.getLogger("bench_refresh")
 

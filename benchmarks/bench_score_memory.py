@@ -69,8 +69,9 @@ def worker(mode: str, flows: int, batch: int, channels: int) -> dict:
     out = {"mode": mode, "flows": flows, "frame_mib": frame.memory_usage(deep=True).sum() / 2**20,
            "generate_s": time.monotonic() - started}
     if mode == "score":
+        from flowhawk.model.config import TrainConfig
         from flowhawk.model.scoring import score_frame
-        from flowhawk.model.train import TrainConfig, train_model
+        from flowhawk.model.train import train_model
 
         config = TrainConfig(epochs=1, batch_size=256, max_train_rows=5000, split="stratified",
                              model={"conv_channels": channels, "hidden": channels})

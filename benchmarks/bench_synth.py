@@ -51,10 +51,11 @@ def run_child(packets: int, tmp: Path) -> dict:
 
 
 def frame_building(n: int = 2000) -> tuple[float, float]:
-    from flowhawk.extractors.synth_packets import ACK, PSH, Host, tcp_frame
     from scapy.layers.inet import IP, TCP
     from scapy.layers.l2 import Ether
     from scapy.packet import Raw
+
+    from flowhawk.extractors.synth_packets import ACK, PSH, Host, tcp_frame
 
     client, server = Host("10.200.0.21"), Host("10.200.0.10")
     payloads = [bytes(100 + i % 1300) for i in range(n)]

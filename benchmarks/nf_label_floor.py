@@ -28,10 +28,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from common import emit
 from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
 from sklearn.metrics import f1_score
 from sklearn.model_selection import StratifiedKFold
+
+from common import emit
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("FLOWHAWK_SHARED_DATA", ROOT.parent / "shared" / "data"))

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+
 from common import emit
 
 

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
 from common import emit
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,11 +40,14 @@ if str(ROOT) not in sys.path:
 
 from flowhawk.lake.ingest import IngestConfig, ingest_paths  # noqa: E402
 from flowhawk.lake.store import Lake  # noqa: E402
-from flowhawk.model.evaluate import attack_scores, classification_metrics, decide  # noqa: E402
+from flowhawk.model.config import TrainConfig  # noqa: E402
+from flowhawk.model.decision import attack_scores, decide  # noqa: E402
+from flowhawk.model.evaluate import classification_metrics  # noqa: E402
 from flowhawk.model.features import FeaturePipeline  # noqa: E402
+from flowhawk.model.labels import encode_labels  # noqa: E402
 from flowhawk.model.scoring import predict_proba  # noqa: E402
 from flowhawk.model.splits import Split  # noqa: E402
-from flowhawk.model.train import Prepared, TrainConfig, encode_labels, train_model, train_prepared  # noqa: E402
+from flowhawk.model.train import Prepared, train_model, train_prepared  # noqa: E402
 from flowhawk.model.windows import build_window_index  # noqa: E402
 
 log = logging.getLogger("transfer")

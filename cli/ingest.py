@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from flowhawk.cli.paths import add_path_options, resolve_path
 from flowhawk.extractors.base import SOURCES
 
 
@@ -19,7 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "Exit code: 0 all good, 1 some files quarantined, 2 usage error.",
     )
     p.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="input files (directories: every file in them)")
-    p.add_argument("--lake", type=Path, required=True, help="lake root directory")
+    add_path_options(p, "lake")
     p.add_argument("--batch", dest="batch_id", help="batch id (default: derived from the files' contents)")
     p.add_argument("--labels", type=Path, help="labels CSV (src_ip[,dst_ip],label,start_epoch,end_epoch)")
     p.add_argument("--source", choices=SOURCES, default="auto", help="input kind (default: detect from content)")
@@ -57,8 +58,8 @@ def run(args: argparse.Namespace) -> int:
     from flowhawk.lake.ingest import IngestConfig, ingest_paths
 
     try:
-        config = IngestConfig(lake=args.lake, batch_id=args.batch_id, labels=args.labels, source=args.source,
-                              quarantine="copy" if args.keep_bad else "move",
+        config = IngestConfig(lake=resolve_path(args, "lake"), batch_id=args.batch_id, labels=args.labels,
+                              source=args.source, quarantine="copy" if args.keep_bad else "move",
                               nf_compatible=not args.nfstream_defaults)
         summary = ingest_paths(expand(args.paths), config, progress=None if args.no_progress else _bar)
     except (ValueError, BadInputError, FileExistsError) as exc:

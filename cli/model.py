@@ -9,12 +9,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-from pathlib import Path
 from typing import Any
 
-ENV = {"lake": "FLOWHAWK_LAKE", "models": "FLOWHAWK_MODELS"}
+from flowhawk.cli.paths import add_path_options, resolve_path
+from flowhawk.model.config import (
+    ARCHS,
+    FEATURE_SETS,
+    LR_SCHEDULES,
+    MONITORS,
+    SPLITS,
+    TASKS,
+    THRESHOLD_METRICS,
+    TrainConfig,
+)
+
 BASELINES = "majority,extra_trees,random_forest,knn,linear_svm"
 
 
@@ -59,26 +68,30 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
                        "(--promote always, --no-promote never).")
     _paths(p, lake=True)
     _batches(p, "batches to train on (default: every labelled batch)")
-    p.add_argument("--task", choices=("binary", "multiclass"), default="binary", help="default binary")
-    p.add_argument("--arch", choices=("cnn_bilstm", "multiscale"), default="cnn_bilstm", help="network")
-    p.add_argument("--epochs", type=int, default=20, help="maximum epochs (early stopping; default 20)")
-    p.add_argument("--batch-size", type=int, default=256, help="default 256")
-    p.add_argument("--lr", type=float, default=1e-3, help="learning rate (default 0.001)")
-    p.add_argument("--window", type=int, default=16, help="flows per window (default 16)")
+    d = TrainConfig()  # the one set of defaults (model/config.py)
+    p.add_argument("--task", choices=TASKS, default=d.task, help=f"default {d.task}")
+    p.add_argument("--arch", choices=ARCHS, default=d.arch, help=f"network (default {d.arch})")
+    p.add_argument("--epochs", type=int, default=d.epochs, help=f"maximum epochs (early stopping; default {d.epochs})")
+    p.add_argument("--patience", type=int, default=d.patience, help=f"early-stopping patience (default {d.patience})")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help=f"default {d.batch_size}")
+    p.add_argument("--lr", type=float, default=d.lr, help=f"learning rate (default {d.lr})")
+    p.add_argument("--window", type=int, default=d.window, help=f"flows per window (default {d.window})")
     p.add_argument("--hidden", type=int, help="conv channels and LSTM hidden size (default: ModelConfig's)")
-    p.add_argument("--split", choices=("auto", "time", "stratified"), default="auto", help="default auto")
-    p.add_argument("--feature-set", choices=("nf-v1", "full"), default="nf-v1", help="default nf-v1")
-    p.add_argument("--max-train-rows", type=int, default=200_000, help="cap on training flows (default 200000)")
-    p.add_argument("--seed", type=int, default=0, help="default 0")
-    p.add_argument("--threshold-metric", choices=("f1", "mcc"), default="f1", help="threshold tuned for (f1)")
-    p.add_argument("--monitor", choices=("weighted_loss", "loss"), default="weighted_loss",
-                   help="validation loss for early stopping (default weighted_loss)")
-    p.add_argument("--lr-schedule", choices=("constant", "cosine"), default="constant", help="default constant")
+    p.add_argument("--split", choices=SPLITS, default=d.split, help=f"default {d.split}")
+    p.add_argument("--feature-set", choices=FEATURE_SETS, default=d.feature_set, help=f"default {d.feature_set}")
+    p.add_argument("--max-train-rows", type=int, default=d.max_train_rows,
+                   help=f"cap on training flows (default {d.max_train_rows})")
+    p.add_argument("--seed", type=int, default=d.seed, help=f"default {d.seed}")
+    p.add_argument("--threshold-metric", choices=THRESHOLD_METRICS, default=d.threshold_metric,
+                   help=f"threshold tuned for (default {d.threshold_metric})")
+    p.add_argument("--monitor", choices=MONITORS, default=d.monitor,
+                   help=f"validation loss for early stopping (default {d.monitor})")
+    p.add_argument("--lr-schedule", choices=LR_SCHEDULES, default=d.lr_schedule, help=f"default {d.lr_schedule}")
     p.add_argument("--flow-skip", type=int, default=0, help="per-flow branch width (default 0: the paper's net)")
     p.add_argument("--baselines", default=BASELINES, help=f"comma list or 'none' (default {BASELINES})")
     group = p.add_mutually_exclusive_group()
-    group.add_argument("--promote", dest="promote", action="store_const", const="yes", help="always promote")
-    group.add_argument("--no-promote", dest="promote", action="store_const", const="no", help="never promote")
+    group.add_argument("--promote", dest="promote", action="store_const", const="always", help="always promote")
+    group.add_argument("--no-promote", dest="promote", action="store_const", const="never", help="never promote")
     p.set_defaults(func=run_train, promote="auto")
 
 
@@ -113,9 +126,7 @@ def _models_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _paths(p: argparse.ArgumentParser, lake: bool = False) -> None:
-    if lake:
-        p.add_argument("--lake", type=Path, help="lake root (env FLOWHAWK_LAKE; default ./flowhawk-data/lake)")
-    p.add_argument("--models", type=Path, help="registry root (env FLOWHAWK_MODELS; default ./flowhawk-data/models)")
+    add_path_options(p, *(("lake", "models") if lake else ("models",)))
 
 
 def _batches(p: argparse.ArgumentParser, text: str) -> None:
@@ -125,11 +136,6 @@ def _batches(p: argparse.ArgumentParser, text: str) -> None:
 def _usage(p: argparse.ArgumentParser) -> int:
     p.print_help()
     return 2
-
-
-def _path(args: argparse.Namespace, name: str) -> Path:
-    value = getattr(args, name, None) or os.environ.get(ENV[name]) or Path("flowhawk-data") / name
-    return Path(value).expanduser().resolve()
 
 
 def _fail(command: str, exc: BaseException) -> int:
@@ -155,42 +161,27 @@ def run_train(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     from flowhawk.lake.store import Lake
-    from flowhawk.model.baselines import BaselineConfig, compare
-    from flowhawk.model.evaluate import render_table, results_table
-    from flowhawk.model.refresh import labelled_batches
-    from flowhawk.model.registry import Registry, data_manifest
-    from flowhawk.model.train import TrainConfig, prepare, train_prepared
+    from flowhawk.model.baselines import BaselineConfig
+    from flowhawk.model.evaluate import render_table
+    from flowhawk.model.lifecycle import train_and_register
+    from flowhawk.model.registry import Registry
 
-    lake, registry = Lake(_path(args, "lake")), Registry(_path(args, "models"))
-    batches = args.batches or labelled_batches(lake)
-    if not batches:
-        raise ValueError(f"{lake.root}: no labelled batches to train on (ingest captures with --labels first)")
+    lake, registry = Lake(resolve_path(args, "lake")), Registry(resolve_path(args, "models"))
     config = TrainConfig(task=args.task, arch=args.arch, epochs=args.epochs, batch_size=args.batch_size,
                          lr=args.lr, window=args.window, split=args.split, feature_set=args.feature_set,
-                         max_train_rows=args.max_train_rows, seed=args.seed,
+                         max_train_rows=args.max_train_rows, seed=args.seed, patience=args.patience,
                          threshold_metric=args.threshold_metric, monitor=args.monitor, lr_schedule=args.lr_schedule,
                          model=({"hidden": args.hidden, "conv_channels": args.hidden} if args.hidden else {})
                          | ({"flow_skip": args.flow_skip} if args.flow_skip else {}))
     names = () if args.baselines in ("", "none") else tuple(args.baselines.split(","))
-    baseline_config = BaselineConfig(names=names, seed=args.seed)
-    frame = lake.read_flows(batches)
-    print(f"training {config.task} {config.arch} on {len(frame):,} flows of {len(batches)} batch(es)", flush=True)
-    prep = prepare(frame, config)
-    trained = train_prepared(prep, config)
-    if names:
-        table, results = compare(prep, trained, baseline_config)
-        trained.metrics["baselines"] = {k: v for k, v in results.items() if k != "flowhawk"}
-    else:
-        table = results_table({"flowhawk": trained.metrics["test"]})
-    print(f"\ntest split ({len(prep.split.test):,} flows), threshold {trained.threshold:.4f}:")
-    print(render_table(table))
-    promote = args.promote == "yes" or (args.promote == "auto" and registry.current() is None)
-    version = registry.save(trained, data=data_manifest(lake, batches), status="promoted" if promote else "candidate",
-                            reason=f"trained on {len(batches)} batch(es), {len(frame)} flows")
-    if promote:
-        registry.promote(version, reason="first model" if args.promote == "auto" else "train --promote")
-    print(f"\nsaved {version} in {registry.root}" + (" (now current)" if promote else
-                                                  f" (candidate; current is {registry.current()})"))
+    outcome = train_and_register(
+        lake, registry, config, args.batches, args.promote, BaselineConfig(names=names, seed=args.seed),
+        on_start=lambda flows, batches: print(f"training {config.task} {config.arch} on {flows:,} flows of "
+                                              f"{len(batches)} batch(es)", flush=True))
+    print(f"\ntest split ({outcome.test_rows:,} flows), threshold {outcome.trained.threshold:.4f}:")
+    print(render_table(outcome.table))
+    print(f"\nsaved {outcome.version} in {registry.root}" + (" (now current)" if outcome.promoted else
+                                                          f" (candidate; current is {registry.current()})"))
     return 0
 
 
@@ -203,15 +194,15 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     import pandas as pd
+
     from flowhawk.lake.store import Lake
-    from flowhawk.model.evaluate import render_confusion, render_per_class, render_table
-    from flowhawk.model.refresh import labelled_batches
+    from flowhawk.model.evaluate import evaluate_batches, render_confusion, render_per_class, render_table
     from flowhawk.model.registry import Registry
 
-    lake, registry = Lake(_path(args, "lake")), Registry(_path(args, "models"))
+    lake, registry = Lake(resolve_path(args, "lake")), Registry(resolve_path(args, "models"))
     version = args.version or registry.require_current()
     trained = registry.load(version)
-    batches = args.batches or labelled_batches(lake)
+    batches = args.batches or lake.labelled_batches()
     if not batches:
         raise ValueError(f"{lake.root}: no labelled batches to evaluate on")
     results = evaluate_batches(trained, lake, batches)
@@ -232,34 +223,6 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def evaluate_batches(trained: Any, lake: Any, batches: list[str]) -> dict[str, dict[str, Any]]:
-    """Metrics of ``trained`` on the labelled flows of each batch (scored batch by batch, as in production)
-    and on all of them together (key ``all``)."""
-    import numpy as np
-    from flowhawk.model.evaluate import classification_metrics
-    from flowhawk.model.scoring import score_frame
-    from flowhawk.model.train import encode_labels
-
-    lookup = {name: i for i, name in enumerate(trained.class_names)}
-    results: dict[str, dict[str, Any]] = {}
-    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-    for batch in batches:
-        frame = lake.read_flows([batch])
-        y, _ = encode_labels(frame, trained.task, trained.class_names)
-        scored = score_frame(trained, frame)
-        keep = y >= 0
-        if keep.any():
-            pred = scored["predicted_class"].map(lookup).to_numpy(dtype=np.int64)[keep]
-            score = scored["score"].to_numpy()[keep]
-            results[batch] = classification_metrics(y[keep], pred, score, trained.class_names)
-            parts.append((y[keep], pred, score))
-    if not parts:
-        raise ValueError(f"batches {batches}: no labelled flows")
-    y, pred, score = (np.concatenate(p) for p in zip(*parts, strict=True))
-    results["all"] = classification_metrics(y, pred, score, trained.class_names)
-    return results
-
-
 def run_refresh(args: argparse.Namespace) -> int:
     try:
         return _refresh(args)
@@ -269,6 +232,7 @@ def run_refresh(args: argparse.Namespace) -> int:
 
 def _refresh(args: argparse.Namespace) -> int:
     import pandas as pd
+
     from flowhawk.lake.store import Lake
     from flowhawk.model.refresh import RefreshConfig, refresh_model
     from flowhawk.model.registry import Registry
@@ -276,7 +240,7 @@ def _refresh(args: argparse.Namespace) -> int:
     config = RefreshConfig(replay_rows=args.replay_rows, epochs=args.epochs, lr_scale=args.lr_scale,
                            holdout_fraction=args.holdout_fraction, f1_tolerance=args.f1_tolerance,
                            old_drop_tolerance=args.old_drop_tolerance, seed=args.seed, metric=args.metric)
-    lake, registry = Lake(_path(args, "lake")), Registry(_path(args, "models"))
+    lake, registry = Lake(resolve_path(args, "lake")), Registry(resolve_path(args, "models"))
     result = refresh_model(registry, lake, args.batches, config)
     rows = {}
     for model in ("current", "candidate"):
@@ -296,17 +260,18 @@ def _refresh(args: argparse.Namespace) -> int:
 
 def run_list(args: argparse.Namespace) -> int:
     import pandas as pd
+
     from flowhawk.model.registry import Registry, RegistryError
 
     try:
-        rows = Registry(_path(args, "models")).list()
+        rows = Registry(resolve_path(args, "models")).list()
     except RegistryError as exc:
         return _fail("models list", exc)
     if args.json:
         print(json.dumps(rows, indent=1, default=str))
         return 0
     if not rows:
-        print(f"no model versions in {_path(args, 'models')}")
+        print(f"no model versions in {resolve_path(args, 'models')}")
         return 0
     columns = ["version", "status", "created", "arch", "task", "f1", "macro_f1", "rows", "parent", "reason"]
     for row in rows:
@@ -320,7 +285,7 @@ def run_show(args: argparse.Namespace) -> int:
     from flowhawk.model.registry import Registry, RegistryError
 
     try:
-        info = Registry(_path(args, "models")).show(args.version)
+        info = Registry(resolve_path(args, "models")).show(args.version)
     except RegistryError as exc:
         return _fail("models show", exc)
     if args.json:
@@ -358,7 +323,7 @@ def _show_lines(info: dict[str, Any]) -> list[str]:
 def run_promote(args: argparse.Namespace) -> int:
     from flowhawk.model.registry import Registry, RegistryError
 
-    registry = Registry(_path(args, "models"))
+    registry = Registry(resolve_path(args, "models"))
     try:
         previous = registry.current()
         registry.promote(args.version, reason=args.reason)
@@ -371,7 +336,7 @@ def run_promote(args: argparse.Namespace) -> int:
 def run_rollback(args: argparse.Namespace) -> int:
     from flowhawk.model.registry import Registry, RegistryError
 
-    registry = Registry(_path(args, "models"))
+    registry = Registry(resolve_path(args, "models"))
     try:
         previous = registry.current()
         version = registry.rollback(reason=args.reason)

@@ -17,8 +17,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from flowhawk.cli.paths import add_path_options, resolve_paths
+
 log = logging.getLogger(__name__)
-ENV_PATHS = {"inbox": "FLOWHAWK_INBOX", "lake": "FLOWHAWK_LAKE", "models": "FLOWHAWK_MODELS"}
 DEMO_MARKER = ".flowhawk-demo"
 
 
@@ -30,7 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "PREFECT_API_URL=http://127.0.0.1:4200/api; without it an embedded temporary server is used.")
     p.add_argument("--config", type=Path, default=Path("prefect.yaml"),
                    help="deployments file (default ./prefect.yaml)")
-    _path_options(p)
+    add_path_options(p, "inbox", "lake", "models")
     p.add_argument("--only", action="append", metavar="FLOW/DEPLOYMENT", help="serve only these (repeatable)")
     p.add_argument("--limit", type=int, default=None, help="maximum concurrent flow runs")
     p.set_defaults(func=run_serve)
@@ -39,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="One run of the scheduled flow: claim new files in the inbox, ingest them, train a "
                        "first model if there is none (labels needed), score and report each batch, move files to "
                        "done/ or quarantine/. Exit code: 0 ok, 1 some files quarantined, 3 the flow failed.")
-    _path_options(p)
+    add_path_options(p, "inbox", "lake", "models")
     p.add_argument("--settle-seconds", type=float, default=5.0, help="leave files modified more recently (default 5)")
     p.add_argument("--max-files", type=int, default=100, help="captures per batch (default 100)")
     p.add_argument("--epochs", type=int, default=None, help="epochs when a first model is trained")
@@ -58,23 +59,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=int, default=4, help="training epochs (default 4)")
     p.add_argument("--seed", type=int, default=7, help="synthesis seed")
     p.set_defaults(func=run_demo)
-
-
-def _path_options(p: argparse.ArgumentParser) -> None:
-    for name, env in ENV_PATHS.items():
-        p.add_argument(f"--{name}", type=Path, default=None, help=f"{name} folder (env {env}; "
-                       f"default ./flowhawk-data/{name})")
-
-
-def resolve_paths(args: argparse.Namespace) -> dict[str, Path]:
-    """Option, then environment variable, then ./flowhawk-data/<name>; made absolute."""
-    from flowhawk.flows.params import DATA_ROOT
-
-    out = {}
-    for name, env in ENV_PATHS.items():
-        value = getattr(args, name, None) or os.environ.get(env) or DATA_ROOT / name
-        out[name] = Path(value).expanduser().resolve()
-    return out
 
 
 def prefect_env() -> bool:

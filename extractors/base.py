@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import gzip
-import hashlib
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field, fields
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -92,21 +91,3 @@ def sniff_format(path: Path) -> str:
     if b"\x00" in head[:512]:
         raise BadInputError(path, "unrecognised binary format (not pcap, pcapng, gzip, Zeek log or NF CSV)")
     raise BadInputError(path, "unrecognised text format (no Zeek #fields/id.orig_h header, no NF CSV header)")
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file's bytes (the ledger and cache key: content, never the path)."""
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def config_from_mapping(cls: type, values: Mapping[str, object]) -> object:
-    """Build the frozen config dataclass ``cls`` from a mapping, rejecting unknown keys (named, with the valid ones)."""
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ValueError(f"{cls.__name__}: unknown key(s) {unknown}; known: {sorted(known)}")
-    return cls(**values)

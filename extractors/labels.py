@@ -36,7 +36,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from flowhawk.extractors.base import BadInputError, config_from_mapping
+
+from flowhawk.common.config import config_from_mapping
+from flowhawk.extractors.base import BadInputError
 from flowhawk.extractors.schema import BENIGN
 
 MATCH_MODES = ("auto", "time", "address")

@@ -41,7 +41,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-from flowhawk.extractors.base import BadInputError, ExtractNotes, config_from_mapping, read_head
+
+from flowhawk.common.config import config_from_mapping
+from flowhawk.extractors.base import BadInputError, ExtractNotes, read_head
 from flowhawk.extractors.schema import BENIGN, BY_NAME, NF_V1_FEATURES, PROVENANCE
 
 log = logging.getLogger(__name__)

@@ -18,6 +18,7 @@ from operator import attrgetter
 
 import numpy as np
 import pandas as pd
+
 from flowhawk.extractors.ndpi_protocols import l7_proto
 
 # TCP flag bit (nProbe / NF order) for each nfstream per-flag packet counter

@@ -61,6 +61,7 @@ from typing import BinaryIO
 import nfstream
 import pandas as pd
 import psutil
+
 from flowhawk.extractors.base import BadInputError, ExtractNotes, sniff_format
 from flowhawk.extractors.pcap_columns import FlowBatch
 from flowhawk.extractors.pcap_integrity import CaptureWalk, walk_capture

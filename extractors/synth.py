@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from flowhawk.extractors.base import BadInputError, config_from_mapping
+from flowhawk.common.config import config_from_mapping
+from flowhawk.extractors.base import BadInputError
 from flowhawk.extractors.synth_packets import FlowKey, Host, PcapWriter
 from flowhawk.extractors.synth_sources import ATTACKS, BENIGN_LABEL, Session, attack, benign_client
 

@@ -52,7 +52,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from flowhawk.extractors.base import BadInputError, ExtractNotes, config_from_mapping
+
+from flowhawk.common.config import config_from_mapping
+from flowhawk.extractors.base import BadInputError, ExtractNotes
 
 log = logging.getLogger(__name__)
 VERSION = "zeek-conn/1"

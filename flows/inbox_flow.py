@@ -6,6 +6,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from prefect import flow, get_run_logger
+from prefect.task_runners import ThreadPoolTaskRunner
+
 from flowhawk.flows.ingest_flow import INGEST_WORKERS, ingest_batch
 from flowhawk.flows.model_flows import refresh_model, train_model
 from flowhawk.flows.params import DEFAULT_INBOX, DEFAULT_INBOX_OPTIONS, DEFAULT_LAKE, DEFAULT_MODELS, InboxOptions
@@ -21,11 +24,6 @@ from flowhawk.flows.tasks import (
     report_exists,
     timed,
 )
-from flowhawk.lake.atomic import exclusive_lock
-from prefect import flow, get_run_logger
-from prefect.task_runners import ThreadPoolTaskRunner
-
-TRAIN_LOCK = ".train-first-model.lock"
 
 
 @flow(name="process-inbox", log_prints=False, task_runner=ThreadPoolTaskRunner(max_workers=INGEST_WORKERS))
@@ -87,10 +85,8 @@ def _process_claim(claim: Any, inbox: Path, lake: Path, models: Path, options: I
             logger.warning("batch %s: ingested, but there is no model and no labelled data to train one; the "
                            "batch waits in %s for a model", claim.claim_id, claim.directory)
             return {**record, "status": "waiting for a model"}
-        t0 = time.perf_counter()
-        with exclusive_lock(models / TRAIN_LOCK):  # two runs on an empty registry train one first model
-            if current_model(models) is None:  # re-read: the run that held the lock may have trained it
-                train_model(lake, models, options.train)
+        t0 = time.perf_counter()  # two runs on an empty registry train one first model (model.lifecycle)
+        train_model(lake, models, options.train, only_if_no_model=True)
         timed(seconds, "train", t0)
     summary = score_batch.fn(claim.claim_id, lake, models, todo, options.top_n, seconds,
                           {"claim_id": claim.claim_id, "files": _file_rows(files)})

@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from flowhawk.flows.params import DEFAULT_LAKE
-from flowhawk.flows.tasks import ingest_file, ingest_storage, lake_batches, quarantine_file
 from prefect import flow, get_run_logger, unmapped
 from prefect.task_runners import ThreadPoolTaskRunner
+
+from flowhawk.flows.params import DEFAULT_LAKE
+from flowhawk.flows.tasks import ingest_file, ingest_storage, lake_batches, quarantine_file
 
 # nfstream runs its own meter process per capture: two files at a time keep both cores busy.
 INGEST_WORKERS = 2

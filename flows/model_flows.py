@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact, create_progress_artifact, create_table_artifact
 
 from flowhawk.flows.params import (
     DEFAULT_LAKE,
@@ -13,43 +16,37 @@ from flowhawk.flows.params import (
     RefreshOptions,
     TrainOptions,
 )
-from flowhawk.flows.tasks import (
-    fit_model,
-    labelled_batches,
-    promote_model,
-    read_flows,
-    refresh,
-    register_model,
-    training_data_manifest,
-)
-from prefect import flow, get_run_logger
-from prefect.artifacts import create_markdown_artifact, create_progress_artifact, create_table_artifact
+from flowhawk.flows.tasks import first_model, refresh, train_register
+from flowhawk.model.refresh import RefreshResult
 
 _METRIC_KEYS = ("accuracy", "precision", "recall", "f1", "benign_recall", "fpr", "macro_f1", "pr_auc")
 
 
 @flow(name="train-model", log_prints=False)
 def train_model(lake: Path = DEFAULT_LAKE, models: Path = DEFAULT_MODELS, options: TrainOptions = DEFAULT_TRAIN,
-                batches: list[str] | None = None, promote: bool = True) -> dict[str, Any]:
-    """Train a detector on the labelled flows of ``batches`` (default: every lake batch with labels), save
-    it as a new registry version and (``promote``) make it current. Returns version, metrics, batches."""
+                batches: list[str] | None = None, promote: Literal["auto", "always", "never"] = "auto",
+                only_if_no_model: bool = False) -> dict[str, Any]:
+    """Train a detector on the labelled flows of ``batches`` (default: every lake batch with labels) and save
+    it as a new registry version (``model.lifecycle``). ``promote``: auto = only a first model becomes current
+    (decided under the models folder's lock); ``only_if_no_model``: do nothing when a model is current (the
+    inbox's first-model rule). Returns version, metrics, batches."""
     logger = get_run_logger()
-    batches = list(batches) if batches else labelled_batches(lake)
-    if not batches:
-        raise ValueError(f"{lake}: no labelled flows to train on (ingest captures with labels first)")
-    frame = read_flows(lake, batches)
-    logger.info("training %s/%s on %d flows from %d batch(es)", options.task, options.arch, len(frame), len(batches))
     config = options.to_train_config()
     progress = create_progress_artifact(0.0, description=f"training ({config.epochs} epochs max)")
-    trained = fit_model(frame, config, progress_id=progress)
-    data = training_data_manifest(lake, batches)
-    version = register_model(models, trained, data, "promoted" if promote else "candidate",
-                             f"trained on {len(batches)} batch(es), {len(frame)} flows")
-    if promote:
-        promote_model(models, version, "first model" if version == "v0001" else "train-model")
-    publish_metrics(version, trained.metrics, trained.history, trained.threshold, trained.class_names)
-    return {"version": version, "promoted": promote, "batches": batches, "flows": len(frame),
-            "threshold": float(trained.threshold), "test": _headline(trained.metrics.get("test", {}))}
+    if only_if_no_model:
+        outcome = first_model(lake, models, config, options.to_baseline_config(), progress)
+    else:
+        outcome = train_register(lake, models, config, options.to_baseline_config(), batches, promote, progress)
+    if outcome is None:
+        logger.info("a model is current already: nothing trained")
+        return {"version": None, "promoted": False}
+    trained = outcome.trained
+    logger.info("trained %s/%s on %d flows of %d batch(es): %s%s", config.task, config.arch, outcome.flows,
+                len(outcome.batches), outcome.version, " (now current)" if outcome.promoted else "")
+    publish_metrics(outcome.version, trained.metrics, trained.history, trained.threshold, trained.class_names)
+    return {"version": outcome.version, "promoted": outcome.promoted, "batches": outcome.batches,
+            "flows": outcome.flows, "threshold": float(trained.threshold),
+            "test": _headline(trained.metrics.get("test", {}))}
 
 
 @flow(name="refresh-model", log_prints=False)
@@ -68,7 +65,7 @@ def refresh_model(lake: Path = DEFAULT_LAKE, models: Path = DEFAULT_MODELS, opti
             "seconds": result.seconds}
 
 
-def publish_refresh(result: Any) -> None:
+def publish_refresh(result: RefreshResult) -> None:
     """A table of held-out metrics (current vs candidate; all, old, new flows) and the decision."""
     rows = [{"model": name, "held_out": part, **_headline(metrics), "n": metrics.get("n")}
             for name, parts in result.comparison.items() for part, metrics in parts.items()]

@@ -7,11 +7,16 @@ read these; library code receives the frozen dataclasses built from them (``to_t
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-DATA_ROOT = Path("flowhawk-data")
+from flowhawk.common.config import DATA_ROOT
+from flowhawk.model.baselines import BASELINES as BASELINE_NAMES
+from flowhawk.model.baselines import BaselineConfig
+from flowhawk.model.config import TrainConfig
+from flowhawk.model.refresh import RefreshConfig
+
 DEFAULT_INBOX = DATA_ROOT / "inbox"
 DEFAULT_LAKE = DATA_ROOT / "lake"
 DEFAULT_MODELS = DATA_ROOT / "models"
@@ -21,27 +26,34 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+_TRAIN = TrainConfig()  # the one set of training defaults (documented in model/config.py)
+
+
 class TrainOptions(_Frozen):
-    """Training knobs (a subset of ``model.train.TrainConfig``; the rest keep their defaults)."""
+    """Training knobs (a subset of ``TrainConfig``, with its defaults; the rest keep theirs too)."""
 
-    task: Literal["binary", "multiclass"] = Field("multiclass", description="binary: attack or not; "
+    task: Literal["binary", "multiclass"] = Field(_TRAIN.task, description="binary: attack or not; "
                                                   "multiclass: also which attack (the labels' Attack names)")
-    arch: Literal["cnn_bilstm", "multiscale"] = Field("cnn_bilstm", description="network architecture")
-    epochs: int = Field(8, ge=1, le=1000, description="maximum epochs (early stopping on validation loss)")
-    batch_size: int = Field(256, ge=8, le=65536)
-    window: int = Field(16, ge=1, le=512, description="flows per window (the last T flows of a source)")
-    lr: float = Field(1e-3, gt=0, le=1)
-    patience: int = Field(3, ge=1, le=100)
+    arch: Literal["cnn_bilstm", "multiscale"] = Field(_TRAIN.arch, description="network architecture")
+    epochs: int = Field(_TRAIN.epochs, ge=1, le=1000, description="maximum epochs (early stopping)")
+    batch_size: int = Field(_TRAIN.batch_size, ge=8, le=65536)
+    window: int = Field(_TRAIN.window, ge=1, le=512, description="flows per window (the last T flows of a source)")
+    lr: float = Field(_TRAIN.lr, gt=0, le=1)
+    patience: int = Field(_TRAIN.patience, ge=1, le=100)
     split: Literal["auto", "time", "stratified"] = Field(
-        "auto", description="train/validation/test split: by time (auto, when flows have timestamps) or "
-                            "stratified by class (better when each attack sits in its own time window)")
-    max_train_rows: int | None = Field(200_000, ge=10, description="cap on training rows (seeded subsample)")
-    seed: int = Field(0, ge=0)
+        _TRAIN.split, description="train/validation/test split: by time (auto, when flows have timestamps) or "
+                                  "stratified by class (better when each attack sits in its own time window)")
+    max_train_rows: int | None = Field(_TRAIN.max_train_rows, ge=10,
+                                       description="cap on training rows (seeded subsample)")
+    seed: int = Field(_TRAIN.seed, ge=0)
+    baselines: list[Literal[BASELINE_NAMES]] = Field(  # type: ignore[valid-type]
+        list(BASELINE_NAMES), description="per-flow baselines compared on the same split (empty: none)")
 
-    def to_train_config(self) -> Any:
-        from flowhawk.model.train import TrainConfig
+    def to_train_config(self) -> TrainConfig:
+        return TrainConfig.from_dict(self.model_dump(exclude={"baselines"}))
 
-        return TrainConfig.from_dict(self.model_dump())
+    def to_baseline_config(self) -> BaselineConfig:
+        return BaselineConfig(names=tuple(self.baselines), seed=self.seed)
 
 
 class RefreshOptions(_Frozen):
@@ -59,9 +71,7 @@ class RefreshOptions(_Frozen):
                                       "most this")
     seed: int = Field(0, ge=0)
 
-    def to_refresh_config(self) -> Any:
-        from flowhawk.model.refresh import RefreshConfig
-
+    def to_refresh_config(self) -> RefreshConfig:
         return RefreshConfig.from_dict(self.model_dump(exclude={"after_labelled_batches"}))
 
 

@@ -7,8 +7,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from flowhawk.flows.params import DEFAULT_LAKE, DEFAULT_MODELS
-from flowhawk.flows.tasks import current_model, load_model, read_flows, score_flows, timed, write_report
+import pandas as pd
+import pyarrow.parquet as pq
 from prefect import flow, get_run_logger
 from prefect.artifacts import (
     create_markdown_artifact,
@@ -16,6 +16,11 @@ from prefect.artifacts import (
     create_table_artifact,
     update_progress_artifact,
 )
+
+from flowhawk.flows.params import DEFAULT_LAKE, DEFAULT_MODELS
+from flowhawk.flows.tasks import current_model, load_model, read_flows, score_flows, timed, write_report
+from flowhawk.reports.config import top_anomalies
+from flowhawk.reports.scored import ReportPaths, ScoreMeta, summary_markdown
 
 
 def artifact_key(kind: str, batch_id: str) -> str:
@@ -29,8 +34,6 @@ def score_batch(batch_id: str, lake: Path = DEFAULT_LAKE, models: Path = DEFAULT
                 timings: dict[str, float] | None = None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Score lake batches ``lake_batches`` (default: the lake batch ``batch_id``) with the current model and
     write the report ``<lake>/reports/batch=<batch_id>/``. Returns the report summary."""
-    from flowhawk.reports.scored import ScoreMeta, summary_markdown, top_anomalies
-
     logger = get_run_logger()
     lake_batches = list(lake_batches or [batch_id])
     seconds = dict(timings or {})
@@ -55,17 +58,14 @@ def score_batch(batch_id: str, lake: Path = DEFAULT_LAKE, models: Path = DEFAULT
     paths, summary = write_report(lake, batch_id, flows, scores, meta, top_n,
                                   {"lake_batches": lake_batches, **(extra or {})})
     update_progress_artifact(progress, 100.0, description=f"report written: {paths.directory}")
-    _publish(batch_id, summary, top_anomalies_rows(paths, top_n, top_anomalies), summary_markdown(summary))
+    _publish(batch_id, summary, top_anomalies_rows(paths, top_n), summary_markdown(summary))
     logger.info("batch %s: %d flows, %d anomalies (%.2f %%); report %s", batch_id, summary["flows"],
                 summary["anomalies"], 100 * summary["anomaly_rate"], paths.html)
     return summary
 
 
-def top_anomalies_rows(paths: Any, top_n: int, top_anomalies: Any) -> list[dict[str, Any]]:
+def top_anomalies_rows(paths: ReportPaths, top_n: int) -> list[dict[str, Any]]:
     """Rows of the top-anomalies table artifact: score and classes first, start time as UTC text."""
-    import pandas as pd
-    import pyarrow.parquet as pq
-
     top = top_anomalies(pq.read_table(paths.scored_flows), top_n)
     start = pd.to_datetime(top.pop("FLOW_START_MILLISECONDS"), unit="ms", utc=True)
     top.insert(0, "start_utc", start.dt.strftime("%Y-%m-%d %H:%M:%S.%f").str[:-3])

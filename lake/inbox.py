@@ -15,7 +15,6 @@ it when the process dies (even by SIGKILL), so a later run recognises the folder
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import os
@@ -26,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from flowhawk.lake.atomic import atomic_write_json, atomic_write_text
+from flowhawk.common.files import atomic_write_json, atomic_write_text, try_lock
 
 log = logging.getLogger(__name__)
 LABELS_SUFFIX = ".labels.csv"
@@ -126,7 +125,7 @@ class Inbox:
                 if directory.name.startswith((".claim-", ".finished-")):
                     self._drop_dead(directory)
                 continue
-            fd = _try_lock(directory / _LOCK)
+            fd = try_lock(directory / _LOCK)
             if fd is None:
                 continue  # a live run holds it
             claim = self._load_claim(directory, fd)
@@ -145,7 +144,7 @@ class Inbox:
                 return  # may be a live run between its mkdir and its lock
         except FileNotFoundError:
             return
-        fd = _try_lock(directory / _LOCK)
+        fd = try_lock(directory / _LOCK)
         if fd is not None:
             shutil.rmtree(directory, ignore_errors=True)
             os.close(fd)
@@ -163,7 +162,7 @@ class Inbox:
         claim_id = new_claim_id()
         staging = self.processing_dir / f".claim-{claim_id}"
         staging.mkdir()
-        fd = _try_lock(staging / _LOCK)
+        fd = try_lock(staging / _LOCK)
         if fd is None:  # cannot happen unless someone else meddles with our fresh folder
             raise RuntimeError(f"{staging}: could not lock a fresh claim folder")
         directory = self.processing_dir / claim_id
@@ -221,27 +220,6 @@ def _move(src: Path, dst: Path) -> bool:
     except FileNotFoundError:
         return False
     return True
-
-
-def _try_lock(path: Path) -> int | None:
-    """Open (creating) and exclusively flock ``path`` without blocking; None when someone else holds it."""
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    except FileNotFoundError:
-        return None  # its folder vanished (finished by its owner)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        return None
-    try:
-        same = os.fstat(fd).st_ino == path.stat().st_ino
-    except FileNotFoundError:
-        same = False
-    if not same:
-        os.close(fd)  # the folder was finished (renamed away) between our open and our lock
-        return None
-    return fd
 
 
 def read_outcome(inbox_root: Path, claim_id: str) -> dict:

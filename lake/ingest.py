@@ -19,9 +19,14 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow.parquet as pq
-from flowhawk.extractors.base import SOURCES, BadInputError, ExtractNotes, Extractor, sha256_file, sniff_format
+
+from flowhawk.common.files import atomic_write_json, replace_dir, sha256_file, tmp_sibling
+from flowhawk.extractors.base import SOURCES, BadInputError, ExtractNotes, Extractor, sniff_format
+from flowhawk.extractors.labels import LabelRules
+from flowhawk.extractors.nfcsv_to_flows import NfCsvExtractor
+from flowhawk.extractors.pcap_to_flows import PcapConfig, PcapExtractor
 from flowhawk.extractors.schema import FLOW_SCHEMA, SCHEMA_VERSION, conform
-from flowhawk.lake.atomic import atomic_write_json, replace_dir, tmp_sibling
+from flowhawk.extractors.zeek_to_flows import ZeekConnExtractor
 from flowhawk.lake.store import MANIFEST, Lake, validate_batch_id
 
 log = logging.getLogger(__name__)
@@ -101,27 +106,31 @@ class IngestSummary:
         )
 
 
-def extractor_for(kind: str, config: IngestConfig) -> Extractor:
-    """The extractor for a sniffed kind (imports lazily: nfstream is only loaded for captures)."""
-    if kind in ("pcap", "pcapng"):
-        from flowhawk.extractors.pcap_to_flows import PcapConfig, PcapExtractor
+@dataclass(frozen=True)
+class ExtractorChoice:
+    """One row of the extractor table: the kinds ``sniff_format`` detects, the ``--source`` that selects them,
+    and how the extractor is built for an ingest."""
 
-        return PcapExtractor(PcapConfig(nf_compatible=config.nf_compatible))
-    if kind == "zeek":
-        from flowhawk.extractors.zeek_to_flows import ZeekConnExtractor
-
-        return ZeekConnExtractor()
-    if kind == "nf-csv":
-        from flowhawk.extractors.nfcsv_to_flows import NfCsvExtractor
-
-        return NfCsvExtractor()
-    raise ValueError(f"no extractor for kind {kind!r}")
+    kinds: tuple[str, ...]
+    source: str
+    build: Callable[[IngestConfig], Extractor]
 
 
-def _check_source(path: Path, kind: str, source: str) -> None:
-    wanted = {"pcap": ("pcap", "pcapng"), "zeek": ("zeek",), "nf-csv": ("nf-csv",)}
-    if source != "auto" and kind not in wanted[source]:
-        raise BadInputError(path, f"--source {source} given, but the content is {kind}")
+EXTRACTORS: tuple[ExtractorChoice, ...] = (
+    ExtractorChoice(("pcap", "pcapng"), "pcap", lambda c: PcapExtractor(PcapConfig(nf_compatible=c.nf_compatible))),
+    ExtractorChoice(("zeek",), "zeek", lambda c: ZeekConnExtractor()),
+    ExtractorChoice(("nf-csv",), "nf-csv", lambda c: NfCsvExtractor()),
+)
+
+
+def extractor_for(path: Path, kind: str, config: IngestConfig) -> Extractor:
+    """The extractor for a sniffed kind; BadInputError when ``config.source`` asks for another kind."""
+    for choice in EXTRACTORS:
+        if kind in choice.kinds:
+            if config.source not in ("auto", choice.source):
+                raise BadInputError(path, f"--source {config.source} given, but the content is {kind}")
+            return choice.build(config)
+    raise BadInputError(path, f"no extractor for content kind {kind!r}")
 
 
 def default_batch_id(hashes: Sequence[str]) -> str:
@@ -130,18 +139,18 @@ def default_batch_id(hashes: Sequence[str]) -> str:
     return f"b-{digest}"
 
 
-def _labelled_frames(frames: Iterator[pd.DataFrame], rules: object | None, result: FileResult
+def _labelled_frames(frames: Iterator[pd.DataFrame], rules: LabelRules | None, result: FileResult
                      ) -> Iterator[pd.DataFrame]:
     for frame in frames:
         if rules is not None:
-            labelled = rules.apply(frame)  # extractors.labels.LabelRules
+            labelled = rules.apply(frame)
             frame = labelled.frame
             for name, n in labelled.counts.items():
                 result.labelled[name] = result.labelled.get(name, 0) + int(n)
         yield frame
 
 
-def _write_part(path: Path, result: FileResult, extractor: Extractor, rules: object | None,
+def _write_part(path: Path, result: FileResult, extractor: Extractor, rules: LabelRules | None,
                 batch_id: str, config: IngestConfig) -> None:
     """Stream one input file into one Parquet part; row groups follow the extractor's chunks."""
     notes = ExtractNotes()
@@ -170,11 +179,9 @@ def _packets(frame: pd.DataFrame) -> int:
     return int(sum(frame[c].fillna(0).sum() for c in ("IN_PKTS", "OUT_PKTS") if c in frame.columns))
 
 
-def _load_rules(config: IngestConfig) -> object | None:
+def _load_rules(config: IngestConfig) -> LabelRules | None:
     if config.labels is None:
         return None
-    from flowhawk.extractors.labels import LabelRules
-
     return LabelRules.from_csv(Path(config.labels))
 
 
@@ -189,7 +196,6 @@ def _hash_and_sniff(result: FileResult, config: IngestConfig) -> None:
     except OSError as exc:
         raise BadInputError(result.path, f"unreadable: {exc.strerror or exc}") from None
     result.kind = sniff_format(result.path)
-    _check_source(result.path, result.kind, config.source)
 
 
 def ingest_paths(paths: Sequence[Path | str], config: IngestConfig,
@@ -231,7 +237,7 @@ def _quarantine(lake: Lake, result: FileResult, reason: str, config: IngestConfi
     lake.quarantine(result.path, result.sha256, reason, move=config.quarantine == "move")
 
 
-def _write_batch(lake: Lake, batch_id: str, todo: list[FileResult], rules: object | None,
+def _write_batch(lake: Lake, batch_id: str, todo: list[FileResult], rules: LabelRules | None,
                  config: IngestConfig, progress: ProgressFn | None, total: int) -> None:
     if lake.has_batch(batch_id):
         raise FileExistsError(f"{lake.batch_dir(batch_id)}: batch {batch_id} already exists; choose another id")
@@ -242,7 +248,7 @@ def _write_batch(lake: Lake, batch_id: str, todo: list[FileResult], rules: objec
         for i, result in enumerate(todo):
             part = staging / f"part-{i:05d}.parquet"
             try:
-                _write_part(part, result, extractor_for(result.kind, config), rules, batch_id, config)
+                _write_part(part, result, extractor_for(result.path, result.kind, config), rules, batch_id, config)
                 result.status = "ingested"
             except (BadInputError, ValueError) as exc:  # ValueError: a value the schema cannot hold
                 part.unlink(missing_ok=True)

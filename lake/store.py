@@ -23,8 +23,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
+
+from flowhawk.common.files import atomic_write_text, remove_stale_temps
 from flowhawk.extractors.schema import FLOW_SCHEMA
-from flowhawk.lake.atomic import atomic_write_text, remove_stale_temps
 
 BATCH_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 MANIFEST = "_manifest.json"
@@ -77,6 +78,15 @@ class Lake:
         return {
             f["sha256"]: bid for bid in self.batches() for f in self.batch_manifest(bid)["files"]
         }
+
+    def labelled_batches(self) -> list[str]:
+        """Complete batches holding at least one labelled flow (reads only the Label and Attack columns)."""
+        out = []
+        for batch in self.batches():
+            table = self.read_table([batch], columns=["Label", "Attack"])
+            if any(col.null_count < len(col) for col in table.columns):
+                out.append(batch)
+        return out
 
     def cleanup(self) -> int:
         """Remove temporary leftovers of killed writers; returns how many."""

@@ -17,11 +17,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from flowhawk.model.evaluate import classification_metrics, results_table
-from flowhawk.model.splits import capped_subsample
 from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.svm import LinearSVC
+
+from flowhawk.model.evaluate import classification_metrics, results_table
+from flowhawk.model.splits import capped_subsample
 
 log = logging.getLogger(__name__)
 BASELINES = ("majority", "extra_trees", "random_forest", "knn", "linear_svm")

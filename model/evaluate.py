@@ -24,21 +24,13 @@ from sklearn.metrics import (
     precision_recall_fscore_support,
 )
 
-THRESHOLD_METRICS = ("f1", "mcc")
+from flowhawk.lake.store import Lake
+from flowhawk.model.config import THRESHOLD_METRICS
+from flowhawk.model.labels import encode_labels
+from flowhawk.model.scoring import score_frame
+from flowhawk.model.trained import TrainedModel
+
 TABLE_COLUMNS = ("accuracy", "precision", "recall", "f1", "benign_recall", "fpr", "macro_f1", "pr_auc")
-
-
-def attack_scores(probs: np.ndarray) -> np.ndarray:
-    """(N, C) class probabilities -> (N,) attack score 1 - p(benign)."""
-    return np.clip(1.0 - probs[:, 0], 0.0, 1.0)
-
-
-def decide(probs: np.ndarray, threshold: float) -> np.ndarray:
-    """Predicted class per row: 0 (benign) when the attack score < threshold, else the best attack class."""
-    if probs.shape[1] == 2:
-        return (attack_scores(probs) >= threshold).astype(np.int64)
-    best_attack = 1 + np.argmax(probs[:, 1:], axis=1)
-    return np.where(attack_scores(probs) >= threshold, best_attack, 0).astype(np.int64)
 
 
 def tune_threshold(is_attack: np.ndarray, scores: np.ndarray, metric: str = "f1") -> dict[str, float]:
@@ -142,3 +134,26 @@ def render_confusion(metrics: dict[str, Any]) -> str:
 def render_per_class(metrics: dict[str, Any], digits: int = 4) -> str:
     frame = pd.DataFrame(metrics["per_class"]).T
     return frame.to_string(float_format=lambda v: f"{v:.{digits}f}")
+
+
+def evaluate_batches(trained: TrainedModel, lake: Lake, batches: list[str]) -> dict[str, dict[str, Any]]:
+    """Metrics of ``trained`` on the labelled flows of each batch (scored batch by batch, as in production)
+    and on all of them together (key ``all``)."""
+    lookup = {name: i for i, name in enumerate(trained.class_names)}
+    results: dict[str, dict[str, Any]] = {}
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    for batch in batches:
+        frame = lake.read_flows([batch])
+        y, _ = encode_labels(frame, trained.task, trained.class_names)
+        scored = score_frame(trained, frame)
+        keep = y >= 0
+        if keep.any():
+            pred = scored["predicted_class"].map(lookup).to_numpy(dtype=np.int64)[keep]
+            score = scored["score"].to_numpy()[keep]
+            results[batch] = classification_metrics(y[keep], pred, score, trained.class_names)
+            parts.append((y[keep], pred, score))
+    if not parts:
+        raise ValueError(f"batches {batches}: no labelled flows")
+    y, pred, score = (np.concatenate(p) for p in zip(*parts, strict=True))
+    results["all"] = classification_metrics(y, pred, score, trained.class_names)
+    return results

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+
 from flowhawk.extractors.schema import COLUMNS, NF_V1_FEATURES
 
 log = logging.getLogger(__name__)

@@ -21,9 +21,10 @@ import math
 
 import mindspore as ms
 import numpy as np
-from flowhawk.model.kernels import kernel_library
 from mindspore import Parameter, Tensor, nn, ops
 from mindspore.common.initializer import Uniform, initializer
+
+from flowhawk.model.kernels import kernel_library
 
 NEG_INF = -1e9
 

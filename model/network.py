@@ -24,10 +24,11 @@ import threading
 from collections.abc import Callable, Iterator
 
 import mindspore as ms
+from mindspore import Tensor, nn, ops
+
 from flowhawk.model.config import ARCHS, ModelConfig
 from flowhawk.model.kernels import set_kernel_threads
 from flowhawk.model.layers import BiLSTM, ConvReluPool, MaskedAttentionPool
-from mindspore import Tensor, nn, ops
 
 log = logging.getLogger(__name__)
 _THREADS_SET: list[int] = []

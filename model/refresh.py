@@ -25,17 +25,22 @@ import dataclasses
 import logging
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
-from flowhawk.extractors.base import config_from_mapping
 
-if TYPE_CHECKING:
-    from flowhawk.lake.store import Lake
-    from flowhawk.model.registry import Registry
-    from flowhawk.model.train import Prepared
-    from flowhawk.model.trained import TrainedModel
+from flowhawk.common.config import config_from_mapping
+from flowhawk.lake.store import Lake
+from flowhawk.model.decision import attack_scores, decide
+from flowhawk.model.evaluate import classification_metrics
+from flowhawk.model.labels import encode_labels
+from flowhawk.model.registry import Registry, data_manifest
+from flowhawk.model.scoring import predict_proba
+from flowhawk.model.splits import Split
+from flowhawk.model.train import Prepared, train_prepared
+from flowhawk.model.trained import TrainedModel
+from flowhawk.model.windows import build_window_index
 
 log = logging.getLogger(__name__)
 OLD, NEW = 0, 1
@@ -111,16 +116,6 @@ class RefreshResult:
     new_batches: list[str]
 
 
-def labelled_batches(lake: Lake) -> list[str]:
-    """Lake batches holding at least one labelled flow (reads only the Label and Attack columns)."""
-    out = []
-    for batch in lake.batches():
-        table = lake.read_table([batch], columns=["Label", "Attack"])
-        if any(col.null_count < len(col) for col in table.columns):
-            out.append(batch)
-    return out
-
-
 # ------------------------------------------------------------------------------------------ row roles
 def row_roles(frame: pd.DataFrame, config: RefreshConfig) -> np.ndarray:
     """TRAIN / VAL / TEST per row from a salted hash of the flow's identity (stable across runs)."""
@@ -143,7 +138,6 @@ def sample_old(old: pd.DataFrame, y_old: np.ndarray, config: RefreshConfig, wind
     Whole blocks of ``block_rows`` consecutive flows (window order) are drawn at random until they hold
     ``replay_rows`` labelled TRAIN rows; each block brings the ``window - 1`` flows before it as context.
     """
-    from flowhawk.model.windows import build_window_index
 
     roles = row_roles(old, config)
     if len(old) == 0 or config.replay_rows == 0:
@@ -175,9 +169,6 @@ def prepare_refresh(current: TrainedModel, old: pd.DataFrame, new: pd.DataFrame,
     Returns the frame, a ``Prepared`` for ``train_prepared`` (current pipeline, hash split) and the origin of
     every row (OLD / NEW).
     """
-    from flowhawk.model.splits import Split
-    from flowhawk.model.train import Prepared, encode_labels
-    from flowhawk.model.windows import build_window_index
 
     tc = current.train_config
     y_old, _ = _labels(old, current)
@@ -200,7 +191,6 @@ def prepare_refresh(current: TrainedModel, old: pd.DataFrame, new: pd.DataFrame,
 
 
 def _labels(frame: pd.DataFrame, current: TrainedModel) -> tuple[np.ndarray, list[str]]:
-    from flowhawk.model.train import encode_labels
 
     try:
         return encode_labels(frame, current.task, current.class_names)
@@ -212,8 +202,6 @@ def _labels(frame: pd.DataFrame, current: TrainedModel) -> tuple[np.ndarray, lis
 def compare(current: TrainedModel, candidate: TrainedModel, prep: Prepared, origin: np.ndarray
             ) -> dict[str, Any]:
     """Metrics of both models (each with its own threshold) on held-out flows: all, old, new."""
-    from flowhawk.model.evaluate import attack_scores, classification_metrics, decide
-    from flowhawk.model.scoring import predict_proba
 
     test = prep.split.test
     out: dict[str, Any] = {}
@@ -251,7 +239,6 @@ def decide_promotion(comparison: dict[str, Any], task: str, config: RefreshConfi
 def refresh_frames(current: TrainedModel, old: pd.DataFrame, new: pd.DataFrame,
                    config: RefreshConfig = RefreshConfig()) -> Refreshed:
     """Fine-tune ``current`` on ``new`` plus a replay sample of ``old``; compare; decide (nothing saved)."""
-    from flowhawk.model.train import train_prepared
 
     started = time.monotonic()
     _, prep, origin = prepare_refresh(current, old, new, config)
@@ -283,7 +270,6 @@ def refresh_model(registry: Registry, lake: Lake, new_batches: list[str] | None 
 
     The candidate is always saved (with the decision as its reason); it becomes current only if it passes.
     """
-    from flowhawk.model.registry import data_manifest
 
     started = time.monotonic()
     parent = registry.require_current()
@@ -291,7 +277,7 @@ def refresh_model(registry: Registry, lake: Lake, new_batches: list[str] | None 
     loaded = time.monotonic()
     old_batches = [b["batch_id"] for b in registry.show(parent)["data"].get("batches", [])]
     if new_batches is None:
-        new_batches = [b for b in labelled_batches(lake) if b not in set(old_batches)]
+        new_batches = [b for b in lake.labelled_batches() if b not in set(old_batches)]
     overlap = sorted(set(new_batches) & set(old_batches))
     if overlap:
         raise RefreshError(f"refresh: batch(es) {overlap} are already in {parent}'s training data")

@@ -23,26 +23,25 @@ one ``RegistryError`` naming the version folder and the reason, before MindSpore
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import hashlib
 import json
 import logging
 import re
 import shutil
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import mindspore as ms
+import numpy as np
+
+from flowhawk.common.files import atomic_write_json, exclusive_lock, replace_dir, sha256_file
 from flowhawk.extractors.schema import COLUMN_NAMES, SCHEMA_VERSION
-from flowhawk.lake.atomic import atomic_write_json, replace_dir
-
-if TYPE_CHECKING:
-    from flowhawk.lake.store import Lake
-    from flowhawk.model.trained import TrainedModel
+from flowhawk.lake.store import Lake
+from flowhawk.model.config import ModelConfig, TrainConfig
+from flowhawk.model.features import FeaturePipeline
+from flowhawk.model.trained import TrainedModel
 
 log = logging.getLogger(__name__)
 
@@ -76,14 +75,6 @@ def _first_line(exc: BaseException) -> str:
     lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip() and not set(ln.strip()) <= set("-=")]
     text = lines[0] if lines else type(exc).__name__
     return f"{type(exc).__name__}: {text[:300]}"
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while block := fh.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _read_json(path: Path, where: Path) -> Any:
@@ -168,7 +159,7 @@ class Registry:
             trained.save(tmp)
             export_result = _export_mindir(trained, tmp) if export else {"ok": False, "error": "not requested"}
             atomic_write_json(tmp / DATA_FILE, data or {})
-            files = {p.name: {"bytes": p.stat().st_size, "sha256": _sha256(p)}
+            files = {p.name: {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
                      for p in sorted(tmp.iterdir()) if p.is_file() and not p.name.startswith(".")}
             manifest = {
                 "format": FORMAT, "created": _now(), "status": status, "reason": " ".join(reason.split()),
@@ -217,15 +208,13 @@ class Registry:
             if size != meta["bytes"]:
                 raise RegistryError(where, f"{name} is {size} bytes, the manifest says {meta['bytes']} "
                                            f"({'truncated' if size < meta['bytes'] else 'modified'})")
-            if _sha256(path) != meta["sha256"]:
+            if sha256_file(path) != meta["sha256"]:
                 raise RegistryError(where, f"{name} does not match its sha256 in the manifest (modified)")
         _check_compatible(where, manifest)
         return manifest
 
     def load(self, version: str | None = None) -> TrainedModel:
         """Load ``version`` (the current one when None), checked first; every failure is a RegistryError."""
-        from flowhawk.model.trained import TrainedModel
-
         version = version or self.require_current()
         self.manifest(version)
         where = self.path(version)
@@ -262,6 +251,14 @@ class Registry:
                 "model_config": meta.get("model_config"), "train_config": meta.get("train_config"),
                 "metrics": meta.get("metrics", {}), "data": _read_json(where / DATA_FILE, where)}
 
+    def batches_new_to_current(self, candidates: list[str]) -> list[str]:
+        """Those of ``candidates`` (lake batches) that neither the current model nor a refresh attempt from it
+        has trained on (so a rejected refresh candidate is not retried on the same batches every run)."""
+        current = self.require_current()
+        tried = [current] + [r["version"] for r in self.list() if r.get("parent") == current]
+        seen = {b["batch_id"] for v in tried for b in self.show(v)["data"].get("batches", [])}
+        return [b for b in candidates if b not in seen]
+
     # --- the current pointer -------------------------------------------------------------------------
     def current(self) -> str | None:
         return self._pointer()["current"]
@@ -279,7 +276,7 @@ class Registry:
     def promote(self, version: str, reason: str = "") -> None:
         """Make ``version`` current (it is checked first). Promoting the current version is a no-op."""
         self.manifest(version)
-        with self._locked():
+        with exclusive_lock(self.root / LOCK):
             state = self._pointer()
             if state["current"] == version:
                 return
@@ -292,7 +289,7 @@ class Registry:
 
     def rollback(self, reason: str = "") -> str:
         """Make the previously current version current again (walking back the promotion stack)."""
-        with self._locked():
+        with exclusive_lock(self.root / LOCK):
             state = self._pointer()
             if len(state["stack"]) < 2:
                 raise RegistryError(self.root / POINTER, "no previous version to roll back to")
@@ -315,23 +312,9 @@ class Registry:
             raise RegistryError(path, "not a registry pointer (needs current, stack, events)")
         return state
 
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        self.root.mkdir(parents=True, exist_ok=True)
-        with (self.root / LOCK).open("a") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
-
 
 def _check_compatible(where: Path, manifest: dict[str, Any]) -> None:
     """Schema, configs and features must be readable by this code (no MindSpore needed)."""
-    from flowhawk.model.config import ModelConfig
-    from flowhawk.model.features import FeaturePipeline
-    from flowhawk.model.train import TrainConfig
-
     if manifest.get("schema_version") != SCHEMA_VERSION:
         raise RegistryError(where, f"flow schema version {manifest.get('schema_version')!r}, "
                                    f"this flowhawk reads {SCHEMA_VERSION}")
@@ -357,9 +340,6 @@ def _export_mindir(trained: TrainedModel, folder: Path) -> dict[str, Any]:
     """MindIR export with a fixed (1, window, n_features) example; failures are recorded, never raised."""
     cfg = trained.model_config
     try:
-        import mindspore as ms
-        import numpy as np
-
         x = ms.Tensor(np.zeros((1, cfg.window, cfg.n_features), np.float32))
         mask = ms.Tensor(np.ones((1, cfg.window), np.float32))
         trained.network.set_train(False)

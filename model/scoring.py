@@ -14,7 +14,10 @@ from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
-from flowhawk.model.evaluate import attack_scores, decide
+from mindspore import Tensor
+
+from flowhawk.model.decision import attack_scores, decide
+from flowhawk.model.network import make_predict
 from flowhawk.model.trained import TrainedModel
 from flowhawk.model.windows import WindowIndex, build_window_index
 
@@ -25,8 +28,6 @@ _PREDICTORS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # network 
 
 def predictor(network: object) -> Callable:
     """The compiled predict function of ``network``, built once per network (compiling costs seconds)."""
-    from flowhawk.model.network import make_predict
-
     if network not in _PREDICTORS:
         _PREDICTORS[network] = make_predict(network)
     return _PREDICTORS[network]
@@ -39,8 +40,6 @@ def predict_proba(network: object, features: np.ndarray, index: WindowIndex, row
     Every batch has exactly ``batch_size`` windows (the last is padded by repeating its first row, then
     trimmed) so the compiled graph is built once.
     """
-    from mindspore import Tensor
-
     predict = predict or predictor(network)
     rows = np.asarray(rows, dtype=np.int64)
     out: np.ndarray | None = None

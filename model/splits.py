@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+
 from flowhawk.model.windows import time_key
 
 SPLIT_METHODS = ("auto", "time", "stratified")

@@ -1,143 +1,36 @@
-"""Training configuration and the training loop of the flow detector.
-
-``TrainConfig`` is the frozen, validated description of one training run; ``train_model(frame, config)``
-turns a labelled flow frame into a ``TrainedModel``.
-"""
+"""The training loop of the flow detector: ``train_model(frame, config)`` turns a labelled flow frame into a
+``TrainedModel`` (the run's ``TrainConfig`` lives in ``model/config.py``)."""
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import mindspore as ms
 import numpy as np
 import pandas as pd
-from flowhawk.extractors.base import config_from_mapping
-from flowhawk.extractors.schema import BENIGN
-from flowhawk.model.config import ModelConfig
-from flowhawk.model.evaluate import THRESHOLD_METRICS, attack_scores, classification_metrics, decide, tune_threshold
-from flowhawk.model.features import FeaturePipeline
-from flowhawk.model.network import build_network, make_train_step
-from flowhawk.model.splits import Split, capped_subsample, split_rows
-from flowhawk.model.windows import WindowIndex, build_window_index
 from mindspore import Tensor, nn, ops
 from sklearn.metrics import f1_score
 
-if TYPE_CHECKING:
-    from flowhawk.model.trained import TrainedModel
+from flowhawk.model.config import ModelConfig, TrainConfig
+from flowhawk.model.decision import attack_scores, decide
+from flowhawk.model.evaluate import classification_metrics, tune_threshold
+from flowhawk.model.features import FeaturePipeline
+from flowhawk.model.labels import encode_labels
+from flowhawk.model.network import build_network, make_train_step
+from flowhawk.model.scoring import DEFAULT_BATCH as EVAL_BATCH
+from flowhawk.model.scoring import predict_proba
+from flowhawk.model.splits import Split, capped_subsample, split_rows
+from flowhawk.model.trained import TrainedModel
+from flowhawk.model.windows import WindowIndex, build_window_index
 
 log = logging.getLogger(__name__)
 MAX_WEIGHT_RATIO = 100.0  # cap on class-weight imbalance (largest / smallest)
 OVERSAMPLE_FLOOR = 0.05   # oversampling lifts every class to at least this share of an epoch
-
-TASKS = ("binary", "multiclass")
-GROUP_BY = ("source", "global")
-FEATURE_SETS = ("nf-v1", "full")
-SPLITS = ("auto", "time", "stratified")
-LR_SCHEDULES = ("constant", "cosine")
-MONITORS = ("weighted_loss", "loss")
-FEATURE_OPTIONS = ("top_categories", "top_ports", "top_values", "clip_quantile", "min_fraction")
-
-
-def _check(ok: bool, name: str, valid: str, value: object) -> None:
-    if not ok:
-        raise ValueError(f"TrainConfig.{name}: must be {valid}, got {value!r}")
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """One training run. Every field is validated at construction (errors name the field and its range).
-
-    ``model`` holds overrides for the network's ``ModelConfig`` (e.g. hidden sizes), ``arch`` its name.
-    ``split`` is ``auto`` (by time when FLOW_START_MILLISECONDS exists, stratified otherwise), ``time`` or
-    ``stratified``. ``max_train_rows`` caps the training split (seeded; rare classes kept whole).
-``class_weight_power`` softens the balanced class weights (1 = inverse frequency, 0.5 = its square root).
-``max_monitor_rows`` caps the validation rows scored after every epoch (loss, F1, early stopping; rare
-classes kept whole); the threshold is tuned on all validation rows for ``threshold_metric`` (f1 or mcc).
-``monitor`` is the validation loss early stopping and best-weight restoring follow: ``weighted_loss`` (the
-class-weighted training loss) or ``loss`` (plain cross-entropy: with 99.5 % attacks the weighted one rests on
-~100 benign flows of weight ~100 and rises as soon as one of them is confidently wrong).
-``lr_schedule`` ``cosine`` decays the learning rate from ``lr`` to 1 % of it over ``epochs`` (per step).
-``feature_options`` holds ``FeaturePipeline`` overrides (``FEATURE_OPTIONS``, e.g. ``top_values``).
-    """
-
-    task: str = "binary"
-    arch: str = "cnn_bilstm"
-    epochs: int = 20
-    batch_size: int = 256
-    lr: float = 1e-3
-    patience: int = 5
-    seed: int = 0
-    window: int = 16
-    group_by: str = "source"
-    class_weighted: bool = True
-    class_weight_power: float = 1.0
-    oversample: bool = False
-    feature_set: str = "nf-v1"
-    max_train_rows: int | None = None
-    split: str = "auto"
-    val_fraction: float = 0.1
-    test_fraction: float = 0.1
-    max_monitor_rows: int = 10_000
-    threshold_metric: str = "f1"
-    lr_schedule: str = "constant"
-    monitor: str = "weighted_loss"
-    model: Mapping[str, Any] = field(default_factory=dict)
-    feature_options: Mapping[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        _check(self.task in TASKS, "task", f"one of {TASKS}", self.task)
-        _check(isinstance(self.arch, str) and bool(self.arch), "arch", "a non-empty network name", self.arch)
-        for name, lo, hi in (("epochs", 1, 10_000), ("batch_size", 1, 1 << 20), ("patience", 1, 10_000),
-                             ("window", 1, 4096)):
-            value = getattr(self, name)
-            _check(isinstance(value, int) and not isinstance(value, bool) and lo <= value <= hi,
-                   name, f"an integer in [{lo}, {hi}]", value)
-        _check(isinstance(self.seed, int) and self.seed >= 0, "seed", "an integer >= 0", self.seed)
-        _check(isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and 0 < self.lr <= 1.0,
-               "lr", "a number in (0, 1]", self.lr)
-        _check(self.group_by in GROUP_BY, "group_by", f"one of {GROUP_BY}", self.group_by)
-        _check(self.feature_set in FEATURE_SETS, "feature_set", f"one of {FEATURE_SETS}", self.feature_set)
-        _check(self.split in SPLITS, "split", f"one of {SPLITS}", self.split)
-        _check(self.monitor in MONITORS, "monitor", f"one of {MONITORS}", self.monitor)
-        _check(self.lr_schedule in LR_SCHEDULES, "lr_schedule", f"one of {LR_SCHEDULES}", self.lr_schedule)
-        _check(self.threshold_metric in THRESHOLD_METRICS, "threshold_metric", f"one of {THRESHOLD_METRICS}",
-               self.threshold_metric)
-        _check(isinstance(self.class_weighted, bool), "class_weighted", "a bool", self.class_weighted)
-        _check(isinstance(self.oversample, bool), "oversample", "a bool", self.oversample)
-        _check(isinstance(self.class_weight_power, (int, float)) and 0 < self.class_weight_power <= 1,
-               "class_weight_power", "a number in (0, 1]", self.class_weight_power)
-        _check(isinstance(self.max_monitor_rows, int) and self.max_monitor_rows >= 10, "max_monitor_rows",
-               "an integer >= 10", self.max_monitor_rows)
-        _check(self.max_train_rows is None or (isinstance(self.max_train_rows, int) and self.max_train_rows >= 10),
-               "max_train_rows", "None or an integer >= 10", self.max_train_rows)
-        for name in ("val_fraction", "test_fraction"):
-            value = getattr(self, name)
-            _check(isinstance(value, (int, float)) and 0 < value < 0.5, name, "a number in (0, 0.5)", value)
-        _check(isinstance(self.model, Mapping), "model", "a mapping of ModelConfig overrides", self.model)
-        reserved = sorted(set(self.model) & {"arch", "n_features", "n_classes", "window"})
-        _check(not reserved, "model", "ModelConfig overrides without arch/n_features/n_classes/window "
-               "(set from the config and the data)", dict(self.model))
-        object.__setattr__(self, "model", dict(self.model))
-        _check(isinstance(self.feature_options, Mapping) and set(self.feature_options) <= set(FEATURE_OPTIONS),
-               "feature_options", f"a mapping with keys among {FEATURE_OPTIONS}", self.feature_options)
-        FeaturePipeline(self.feature_set, **self.feature_options)  # its errors name the option and its range
-        object.__setattr__(self, "feature_options", dict(self.feature_options))
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (``from_dict`` inverts it)."""
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
-        """Build from a dict; unknown keys are rejected (naming them)."""
-        return config_from_mapping(cls, data)  # type: ignore[return-value]
-
 
 # ---------------------------------------------------------------------------------------------- data
 @dataclass
@@ -151,36 +44,6 @@ class Prepared:
     pipeline: FeaturePipeline
     features: np.ndarray        # (N, F) float32
     index: WindowIndex
-
-
-def encode_labels(frame: pd.DataFrame, task: str, class_names: list[str] | None = None
-                  ) -> tuple[np.ndarray, list[str]]:
-    """Class index per row (-1 = unlabelled) and the class names (benign first).
-
-    binary: ``Label`` (falling back to ``Attack`` != benign where Label is null). multiclass: ``Attack``
-    (a case-insensitive 'benign' is the benign class). With ``class_names`` given (fine-tuning), a label
-    outside them is an error.
-    """
-    n = len(frame)
-    attack = frame["Attack"].astype("string") if "Attack" in frame.columns else pd.Series(pd.NA, index=frame.index,
-                                                                                        dtype="string")
-    attack = attack.where((attack.str.lower() != BENIGN.lower()).fillna(True), BENIGN)  # keep NA as NA
-    if task == "binary":
-        label = pd.to_numeric(frame["Label"], errors="coerce") if "Label" in frame.columns \
-            else pd.Series(np.nan, index=frame.index)
-        label = label.where(label.notna(), (attack != BENIGN).astype("Float64").where(attack.notna()))
-        y = label.fillna(-1).to_numpy(dtype=np.int64)
-        names = class_names or [BENIGN, "Attack"]
-        if not set(np.unique(y)) <= {-1, 0, 1}:
-            raise ValueError(f"binary labels must be 0/1, got {sorted(set(np.unique(y)) - {-1})}")
-        return y, list(names)
-    names = list(class_names) if class_names else [BENIGN, *sorted(set(attack.dropna()) - {BENIGN})]
-    lookup = {name: i for i, name in enumerate(names)}
-    unknown = sorted(set(attack.dropna()) - set(lookup))
-    if unknown:
-        raise ValueError(f"Attack classes {unknown} are not among the model's classes {names}")
-    y = attack.map(lookup).fillna(-1).to_numpy(dtype=np.int64) if n else np.zeros(0, np.int64)
-    return y, names
 
 
 def prepare(frame: pd.DataFrame, config: TrainConfig, pipeline: FeaturePipeline | None = None,
@@ -249,15 +112,11 @@ def build_model_config(config: TrainConfig, n_features: int, n_classes: int) -> 
 def train_prepared(prep: Prepared, config: TrainConfig, init_from: TrainedModel | None = None,
                    on_epoch: Callable[[dict[str, Any]], None] | None = None) -> TrainedModel:
     """The training loop on an already prepared frame (benchmarks reuse ``prep`` for the baselines)."""
-    from flowhawk.model.scoring import DEFAULT_BATCH as EVAL_BATCH  # scoring imports model.trained -> this module
-    from flowhawk.model.scoring import predict_proba
-    from flowhawk.model.trained import TrainedModel, model_config_to_dict
-
     ms.set_seed(config.seed)
     model_config = build_model_config(config, prep.features.shape[1], len(prep.class_names))
     network = build_network(model_config)
     if init_from is not None:
-        if model_config_to_dict(init_from.model_config) != model_config_to_dict(model_config):
+        if init_from.model_config.to_dict() != model_config.to_dict():
             raise ValueError("init_from: its ModelConfig differs from this run's (window, arch, model overrides "
                              "must match the model being fine-tuned)")
         ms.load_param_into_net(network, {p.name: ms.Parameter(p.data.copy(), name=p.name)
@@ -285,9 +144,6 @@ def fit_network(network: Any, prep: Prepared, config: TrainConfig,
                 on_epoch: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
     """Train ``network`` in place on ``prep.train_rows``; early stopping on the (capped) validation loss;
     the best epoch's weights are restored before returning the per-epoch history."""
-    from flowhawk.model.scoring import DEFAULT_BATCH as EVAL_BATCH
-    from flowhawk.model.scoring import predict_proba
-
     n_classes = len(prep.class_names)
     y_train = prep.y[prep.train_rows]
     weights = class_weights(y_train, n_classes, config.class_weighted, config.class_weight_power)

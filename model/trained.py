@@ -12,18 +12,19 @@ The registry wraps these primitives with versioned, atomically renamed directori
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from flowhawk.model.train import TrainConfig
+import mindspore as ms
+from mindspore import nn
 
-if TYPE_CHECKING:
-    from flowhawk.model.features import FeaturePipeline
+from flowhawk.common.files import atomic_path, atomic_write_text
+from flowhawk.model.config import ModelConfig, TrainConfig
+from flowhawk.model.features import FeaturePipeline
+from flowhawk.model.network import build_network
 
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "weights.ckpt"
@@ -40,8 +41,8 @@ class TrainedModel:
     ``1 - p(class_names[0])`` and a flow is anomalous when that score is >= ``threshold``.
     """
 
-    network: Any
-    model_config: Any
+    network: nn.Cell
+    model_config: ModelConfig
     train_config: TrainConfig
     pipeline: FeaturePipeline
     threshold: float
@@ -65,7 +66,7 @@ class TrainedModel:
         """The JSON-serialisable part (everything but weights and pipeline)."""
         return {
             "format_version": FORMAT_VERSION,
-            "model_config": model_config_to_dict(self.model_config),
+            "model_config": self.model_config.to_dict(),
             "train_config": self.train_config.to_dict(),
             "threshold": self.threshold,
             "class_names": list(self.class_names),
@@ -75,24 +76,17 @@ class TrainedModel:
 
     def save(self, directory: Path | str) -> Path:
         """Write weights, pipeline and metadata into ``directory`` (created if needed); returns it."""
-        import mindspore as ms
-
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        tmp_ckpt = directory / f".{WEIGHTS_FILE}.tmp-{os.getpid()}.ckpt"
-        ms.save_checkpoint(self.network, str(tmp_ckpt))
-        os.replace(tmp_ckpt, directory / WEIGHTS_FILE)
-        _write_text(directory / FEATURES_FILE, self.pipeline.to_json())
-        _write_text(directory / META_FILE, json.dumps(self.meta(), indent=2, sort_keys=True, allow_nan=False))
+        with atomic_path(directory / WEIGHTS_FILE, suffix=".ckpt") as tmp_ckpt:
+            ms.save_checkpoint(self.network, str(tmp_ckpt))
+        atomic_write_text(directory / FEATURES_FILE, self.pipeline.to_json())
+        atomic_write_text(directory / META_FILE, json.dumps(self.meta(), indent=2, sort_keys=True, allow_nan=False))
         return directory
 
     @classmethod
     def load(cls, directory: Path | str) -> TrainedModel:
         """Inverse of ``save``. Raises ``ValueError`` naming the file when something is missing or wrong."""
-        import mindspore as ms
-        from flowhawk.model.features import FeaturePipeline
-        from flowhawk.model.network import build_network
-
         directory = Path(directory)
         for name in (WEIGHTS_FILE, FEATURES_FILE, META_FILE):
             if not (directory / name).is_file():
@@ -104,7 +98,7 @@ class TrainedModel:
         if meta.get("format_version") != FORMAT_VERSION:
             raise ValueError(f"{directory / META_FILE}: format_version {meta.get('format_version')!r}, "
                              f"expected {FORMAT_VERSION}")
-        model_config = model_config_from_dict(meta["model_config"])
+        model_config = ModelConfig.from_dict(meta["model_config"])
         network = build_network(model_config)
         params = ms.load_checkpoint(str(directory / WEIGHTS_FILE))
         not_loaded, _ = ms.load_param_into_net(network, params, strict_load=True)
@@ -121,28 +115,6 @@ class TrainedModel:
             metrics=meta.get("metrics", {}),
             history=meta.get("history", []),
         )
-
-
-def model_config_to_dict(config: Any) -> dict[str, Any]:
-    """ModelConfig -> dict (its ``to_dict`` if it has one, else ``dataclasses.asdict``)."""
-    if hasattr(config, "to_dict"):
-        return dict(config.to_dict())
-    return dataclasses.asdict(config)
-
-
-def model_config_from_dict(data: dict[str, Any]) -> Any:
-    """dict -> ModelConfig (its ``from_dict`` if it has one, else the constructor)."""
-    from flowhawk.model.config import ModelConfig
-
-    if hasattr(ModelConfig, "from_dict"):
-        return ModelConfig.from_dict(data)
-    return ModelConfig(**data)
-
-
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def _jsonable(value: Any) -> Any:

@@ -12,7 +12,8 @@ from html import escape
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-from flowhawk.reports.scored import ReportConfig, top_anomalies
+
+from flowhawk.reports.config import ReportConfig, top_anomalies
 
 _CSS = """
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;color:#1d232b;background:#fff}

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,8 +20,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
+
+from flowhawk.common.files import fsync_path, remove_stale_temps, swap_dir, tmp_sibling
 from flowhawk.extractors.schema import BENIGN, COLUMNS, FLOW_SCHEMA, conform
-from flowhawk.lake.atomic import remove_stale_temps, tmp_sibling
+from flowhawk.model.evaluate import classification_metrics
+from flowhawk.reports.config import DEFAULT_REPORT, ReportConfig
+from flowhawk.reports.html import render_html
 
 log = logging.getLogger(__name__)
 
@@ -39,21 +42,6 @@ SCORED_SCHEMA: pa.Schema = pa.schema(
     list(FLOW_SCHEMA) + list(SCORE_COLUMNS),
     metadata={"flowhawk.report_version": str(REPORT_VERSION), **FLOW_SCHEMA.metadata},
 )
-
-
-@dataclass(frozen=True)
-class ReportConfig:
-    """How much a report shows. ``top_n``: rows of the top-anomalies table and of the top talker lists."""
-
-    top_n: int = 25
-    histogram_bins: int = 30
-    time_buckets: int = 40
-
-    def __post_init__(self) -> None:
-        for name, low, high in (("top_n", 1, 10_000), ("histogram_bins", 2, 1_000), ("time_buckets", 2, 1_000)):
-            value = getattr(self, name)
-            if not isinstance(value, int) or not low <= value <= high:
-                raise ValueError(f"ReportConfig.{name} must be an integer in [{low}, {high}], got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -100,7 +88,7 @@ def scored_table(flows: pd.DataFrame, scores: pd.DataFrame, meta: ScoreMeta) -> 
     return pa.Table.from_arrays(list(base.columns) + extra, schema=SCORED_SCHEMA)
 
 
-def summarize(table: pa.Table, batch_id: str, meta: ScoreMeta, config: ReportConfig = ReportConfig(),
+def summarize(table: pa.Table, batch_id: str, meta: ScoreMeta, config: ReportConfig = DEFAULT_REPORT,
               extra: dict | None = None) -> dict:
     """The batch summary (JSON-ready): counts, anomaly rate, top talkers, time range, timings, ground truth."""
     frame = table.select(["IPV4_SRC_ADDR", "IPV4_DST_ADDR", "FLOW_START_MILLISECONDS", "FLOW_END_MILLISECONDS",
@@ -166,16 +154,14 @@ def ground_truth_metrics(frame: pd.DataFrame) -> dict | None:
     labelled = frame[frame["Label"].notna()]
     if labelled.empty:
         return None
-    truth, pred = labelled["Label"].astype(int).to_numpy() == 1, labelled["is_anomaly"].to_numpy(dtype=bool)
-    tp, fp = int((truth & pred).sum()), int((~truth & pred).sum())
-    fn, tn = int((truth & ~pred).sum()), int((~truth & ~pred).sum())
-    precision = tp / (tp + fp) if tp + fp else 0.0
-    recall = tp / (tp + fn) if tp + fn else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    fpr = fp / (fp + tn) if fp + tn else 0.0
+    truth = (labelled["Label"].astype(int).to_numpy() == 1).astype(np.int64)
+    pred = labelled["is_anomaly"].to_numpy(dtype=bool).astype(np.int64)
+    m = classification_metrics(truth, pred, labelled["score"].to_numpy(dtype=np.float64), [BENIGN, "Attack"])
+    (tn, fp), (fn, tp) = m["confusion"]
     result = {"labelled_flows": len(labelled), "tp": tp, "fp": fp, "tn": tn, "fn": fn,
-              "precision": _num(precision), "recall": _num(recall), "f1": _num(f1),
-              "false_positive_rate": _num(fpr), "accuracy": _num((tp + tn) / len(labelled))}
+              "precision": _num(m["precision"]), "recall": _num(m["recall"]), "f1": _num(m["f1"]),
+              "false_positive_rate": _num(m["fpr"]) if truth.size > truth.sum() else 0.0,
+              "accuracy": _num(m["accuracy"])}
     classes = labelled[labelled["Attack"].notna()]
     if not classes.empty:
         hit = classes["predicted_class"].astype("string").fillna("") == classes["Attack"].astype("string")
@@ -189,13 +175,12 @@ def ground_truth_metrics(frame: pd.DataFrame) -> dict | None:
 
 
 def write_report(reports_dir: Path, batch_id: str, table: pa.Table, meta: ScoreMeta,
-                 config: ReportConfig = ReportConfig(), extra: dict | None = None) -> ReportPaths:
+                 config: ReportConfig = DEFAULT_REPORT, extra: dict | None = None) -> ReportPaths:
     """Write a batch's three report files atomically (temp folder, then rename); returns their paths.
 
     An existing report of the batch is replaced as a whole. ``extra`` adds keys to summary.json (e.g. the
     ingest file statuses).
     """
-    from flowhawk.reports.html import render_html
 
     if table.schema.remove_metadata() != SCORED_SCHEMA.remove_metadata():
         raise ValueError("write_report: table does not have SCORED_SCHEMA (build it with scored_table)")
@@ -214,8 +199,8 @@ def write_report(reports_dir: Path, batch_id: str, table: pa.Table, meta: ScoreM
         (tmp / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         (tmp / HTML_FILE).write_text(render_html(summary, table, config), encoding="utf-8")
         for name in (SCORED_FILE, SUMMARY_FILE, HTML_FILE):
-            _fsync(tmp / name)
-        _swap_in(tmp, final.directory)
+            fsync_path(tmp / name)
+        swap_dir(tmp, final.directory)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -225,23 +210,11 @@ def write_report(reports_dir: Path, batch_id: str, table: pa.Table, meta: ScoreM
 
 
 def write_scored_report(reports_dir: Path, batch_id: str, flows: pd.DataFrame, scores: pd.DataFrame,
-                        meta: ScoreMeta, config: ReportConfig = ReportConfig(),
+                        meta: ScoreMeta, config: ReportConfig = DEFAULT_REPORT,
                         extra: dict | None = None) -> tuple[ReportPaths, dict]:
     """``scored_table`` + ``write_report`` in one call; returns the paths and the summary written."""
     paths = write_report(reports_dir, batch_id, scored_table(flows, scores, meta), meta, config, extra)
     return paths, json.loads(paths.summary.read_text(encoding="utf-8"))
-
-
-TOP_COLUMNS = ("FLOW_START_MILLISECONDS", "IPV4_SRC_ADDR", "L4_SRC_PORT", "IPV4_DST_ADDR", "L4_DST_PORT",
-               "PROTOCOL", "APPLICATION_NAME", "IN_BYTES", "OUT_BYTES", "IN_PKTS", "OUT_PKTS", "score",
-               "predicted_class", "Attack", "source_file", "flow_index")
-
-
-def top_anomalies(table: pa.Table, n: int) -> pd.DataFrame:
-    """The ``n`` highest-scoring anomalous flows (score descending, then flow order), ``TOP_COLUMNS`` only."""
-    frame = table.select([*TOP_COLUMNS, "is_anomaly"]).to_pandas()
-    top = frame[frame["is_anomaly"]].sort_values("score", ascending=False, kind="stable").head(n)
-    return top.drop(columns="is_anomaly").reset_index(drop=True)
 
 
 def summary_markdown(summary: dict) -> str:
@@ -277,25 +250,6 @@ def covered_lake_batches(reports_dir: Path) -> set[str]:
         except (OSError, ValueError):
             log.warning("%s: unreadable summary.json, ignored", ReportPaths.for_batch(reports_dir, batch_id).summary)
     return covered
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _swap_in(tmp: Path, final: Path) -> None:
-    """Rename a finished temp folder to ``final``; an old ``final`` is moved aside first, then removed."""
-    old = None
-    if final.exists():
-        old = tmp_sibling(final, prefix=".tmp-old-")
-        os.rename(final, old)
-    os.rename(tmp, final)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def report_exists(reports_dir: Path, batch_id: str) -> bool:

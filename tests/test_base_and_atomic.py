@@ -11,9 +11,17 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
-from flowhawk.extractors.base import BadInputError, sha256_file, sniff_format
+
+from flowhawk.common.files import (
+    atomic_write_json,
+    exclusive_lock,
+    remove_stale_temps,
+    replace_dir,
+    sha256_file,
+    tmp_sibling,
+)
+from flowhawk.extractors.base import BadInputError, sniff_format
 from flowhawk.extractors.schema import COLUMN_NAMES, FLOW_SCHEMA, conform, markdown_table
-from flowhawk.lake.atomic import atomic_write_json, exclusive_lock, remove_stale_temps, replace_dir, tmp_sibling
 from flowhawk.lake.store import Lake, validate_batch_id
 
 
@@ -135,7 +143,8 @@ def test_batch_id_validation(bad):
 def test_exclusive_lock_excludes_another_process_until_it_dies(tmp_path):
     lock = tmp_path / "models" / ".train.lock"
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from pathlib import Path; from lake.atomic import exclusive_lock\n"
+        [sys.executable, "-c", "import sys, time; from pathlib import Path\n"
+         "from flowhawk.common.files import exclusive_lock\n"
          "with exclusive_lock(Path(sys.argv[1])):\n    print('held', flush=True); time.sleep(60)", str(lock)],
         stdout=subprocess.PIPE, text=True, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     try:

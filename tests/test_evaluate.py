@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from sklearn.metrics import average_precision_score, f1_score, precision_score, recall_score
+
 from flowhawk.model.baselines import BaselineConfig, run_baselines
+from flowhawk.model.decision import decide
 from flowhawk.model.evaluate import (
     classification_metrics,
-    decide,
     render_confusion,
     render_table,
     results_table,
     tune_threshold,
 )
-from sklearn.metrics import average_precision_score, f1_score, precision_score, recall_score
 
 NAMES = ["Benign", "DoS", "Scan"]
 # hand-made: 4 benign (one flagged as DoS), 4 DoS (one called Scan, one missed), 2 Scan

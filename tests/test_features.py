@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+
 from flowhawk.model.features import FeaturePipeline, feature_columns
 
 

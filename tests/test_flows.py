@@ -270,9 +270,10 @@ def test_two_runs_on_an_empty_registry_train_one_first_model(prefect_harness, tm
 
 
 def test_retries_only_transient_errors(prefect_harness, tmp_path):
+    from prefect import flow, task
+
     from flowhawk.extractors.base import BadInputError
     from flowhawk.flows.tasks import is_transient_error, retry_if_transient
-    from prefect import flow, task
 
     attempts = tmp_path / "attempts"
 
@@ -298,8 +299,9 @@ def test_retries_only_transient_errors(prefect_harness, tmp_path):
 
 def test_prefect_yaml_deployments_and_typed_parameters(tmp_path):
     import yaml
-    from flowhawk.cli.orchestrate import load_deployments
     from prefect.cli.deploy._models import PrefectYamlModel
+
+    from flowhawk.cli.orchestrate import load_deployments
 
     spec = yaml.safe_load((ROOT / "prefect.yaml").read_text())
     PrefectYamlModel.model_validate(spec)  # what `prefect deploy` accepts

@@ -14,10 +14,11 @@ import duckdb
 import pandas as pd
 import pyarrow.dataset as ds
 import pytest
+from scapy.all import IP, TCP, UDP, Ether, wrpcap
+
 from flowhawk.cli.main import main as cli_main
 from flowhawk.lake.ingest import IngestConfig, ingest_paths
 from flowhawk.lake.store import Lake
-from scapy.all import IP, TCP, UDP, Ether, wrpcap
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+
 from flowhawk.extractors.base import BadInputError, ExtractNotes
 from flowhawk.extractors.labels import LabelConfig, LabelRules
 from flowhawk.extractors.schema import FLOW_SCHEMA, conform
-
 from tests.conftest import shared_path
 
 LAB_CSV = """src_ip,dst_ip,label,start_epoch,end_epoch,tool,exit_code

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 
 ms = pytest.importorskip("mindspore")
+from mindspore import Tensor, nn  # noqa: E402
+
 from flowhawk.model.config import ModelConfig  # noqa: E402
 from flowhawk.model.kernels import kernel_library  # noqa: E402
 from flowhawk.model.network import build_network, make_predict, make_train_step  # noqa: E402
-from mindspore import Tensor, nn  # noqa: E402
 
 needs_kernels = pytest.mark.skipif(kernel_library() is None, reason="fused kernels cannot be built here (no g++?)")
 

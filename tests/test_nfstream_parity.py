@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+
 from flowhawk.extractors.base import BadInputError, ExtractNotes
 from flowhawk.extractors.pcap_to_flows import PcapConfig, PcapExtractor
-
 from tests.conftest import shared_path
 
 pytestmark = pytest.mark.realdata

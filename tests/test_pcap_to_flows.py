@@ -19,6 +19,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from scapy.all import ARP, DNS, DNSQR, ICMP, IP, TCP, UDP, Ether, IPv6, Raw, wrpcap
+from scapy.utils import wrpcapng
+
 from flowhawk.extractors.base import BadInputError, ExtractNotes
 from flowhawk.extractors.ndpi_protocols import l7_proto, load_table, read_engine_table, table_versions
 from flowhawk.extractors.pcap_columns import FlowBatch, LeanFlow
@@ -26,8 +29,6 @@ from flowhawk.extractors.pcap_integrity import walk_capture
 from flowhawk.extractors.pcap_meters import MeterGuard
 from flowhawk.extractors.pcap_to_flows import PcapConfig, PcapExtractor
 from flowhawk.extractors.schema import COLUMN_NAMES, conform
-from scapy.all import ARP, DNS, DNSQR, ICMP, IP, TCP, UDP, Ether, IPv6, Raw, wrpcap
-from scapy.utils import wrpcapng
 
 CLIENT, SERVER, DNS_SERVER, PINGED = "10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4"
 HTTP_GET = b"GET /index.html HTTP/1.1\r\nHost: example.com\r\nUser-Agent: test\r\n\r\n"

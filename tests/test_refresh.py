@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from flowhawk.model.refresh import RefreshConfig, RefreshError, refresh_model, row_roles
 from flowhawk.model.registry import Registry, data_manifest
-
 from tests.test_registry import ingest_frame, make_flows, tiny_base
 
 FAST = {"replay_rows": 150, "epochs": 1, "block_rows": 32, "holdout_fraction": 0.25}

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+
 from flowhawk.model.registry import MANIFEST, POINTER, Registry, RegistryError, data_manifest
 
 TINY = {"epochs": 2, "batch_size": 64, "window": 4, "lr": 5e-3, "model": {"hidden": 8, "conv_channels": 8}}
@@ -62,7 +63,8 @@ def ingest_frame(lake_root: Path, frame: pd.DataFrame, batch_id: str) -> None:
 def tiny_base() -> tuple[Path, object]:
     """(lake root holding batch b1, a model trained on b1) — built once per test session."""
     from flowhawk.lake.store import Lake
-    from flowhawk.model.train import TrainConfig, train_model
+    from flowhawk.model.config import TrainConfig
+    from flowhawk.model.train import train_model
 
     work = Path(tempfile.mkdtemp(prefix="flowhawk-registry-"))
     atexit.register(shutil.rmtree, work, ignore_errors=True)

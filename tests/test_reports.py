@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.dataset as pads
 import pytest
+
 from flowhawk.extractors.schema import COLUMN_NAMES
 from flowhawk.reports.scored import (
     SCORED_SCHEMA,

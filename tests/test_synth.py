@@ -11,7 +11,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from flowhawk.extractors.base import BadInputError, sha256_file, sniff_format
+
+from flowhawk.common.files import sha256_file
+from flowhawk.extractors.base import BadInputError, sniff_format
 from flowhawk.extractors.synth import SynthConfig, synthesize
 from flowhawk.extractors.synth_sources import ATTACKS
 
@@ -53,8 +55,9 @@ def test_same_seed_gives_byte_identical_files_even_in_another_process(tmp_path, 
     assert sha256_file(again.pcap) == sha256_file(small.pcap)
     assert sha256_file(again.labels) == sha256_file(small.labels)
     # a fresh interpreter with another hash seed: nothing may depend on hash() or process state
-    code = ("import sys; from extractors.synth import SynthConfig, synthesize; from extractors.synth_sources "
-            "import ATTACKS; synthesize(SynthConfig(seed=11, packets=3000, duration_s=200, attacks=tuple(ATTACKS)),"
+    code = ("import sys; from flowhawk.extractors.synth import SynthConfig, synthesize; "
+            "from flowhawk.extractors.synth_sources import ATTACKS; "
+            "synthesize(SynthConfig(seed=11, packets=3000, duration_s=200, attacks=tuple(ATTACKS)),"
             " sys.argv[1], sys.argv[2])")
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
     subprocess.run([sys.executable, "-c", code, str(tmp_path / "b.pcap"), str(tmp_path / "b.csv")], cwd=ROOT,

@@ -8,6 +8,7 @@ import itertools
 import numpy as np
 import pandas as pd
 import pytest
+
 from flowhawk.model.train import (
     TrainConfig,
     class_weights,
@@ -68,6 +69,7 @@ def test_loss_falls_threshold_valid_and_detector_learns(trained):
 
 def test_early_stopping_restores_the_best_weights():
     import mindspore as ms
+
     from flowhawk.model.network import build_network
     from flowhawk.model.scoring import predict_proba
     from flowhawk.model.splits import capped_subsample

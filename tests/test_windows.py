@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+
 from flowhawk.model.splits import capped_subsample, split_rows
 from flowhawk.model.windows import build_window_index
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+
 from flowhawk.extractors.base import BadInputError, ExtractNotes
 from flowhawk.extractors.schema import FLOW_SCHEMA, conform
 from flowhawk.extractors.zeek_to_flows import (
@@ -19,7 +20,6 @@ from flowhawk.extractors.zeek_to_flows import (
     history_flags,
     zeek_pcap_to_conn,
 )
-
 from tests.conftest import shared_path
 
 FIELDS = [

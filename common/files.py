@@ -1,13 +1,14 @@
-"""Atomic file and directory writes: write under a temporary name in the same folder, then rename.
+"""File helpers every layer shares, each in one place: content hashes, atomic writes, directory swaps, locks.
 
-A reader (or a process killed mid-write) never sees a half-written file or directory: either the old state
-or the new one.
+Atomic writes go to a temporary name in the same folder, are fsynced, then renamed: a reader (or a process
+killed mid-write) never sees a half-written file or directory, only the old state or the new one.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import re
@@ -20,25 +21,54 @@ from pathlib import Path
 from typing import Any
 
 
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file's bytes (ledgers, caches and manifests key on content, never the path)."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def tmp_sibling(final: Path, prefix: str = ".tmp-") -> Path:
     """A unique temporary path next to ``final`` (same filesystem, hidden from dataset discovery)."""
     final = Path(final)
     return final.parent / f"{prefix}{final.name}-{os.getpid()}-{uuid.uuid4().hex[:12]}"
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.name}-{os.getpid()}-", dir=path.parent)
+def fsync_path(path: Path) -> None:
+    """Flush a file (or a directory's entries) to disk."""
+    fd = os.open(path, os.O_RDONLY)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path, suffix: str = "") -> Iterator[Path]:
+    """Yield a fresh temporary path beside ``path``; when the block succeeds, fsync it and rename it to
+    ``path`` (for writers that need a file name, e.g. MindSpore checkpoints, which insist on a ``.ckpt``
+    ``suffix``). On failure the temp is removed."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"{path.parent}: output directory does not exist")
+    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.name}-{os.getpid()}-", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        fsync_path(Path(tmp))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -60,6 +90,19 @@ def replace_dir(tmp_dir: Path, final_dir: Path) -> None:
     if final_dir.exists():
         raise FileExistsError(f"{final_dir}: already exists")
     os.rename(tmp_dir, final_dir)
+
+
+def swap_dir(tmp_dir: Path, final_dir: Path) -> None:
+    """Put a finished temp folder in place of ``final_dir``, which may exist (a report written again): the
+    old folder is renamed aside first, then removed. Readers see the old folder or the new one, whole."""
+    tmp_dir, final_dir = Path(tmp_dir), Path(final_dir)
+    old = None
+    if final_dir.exists():
+        old = tmp_sibling(final_dir, prefix=".tmp-old-")
+        os.rename(final_dir, old)
+    os.rename(tmp_dir, final_dir)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -119,3 +162,25 @@ def exclusive_lock(path: Path, timeout: float | None = None) -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # drops the lock
+
+
+def try_lock(path: Path) -> int | None:
+    """Open (creating) and exclusively flock ``path`` without blocking; returns the descriptor (closing it
+    drops the lock), or None when another process holds it or the file was renamed away meanwhile."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except FileNotFoundError:
+        return None  # its folder vanished (finished by its owner)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    try:
+        same = os.fstat(fd).st_ino == Path(path).stat().st_ino
+    except FileNotFoundError:
+        same = False
+    if not same:
+        os.close(fd)  # the folder was finished (renamed away) between our open and our lock
+        return None
+    return fd

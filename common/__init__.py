@@ -1,0 +1,1 @@
+"""Helpers below every layer: file hashing, atomic writes and locks (``files``), config checking (``config``)."""
