@@ -180,6 +180,8 @@ def _train(args: argparse.Namespace) -> int:
                                               f"{len(batches)} batch(es)", flush=True))
     print(f"\ntest split ({outcome.test_rows:,} flows), threshold {outcome.trained.threshold:.4f}:")
     print(render_table(outcome.table))
+    for note in outcome.notes:
+        print(f"note: {note}")
     print(f"\nsaved {outcome.version} in {registry.root}" + (" (now current)" if outcome.promoted else
                                                           f" (candidate; current is {registry.current()})"))
     return 0

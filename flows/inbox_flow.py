@@ -86,8 +86,12 @@ def _process_claim(claim: Any, inbox: Path, lake: Path, models: Path, options: I
                            "batch waits in %s for a model", claim.claim_id, claim.directory)
             return {**record, "status": "waiting for a model"}
         t0 = time.perf_counter()  # two runs on an empty registry train one first model (model.lifecycle)
-        train_model(lake, models, options.train, only_if_no_model=True)
+        trained = train_model(lake, models, options.train, only_if_no_model=True)
         timed(seconds, "train", t0)
+        if current_model(models) is None:
+            logger.warning("batch %s: no model could be made current (%s); the batch waits in %s", claim.claim_id,
+                           trained.get("reason") or "see the train-model run", claim.directory)
+            return {**record, "status": "waiting for a model", "reason": trained.get("reason")}
     summary = score_batch.fn(claim.claim_id, lake, models, todo, options.top_n, seconds,
                           {"claim_id": claim.claim_id, "files": _file_rows(files)})
     finish_claim(inbox, claim, outcomes)

@@ -38,13 +38,14 @@ def train_model(lake: Path = DEFAULT_LAKE, models: Path = DEFAULT_MODELS, option
     else:
         outcome = train_register(lake, models, config, options.to_baseline_config(), batches, promote, progress)
     if outcome is None:
-        logger.info("a model is current already: nothing trained")
-        return {"version": None, "promoted": False}
+        logger.info("nothing trained: a model is current, or the last candidate saw the same batches")
+        return {"version": None, "promoted": False, "reason": "nothing new to train on"}
     trained = outcome.trained
     logger.info("trained %s/%s on %d flows of %d batch(es): %s%s", config.task, config.arch, outcome.flows,
                 len(outcome.batches), outcome.version, " (now current)" if outcome.promoted else "")
     publish_metrics(outcome.version, trained.metrics, trained.history, trained.threshold, trained.class_names)
-    return {"version": outcome.version, "promoted": outcome.promoted, "batches": outcome.batches,
+    return {"version": outcome.version, "promoted": outcome.promoted, "reason": "; ".join(outcome.notes),
+            "batches": outcome.batches,
             "flows": outcome.flows, "threshold": float(trained.threshold),
             "test": _headline(trained.metrics.get("test", {}))}
 

@@ -21,6 +21,7 @@ from sklearn.metrics import (
     average_precision_score,
     confusion_matrix,
     f1_score,
+    matthews_corrcoef,
     precision_recall_fscore_support,
 )
 
@@ -38,8 +39,9 @@ def tune_threshold(is_attack: np.ndarray, scores: np.ndarray, metric: str = "f1"
     correlation, which also weighs benign errors when attacks dominate); ties go to the higher threshold.
 
     The threshold is placed midway between the chosen score and the next lower one, so it does not sit on a
-    validation flow. Returns {threshold, f1, fpr, benign_recall} measured at it; 0.5 when validation lacks
-    either class.
+    validation flow. A threshold that flags every benign validation flow (FPR 1.0) is never chosen: when the
+    scores separate nothing, it ends above the highest benign score instead. Returns {threshold, f1, fpr,
+    benign_recall} measured at it; 0.5 when validation lacks either class.
     """
     if metric not in THRESHOLD_METRICS:
         raise ValueError(f"threshold metric: must be one of {THRESHOLD_METRICS}, got {metric!r}")
@@ -60,10 +62,29 @@ def tune_threshold(is_attack: np.ndarray, scores: np.ndarray, metric: str = "f1"
     else:
         denom = np.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
         value = np.where(denom > 0, (tp * tn - fp * fn) / np.maximum(denom, 1e-300), 0.0)
+    value = np.where(fp < (~is_attack).sum(), value, -np.inf)  # FPR 1.0 is never a tuned threshold
     best = int(np.argmax(value))  # first max = highest threshold among ties
     lower = candidates[best + 1] if best + 1 < len(candidates) else 0.0
     threshold = float((candidates[best] + lower) / 2.0)
     return {"threshold": threshold, **_rates(is_attack, scores >= threshold)}
+
+
+def majority_check(y_true: np.ndarray, y_pred: np.ndarray, majority: int, class_names: list[str],
+                   min_z: float = 2.0) -> dict[str, Any]:
+    """Is a model's validation performance better than the majority baseline (always ``majority``, the most
+    frequent training class)? Both must hold: its macro-F1 beats the baseline's, and its attack-vs-benign
+    Matthews correlation is significantly above the baseline's 0 (MCC * sqrt(n) > ``min_z``: under no
+    association sqrt(n) * MCC is about standard normal). Returns the figures and ``ok``."""
+    y_true, y_pred = np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)
+    ours = classification_metrics(y_true, y_pred, None, class_names)
+    base = classification_metrics(y_true, np.full_like(y_true, majority), None, class_names)
+    mcc = float(matthews_corrcoef(y_true != 0, y_pred != 0)) if len(np.unique(y_true != 0)) > 1 else 0.0
+    z = mcc * float(np.sqrt(len(y_true)))
+    ok = bool(ours["macro_f1"] > base["macro_f1"] and z > min_z)
+    reason = "" if ok else (f"validation no better than the majority baseline: macro-F1 {ours['macro_f1']:.4f} vs "
+                            f"{base['macro_f1']:.4f}, MCC {mcc:.4f} (z {z:.1f}, needs > {min_z})")
+    return {"ok": ok, "reason": reason, "macro_f1": ours["macro_f1"], "majority_macro_f1": base["macro_f1"],
+            "mcc": mcc, "z": z, "fpr": ours["fpr"], "n": len(y_true)}
 
 
 def _rates(is_attack: np.ndarray, flagged: np.ndarray) -> dict[str, float]:

@@ -36,3 +36,14 @@ def encode_labels(frame: pd.DataFrame, task: str, class_names: list[str] | None 
         raise ValueError(f"Attack classes {unknown} are not among the model's classes {names}")
     y = attack.map(lookup).fillna(-1).to_numpy(dtype=np.int64) if n else np.zeros(0, np.int64)
     return y, names
+
+
+def attack_kinds(frame: pd.DataFrame, y: np.ndarray) -> np.ndarray:
+    """One attack-kind name per row (what a split must cover): the ``Attack`` name where present (benign
+    spelled ``BENIGN``), else the class index as text."""
+    kinds = np.asarray([str(v) for v in y], dtype=object)
+    if "Attack" in frame.columns:
+        attack = frame["Attack"].astype("string")
+        attack = attack.where((attack.str.lower() != BENIGN.lower()).fillna(True), BENIGN)
+        kinds = np.where(attack.notna().to_numpy(), attack.fillna("").to_numpy(dtype=object), kinds)
+    return kinds

@@ -5,7 +5,10 @@ the same split and features, saves a version and decides promotion:
 
 - ``promote="auto"`` promotes only a first model: the decision is taken under an exclusive lock in the models
   folder (``FIRST_MODEL_LOCK``), so two runs on an empty registry never make two first models current;
-- ``"always"`` / ``"never"`` do what they say.
+- ``"always"`` / ``"never"`` do what they say;
+- and never: a model whose validation figures are no better than the majority baseline
+  (``model.evaluate.majority_check``, stored as ``metrics["majority_check"]``) is saved as a candidate with that
+  reason, whatever ``promote`` says — a detector that flags everything is not made current.
 
 ``ensure_first_model`` is the inbox's rule: under the same lock, train only when no model is current yet
 (a run that waited for the lock re-reads the registry and trains nothing).
@@ -69,11 +72,20 @@ def ensure_first_model(lake: Lake, registry: Registry, config: TrainConfig,
                        baselines: BaselineConfig | None = None,
                        on_epoch: Callable[[dict[str, Any]], None] | None = None) -> TrainOutcome | None:
     """Train and promote a first model unless one is current (checked again after waiting for the lock, so
-    of two runs on an empty registry only one trains)."""
+    of two runs on an empty registry only one trains). When the newest version is a candidate trained on the
+    same labelled batches (it failed the majority check), nothing is trained again until new labels arrive."""
     with exclusive_lock(registry.root / FIRST_MODEL_LOCK):
-        if registry.current() is not None:
+        if registry.current() is not None or _tried_already(registry, lake.labelled_batches()):
             return None
         return _register(registry, lake, _train(lake, config, None, baselines, on_epoch, None), promote=True)
+
+
+def _tried_already(registry: Registry, batches: list[str]) -> bool:
+    versions = registry.versions()
+    if not versions or not batches:
+        return False
+    seen = [b["batch_id"] for b in registry.show(versions[-1])["data"].get("batches", [])]
+    return sorted(seen) == sorted(batches)
 
 
 def _train(lake: Lake, config: TrainConfig, batches: list[str] | None, baselines: BaselineConfig | None,
@@ -97,8 +109,16 @@ def _train(lake: Lake, config: TrainConfig, batches: list[str] | None, baselines
 
 
 def _register(registry: Registry, lake: Lake, outcome: TrainOutcome, promote: bool) -> TrainOutcome:
-    """Save the trained model (status promoted / candidate) and make it current when ``promote``."""
+    """Save the trained model (status promoted / candidate) and make it current when ``promote`` (and it beats
+    the majority baseline on validation)."""
     reason = f"trained on {len(outcome.batches)} batch(es), {outcome.flows} flows"
+    check = outcome.trained.metrics.get("majority_check", {"ok": True})
+    if promote and not check["ok"]:
+        promote = False
+        reason += f"; not promoted: {check['reason']}"
+        outcome.notes.append(check["reason"])
+    if note := outcome.trained.metrics.get("split", {}).get("note"):
+        outcome.notes.append(note)
     status = "promoted" if promote else "candidate"
     outcome.version = registry.save(outcome.trained, data=data_manifest(lake, outcome.batches), status=status,
                                     reason=reason)

@@ -18,9 +18,9 @@ from sklearn.metrics import f1_score
 
 from flowhawk.model.config import ModelConfig, TrainConfig
 from flowhawk.model.decision import attack_scores, decide
-from flowhawk.model.evaluate import classification_metrics, tune_threshold
+from flowhawk.model.evaluate import classification_metrics, majority_check, tune_threshold
 from flowhawk.model.features import FeaturePipeline
-from flowhawk.model.labels import encode_labels
+from flowhawk.model.labels import attack_kinds, encode_labels
 from flowhawk.model.network import build_network, make_train_step
 from flowhawk.model.scoring import DEFAULT_BATCH as EVAL_BATCH
 from flowhawk.model.scoring import predict_proba
@@ -52,7 +52,10 @@ def prepare(frame: pd.DataFrame, config: TrainConfig, pipeline: FeaturePipeline 
     y, names = encode_labels(frame, config.task, class_names)
     if len(np.unique(y[y >= 0])) < 2:
         raise ValueError(f"training needs at least 2 classes among labelled flows, got {np.unique(y[y >= 0])}")
-    split = split_rows(frame, y, config.split, config.val_fraction, config.test_fraction, config.seed)
+    split = split_rows(frame, y, config.split, config.val_fraction, config.test_fraction, config.seed,
+                       kinds=attack_kinds(frame, y))
+    if split.note:
+        log.warning("%s", split.note)
     train_rows = split.train
     if config.max_train_rows is not None:
         train_rows = capped_subsample(train_rows, y[train_rows], config.max_train_rows, config.seed)
@@ -125,12 +128,18 @@ def train_prepared(prep: Prepared, config: TrainConfig, init_from: TrainedModel 
     history = fit_network(network, prep, config, on_epoch)
     val_probs = predict_proba(network, prep.features, prep.index, prep.split.val, EVAL_BATCH)
     tuned = tune_threshold(prep.y[prep.split.val] != 0, attack_scores(val_probs), config.threshold_metric)
+    majority = int(np.bincount(prep.y[prep.train_rows]).argmax())
+    check = majority_check(prep.y[prep.split.val], decide(val_probs, tuned["threshold"]), majority,
+                           prep.class_names)
+    if not check["ok"]:
+        log.warning("%s", check["reason"])
     test_probs = predict_proba(network, prep.features, prep.index, prep.split.test, EVAL_BATCH)
     y_test = prep.y[prep.split.test]
     test = classification_metrics(y_test, decide(test_probs, tuned["threshold"]), attack_scores(test_probs),
                                   prep.class_names)
-    metrics = {"test": test, "validation": tuned, "split": {**prep.split.sizes(), "method": prep.split.method,
-                                                            "train_used": len(prep.train_rows)},
+    metrics = {"test": test, "validation": tuned, "majority_check": check,
+               "split": {**prep.split.sizes(), "method": prep.split.method, "note": prep.split.note,
+                         "train_used": len(prep.train_rows)},
                "train_seconds": round(time.monotonic() - started, 1), "n_features": prep.features.shape[1],
                "fine_tuned": init_from is not None}
     log.info("done: threshold %.4f (val F1 %.4f, FPR %.4f); test F1 %.4f macro-F1 %.4f benign recall %.4f",

@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from flowhawk.model.config import TrainConfig
+from flowhawk.model.labels import encode_labels
 from flowhawk.model.train import (
-    TrainConfig,
     class_weights,
-    encode_labels,
     fit_network,
     learning_rates,
     prepare,
