@@ -15,6 +15,7 @@ from typing import Any
 from flowhawk.cli.paths import add_path_options, resolve_path
 from flowhawk.model.config import (
     ARCHS,
+    BASELINES,
     FEATURE_SETS,
     LR_SCHEDULES,
     MONITORS,
@@ -23,8 +24,6 @@ from flowhawk.model.config import (
     THRESHOLD_METRICS,
     TrainConfig,
 )
-
-BASELINES = "majority,extra_trees,random_forest,knn,linear_svm"
 
 
 # --- parsers ---------------------------------------------------------------------------------------------
@@ -88,9 +87,11 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
                    help=f"validation loss for early stopping (default {d.monitor})")
     p.add_argument("--lr-schedule", choices=LR_SCHEDULES, default=d.lr_schedule, help=f"default {d.lr_schedule}")
     p.add_argument("--flow-skip", type=int, default=0, help="per-flow branch width (default 0: the paper's net)")
-    p.add_argument("--baselines", default=BASELINES, help=f"comma list or 'none' (default {BASELINES})")
+    p.add_argument("--baselines", default=",".join(BASELINES),
+                   help=f"comma list or 'none' (default {','.join(BASELINES)})")
     group = p.add_mutually_exclusive_group()
-    group.add_argument("--promote", dest="promote", action="store_const", const="always", help="always promote")
+    group.add_argument("--promote", dest="promote", action="store_const", const="always",
+                       help="promote even when a model is current (never one no better than the majority baseline)")
     group.add_argument("--no-promote", dest="promote", action="store_const", const="never", help="never promote")
     p.set_defaults(func=run_train, promote="auto")
 

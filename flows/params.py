@@ -12,8 +12,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from flowhawk.common.config import DATA_ROOT
-from flowhawk.model.baselines import BASELINES as BASELINE_NAMES
 from flowhawk.model.baselines import BaselineConfig
+from flowhawk.model.config import BASELINES as BASELINE_NAMES
 from flowhawk.model.config import TrainConfig
 from flowhawk.model.refresh import RefreshConfig
 

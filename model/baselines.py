@@ -21,11 +21,11 @@ from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.svm import LinearSVC
 
+from flowhawk.model.config import BASELINES
 from flowhawk.model.evaluate import classification_metrics, results_table
 from flowhawk.model.splits import capped_subsample
 
 log = logging.getLogger(__name__)
-BASELINES = ("majority", "extra_trees", "random_forest", "knn", "linear_svm")
 
 
 @dataclass(frozen=True)

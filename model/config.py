@@ -20,6 +20,7 @@ from flowhawk.model.windows import GROUP_BY
 ARCHS: tuple[str, ...] = ("cnn_bilstm", "multiscale")
 IMPLS: tuple[str, ...] = ("auto", "fused", "unrolled", "native")
 THRESHOLD_METRICS: tuple[str, ...] = ("f1", "mcc")
+BASELINES: tuple[str, ...] = ("majority", "extra_trees", "random_forest", "knn", "linear_svm")  # per-flow models
 
 
 def _check_int(name: str, value: Any, lo: int, hi: int) -> None:
