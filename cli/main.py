@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
-from flowhawk.cli import ingest, model, orchestrate, synth
+from flowhawk.cli import ingest, kernels, model, orchestrate, synth
+from flowhawk.model.kernels import use_kernel_cache
 
-COMMAND_MODULES = (ingest, synth, model, orchestrate)
+COMMAND_MODULES = (ingest, synth, model, orchestrate, kernels)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    use_kernel_cache(kernels.cache_from_env(os.environ))  # where every command loads / builds the C++ kernels
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

@@ -1,4 +1,6 @@
-"""Shared fixtures: the real-data folder (skipped when absent) and temporary lakes."""
+"""Session fixtures shared by the test modules: the kernel cache, the fused kernels, a tiny lake, a tiny
+trained model and one Prefect test server. Plain helpers (shared_path, make_flows, ingest_frame) are in
+tests/helpers.py. Nothing here runs at collection: every fixture does its work when a test first asks."""
 
 from __future__ import annotations
 
@@ -7,16 +9,27 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = Path(os.environ.get("FLOWHAWK_SHARED_DATA", ROOT.parent / "shared" / "data"))
+from flowhawk.model.kernels import KernelCache, cache_root_from_env, use_kernel_cache
+from tests.helpers import TINY, ingest_frame, make_flows, shared_path
 
 
-def shared_path(*parts: str) -> Path:
-    """A path under ../shared/data; skips the calling test with the reason when it is absent."""
-    path = SHARED_DATA.joinpath(*parts)
-    if not path.exists():
-        pytest.skip(f"real data not available: {path} is absent (set FLOWHAWK_SHARED_DATA or add ../shared/data)")
-    return path
+@pytest.fixture(scope="session", autouse=True)
+def kernel_cache() -> KernelCache:
+    """The kernel cache the CLI would use ($FLOWHAWK_CACHE, $XDG_CACHE_HOME/flowhawk, ~/.cache/flowhawk)."""
+    cache = KernelCache(cache_root_from_env(os.environ))
+    use_kernel_cache(cache)
+    return cache
+
+
+@pytest.fixture(scope="session")
+def fused_kernels(kernel_cache: KernelCache) -> Path:
+    """The compiled kernel library (compiled on first request, not at collection); skips without g++."""
+    from flowhawk.model.kernels import kernel_library
+
+    lib = kernel_library()
+    if lib is None:
+        pytest.skip(f"fused kernels cannot be built here (no g++?) and none is cached in {kernel_cache.directory}")
+    return lib
 
 
 @pytest.fixture
@@ -24,4 +37,33 @@ def shared_data() -> Path:
     return shared_path()
 
 
-from tests.prefect_fixtures import prefect_harness  # noqa: E402,F401  (one Prefect server per session)
+@pytest.fixture(scope="session")
+def tiny_lake(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A lake root holding batch b1 (500 separable synthetic flows, ingested through the NF CSV path).
+    Read-only for tests: copy it (shutil.copytree) before adding batches."""
+    lake_root = tmp_path_factory.mktemp("tiny") / "lake"
+    ingest_frame(lake_root, make_flows(500, seed=0), "b1")
+    return lake_root
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_lake: Path):
+    """A tiny real MindSpore model (2 epochs, window 4, hidden 8) trained on ``tiny_lake``'s batch b1."""
+    from flowhawk.lake.store import Lake
+    from flowhawk.model.config import TrainConfig
+    from flowhawk.model.train import train_model
+
+    return train_model(Lake(tiny_lake).read_flows(["b1"]), TrainConfig(**TINY))
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    """A temporary Prefect server and SQLite database shared by every test of the session; yields its API URL
+    (``prefect.settings.PREFECT_API_URL.value()`` inside it; pass it as PREFECT_API_URL to subprocesses)."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_LOGGING_TO_API_BATCH_INTERVAL", "0.5")
+    from prefect.settings import PREFECT_API_URL
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield PREFECT_API_URL.value()

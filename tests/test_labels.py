@@ -10,7 +10,7 @@ import pytest
 from flowhawk.extractors.base import BadInputError, ExtractNotes
 from flowhawk.extractors.labels import LabelConfig, LabelRules
 from flowhawk.extractors.schema import FLOW_SCHEMA, conform
-from tests.conftest import shared_path
+from tests.helpers import shared_path
 
 LAB_CSV = """src_ip,dst_ip,label,start_epoch,end_epoch,tool,exit_code
 10.0.0.101,10.0.0.10,synflood,1000.0,1010.0,hping3,1

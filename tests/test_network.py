@@ -11,10 +11,7 @@ ms = pytest.importorskip("mindspore")
 from mindspore import Tensor, nn  # noqa: E402
 
 from flowhawk.model.config import ModelConfig  # noqa: E402
-from flowhawk.model.kernels import kernel_library  # noqa: E402
 from flowhawk.model.network import build_network, make_predict, make_train_step  # noqa: E402
-
-needs_kernels = pytest.mark.skipif(kernel_library() is None, reason="fused kernels cannot be built here (no g++?)")
 
 SMALL = {"n_features": 6, "window": 8, "conv_channels": 8, "hidden": 8}
 
@@ -79,7 +76,7 @@ def test_unrolled_lstm_matches_native() -> None:
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
-@needs_kernels
+@pytest.mark.usefixtures("fused_kernels")  # compiled (or loaded) when the first of these runs; skipped without g++
 @pytest.mark.parametrize(("arch", "window", "pool", "kernel", "layers", "batch"), [
     ("cnn_bilstm", 8, 2, 3, 1, 6), ("cnn_bilstm", 10, 3, 4, 1, 6), ("multiscale", 8, 2, 3, 2, 6),
     ("cnn_bilstm", 2, 1, 1, 1, 1)])
@@ -110,6 +107,7 @@ def test_fused_kernels_match_unrolled(arch: str, window: int, pool: int, kernel:
         np.testing.assert_allclose(a, b, atol=2e-6)
 
 
+@pytest.mark.slow  # trains
 @pytest.mark.parametrize("arch", ["cnn_bilstm", "multiscale"])
 def test_loss_falls_with_jit_train_steps(arch: str) -> None:
     ms.set_seed(0)
@@ -129,6 +127,7 @@ def test_loss_falls_with_jit_train_steps(arch: str) -> None:
     assert acc > 0.9
 
 
+@pytest.mark.slow  # trains
 @pytest.mark.parametrize("arch", ["cnn_bilstm", "multiscale"])
 def test_flow_skip_reads_the_scored_flow(arch: str) -> None:
     """The class lives only in the last (scored) flow's feature 0; the rest of the window is noise."""
@@ -147,6 +146,7 @@ def test_flow_skip_reads_the_scored_flow(arch: str) -> None:
     assert (make_predict(net)(Tensor(x), Tensor(mask)).asnumpy().argmax(1) == y).mean() == 1.0
 
 
+@pytest.mark.slow  # runs train steps
 def test_predict_is_deterministic_after_training() -> None:
     cfg = ModelConfig(**SMALL, dropout=0.5)
     net = build_network(cfg)
@@ -188,19 +188,7 @@ def test_build_network_rejects_non_config() -> None:
         build_network({"arch": "cnn_bilstm"})  # type: ignore[arg-type]
 
 
-def test_kernel_build_failure_leaves_nothing(tmp_path, monkeypatch) -> None:
-    """A failing compile raises (naming the cause) and leaves no partial .so in the cache folder."""
-    from flowhawk.model import kernels
-
-    monkeypatch.setattr(kernels, "CXXFLAGS", [*kernels.CXXFLAGS, "-fno-such-flag-flowhawk"])
-    if kernels.shutil.which("g++") is None:
-        pytest.skip("g++ not installed")
-    with pytest.raises(RuntimeError, match="g\\+\\+ failed"):
-        kernels.build_kernels(cache_dir=tmp_path)
-    assert list(tmp_path.iterdir()) == []
-
-
-@needs_kernels
+@pytest.mark.usefixtures("fused_kernels")
 def test_fused_bilstm_two_threads_same_result() -> None:
     """Running the LSTM directions (and dx rows) on two threads gives the very same values."""
     from flowhawk.model.kernels import set_kernel_threads

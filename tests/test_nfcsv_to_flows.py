@@ -12,7 +12,7 @@ import pytest
 from flowhawk.extractors.base import BadInputError, ExtractNotes
 from flowhawk.extractors.nfcsv_to_flows import WRAP_MS, NfCsvConfig, NfCsvExtractor
 from flowhawk.extractors.schema import FLOW_SCHEMA, NF_V1_FEATURES, conform
-from tests.conftest import shared_path
+from tests.helpers import shared_path
 
 V1 = ["IPV4_SRC_ADDR", "L4_SRC_PORT", "IPV4_DST_ADDR", "L4_DST_PORT", "PROTOCOL", "L7_PROTO", "IN_BYTES",
       "OUT_BYTES", "IN_PKTS", "OUT_PKTS", "TCP_FLAGS", "FLOW_DURATION_MILLISECONDS", "Label", "Attack"]

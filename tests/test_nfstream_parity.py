@@ -23,7 +23,7 @@ import pytest
 
 from flowhawk.extractors.base import BadInputError, ExtractNotes
 from flowhawk.extractors.pcap_to_flows import PcapConfig, PcapExtractor
-from tests.conftest import shared_path
+from tests.helpers import shared_path
 
 pytestmark = pytest.mark.realdata
 

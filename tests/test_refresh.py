@@ -10,24 +10,24 @@ import pytest
 
 from flowhawk.model.refresh import RefreshConfig, RefreshError, refresh_model, row_roles
 from flowhawk.model.registry import Registry, data_manifest
-from tests.test_registry import ingest_frame, make_flows, tiny_base
+from tests.helpers import ingest_frame, make_flows
 
 FAST = {"replay_rows": 150, "epochs": 1, "block_rows": 32, "holdout_fraction": 0.25}
 
 
 @pytest.fixture
-def setup(tmp_path: Path):
+def setup(tmp_path: Path, tiny_lake: Path, tiny_model):
     """A copy of the shared lake (batch b1) and a registry whose current model was trained on b1."""
     from flowhawk.lake.store import Lake
 
-    lake_root, trained = tiny_base()
-    lake = Lake(shutil.copytree(lake_root, tmp_path / "lake"))
+    lake = Lake(shutil.copytree(tiny_lake, tmp_path / "lake"))
     reg = Registry(tmp_path / "models")
-    base = reg.save(trained, data=data_manifest(lake, ["b1"]), export=False)
+    base = reg.save(tiny_model, data=data_manifest(lake, ["b1"]), export=False)
     reg.promote(base)
     return lake, reg, base
 
 
+@pytest.mark.slow  # fine-tunes the session's tiny model
 def test_good_refresh_is_promoted(setup):
     lake, reg, base = setup
     ingest_frame(lake.root, make_flows(300, seed=7, t0=1_700_001_000_000), "b2")
@@ -47,6 +47,7 @@ def test_good_refresh_is_promoted(setup):
         refresh_model(reg, lake, new_batches=["b1"], config=RefreshConfig(**FAST))
 
 
+@pytest.mark.slow  # fine-tunes the session's tiny model
 def test_mislabelled_refresh_is_kept_as_candidate_not_promoted(setup):
     lake, reg, base = setup
     wrong = make_flows(600, seed=8, t0=1_700_001_000_000)
@@ -65,6 +66,7 @@ def test_mislabelled_refresh_is_kept_as_candidate_not_promoted(setup):
     assert old_cand < old_cur - 0.01, result.comparison
 
 
+@pytest.mark.slow  # fine-tunes the session's tiny model
 def test_refresh_refuses_without_new_data_and_validates_config(setup):
     lake, reg, _ = setup
     with pytest.raises(RefreshError, match="no new batches"):
@@ -93,11 +95,11 @@ def test_row_roles_are_stable_and_proportional():
     assert not np.array_equal(roles, row_roles(frame, RefreshConfig(salt=1)))
 
 
-def test_cli_train_evaluate_refresh(tmp_path, capsys):
+@pytest.mark.slow  # trains two models and refreshes one
+def test_cli_train_evaluate_refresh(tmp_path, capsys, tiny_lake):
     from flowhawk.cli.main import main
 
-    lake_root, _ = tiny_base()
-    lake = str(shutil.copytree(lake_root, tmp_path / "lake"))
+    lake = str(shutil.copytree(tiny_lake, tmp_path / "lake"))
     models = str(tmp_path / "models")
     tiny = ["--epochs", "2", "--window", "4", "--hidden", "8", "--batch-size", "64", "--lr", "0.005"]
     assert main(["train", "--lake", lake, "--models", models, *tiny, "--baselines", "majority"]) == 0

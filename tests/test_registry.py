@@ -1,83 +1,28 @@
 """Model registry: save/load round trip, atomic pointer, interrupted saves, rollback, corrupt versions.
 
-One tiny real MindSpore model is trained once per session (``tiny_base``) on flows the test synthesises,
-ingested into a real lake through the NF CSV path; every registry test saves copies of it.
+One tiny real MindSpore model is trained once per session (conftest ``tiny_model``) on flows the tests synthesise,
+ingested into a real lake through the NF CSV path (``tiny_lake``); every registry test saves copies of it (those
+tests are ``slow``: they train it when they run first).
 """
 
 from __future__ import annotations
 
-import atexit
-import functools
 import json
 import os
-import shutil
-import tempfile
 import threading
 import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from flowhawk.model.registry import MANIFEST, POINTER, Registry, RegistryError, data_manifest
 
-TINY = {"epochs": 2, "batch_size": 64, "window": 4, "lr": 5e-3, "model": {"hidden": 8, "conv_channels": 8}}
-
-
-def make_flows(n: int, seed: int, t0: int = 1_700_000_000_000, attack_share: float = 0.4) -> pd.DataFrame:
-    """Separable synthetic flows: scanners (1-packet SYNs to low ports) and benign web/DNS clients."""
-    rng = np.random.default_rng(seed)
-    attack = rng.random(n) < attack_share
-    benign_hosts = [f"10.0.0.{i}" for i in range(1, 7)]
-    return pd.DataFrame({
-        "IPV4_SRC_ADDR": np.where(attack, rng.choice(["10.9.0.1", "10.9.0.2"], n), rng.choice(benign_hosts, n)),
-        "L4_SRC_PORT": rng.integers(30000, 60000, n),
-        "IPV4_DST_ADDR": "10.0.0.100",
-        "L4_DST_PORT": np.where(attack, rng.integers(1, 1024, n), rng.choice([80, 443, 53], n)),
-        "PROTOCOL": np.where(attack, 6, rng.choice([6, 17], n)),
-        "L7_PROTO": np.where(attack, 0.0, 7.0),
-        "IN_BYTES": np.where(attack, 44, rng.integers(200, 5000, n)),
-        "OUT_BYTES": np.where(attack, rng.choice([0, 40], n), rng.integers(500, 50000, n)),
-        "IN_PKTS": np.where(attack, 1, rng.integers(3, 40, n)),
-        "OUT_PKTS": np.where(attack, rng.choice([0, 1], n), rng.integers(3, 60, n)),
-        "TCP_FLAGS": np.where(attack, 2, 27),
-        "FLOW_DURATION_MILLISECONDS": np.where(attack, 0, rng.integers(5, 3000, n)),
-        "FLOW_START_MILLISECONDS": t0 + np.sort(rng.integers(0, 600_000, n)),
-        "Label": attack.astype(int),
-        "Attack": np.where(attack, "scan", "Benign"),
-    })
-
-
-def ingest_frame(lake_root: Path, frame: pd.DataFrame, batch_id: str) -> None:
-    """Write ``frame`` as an NF CSV and ingest it into ``lake_root`` as ``batch_id`` (the real ingest path)."""
-    from flowhawk.lake.ingest import IngestConfig, ingest_paths
-
-    csv = lake_root.parent / f"{batch_id}.csv"
-    frame.to_csv(csv, index=False)
-    summary = ingest_paths([csv], IngestConfig(lake=lake_root, batch_id=batch_id, source="nf-csv"))
-    assert summary.count("ingested") == 1, summary.line()
-
-
-@functools.lru_cache(maxsize=1)
-def tiny_base() -> tuple[Path, object]:
-    """(lake root holding batch b1, a model trained on b1) — built once per test session."""
-    from flowhawk.lake.store import Lake
-    from flowhawk.model.config import TrainConfig
-    from flowhawk.model.train import train_model
-
-    work = Path(tempfile.mkdtemp(prefix="flowhawk-registry-"))
-    atexit.register(shutil.rmtree, work, ignore_errors=True)
-    lake_root = work / "lake"
-    ingest_frame(lake_root, make_flows(500, seed=0), "b1")
-    trained = train_model(Lake(lake_root).read_flows(["b1"]), TrainConfig(**TINY))
-    return lake_root, trained
-
 
 @pytest.fixture
-def base(tmp_path: Path) -> tuple[Path, object]:
-    lake_root, trained = tiny_base()
-    return lake_root, trained
+def base(tiny_lake: Path, tiny_model) -> tuple[Path, object]:
+    """(lake root holding batch b1, the tiny model trained on it): the session fixtures of conftest.py."""
+    return tiny_lake, tiny_model
 
 
 def one_line(exc: pytest.ExceptionInfo) -> str:
@@ -86,6 +31,7 @@ def one_line(exc: pytest.ExceptionInfo) -> str:
     return text
 
 
+@pytest.mark.slow  # trains the session's tiny model on first use
 def test_round_trip_scores_identical(base, tmp_path):
     from flowhawk.lake.store import Lake
     from flowhawk.model.scoring import score_frame
@@ -108,6 +54,7 @@ def test_round_trip_scores_identical(base, tmp_path):
     assert (before["predicted_class"] == after["predicted_class"]).all()
 
 
+@pytest.mark.slow  # trains the session's tiny model on first use
 def test_promote_pointer_is_always_valid_json(base, tmp_path):
     reg = Registry(tmp_path / "models")
     versions = [reg.save(base[1], export=False) for _ in range(2)]
@@ -137,6 +84,7 @@ def test_promote_pointer_is_always_valid_json(base, tmp_path):
     assert not [p for p in reg.root.iterdir() if p.name.startswith(".tmp-")]
 
 
+@pytest.mark.slow  # trains the session's tiny model on first use
 def test_interrupted_save_leaves_no_visible_version(base, tmp_path, monkeypatch):
     import flowhawk.model.registry as registry_module
 
@@ -161,6 +109,7 @@ def test_interrupted_save_leaves_no_visible_version(base, tmp_path, monkeypatch)
     assert reg.cleanup() == 1 and not (reg.root / ".tmp-save-killed").exists()
 
 
+@pytest.mark.slow  # trains the session's tiny model on first use
 def test_rollback_walks_back_the_promotion_history(base, tmp_path):
     reg = Registry(tmp_path / "models")
     v1, v2, v3 = (reg.save(base[1], export=False) for _ in range(3))
@@ -178,6 +127,7 @@ def test_rollback_walks_back_the_promotion_history(base, tmp_path):
     assert statuses == {v1: "current", v2: "promoted", v3: "promoted"}
 
 
+@pytest.mark.slow  # trains the session's tiny model on first use
 def test_candidate_is_listed_with_its_reason(base, tmp_path):
     reg = Registry(tmp_path / "models")
     version = reg.save(base[1], status="candidate", reason="rejected: f1 0.5 vs 0.9", export=False)
@@ -207,6 +157,7 @@ def _set_model_config(key: str, value: object):
     return lambda meta: meta["model_config"].__setitem__(key, value)
 
 
+@pytest.mark.slow  # trains the session's tiny model on first use
 @pytest.mark.parametrize(("damage", "expected"), [
     ("truncate_weights", r"weights\.ckpt is \d+ bytes, the manifest says \d+ \(truncated\)"),
     ("garble_features", "features.json is not valid JSON"),
@@ -263,6 +214,7 @@ def test_bad_version_names_and_missing_versions(tmp_path):
         reg.current()
 
 
+@pytest.mark.slow  # trains the session's tiny model on first use
 def test_cli_models_commands(base, tmp_path, capsys):
     from flowhawk.cli.main import main
 
@@ -300,6 +252,7 @@ def test_cli_help(command, capsys):
     assert ("list" in out and "rollback" in out) if command == "models" else "--models" in out
 
 
+@pytest.mark.slow  # trains the session's tiny model on first use
 def test_failed_mindir_export_is_recorded_not_raised(base, tmp_path, monkeypatch):
     import mindspore
 

@@ -20,7 +20,7 @@ from flowhawk.extractors.zeek_to_flows import (
     history_flags,
     zeek_pcap_to_conn,
 )
-from tests.conftest import shared_path
+from tests.helpers import shared_path
 
 FIELDS = [
     "ts", "uid", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p", "proto", "service", "duration", "orig_bytes",

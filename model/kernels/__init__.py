@@ -1,89 +1,91 @@
-"""Custom CPU kernels (MindSpore "aot" Custom ops), compiled with g++ on first use.
+"""Custom CPU kernels (MindSpore "aot" Custom ops): loaded from a cache folder, compiled with g++ when absent.
 
 ``bilstm.cc``: a fused bidirectional LSTM layer (forward + backward); ``convpool.cc``: temporal
 convolution + ReLU + mask + max pooling (forward + backward). Their GEMMs call the oneDNN library
-that ships inside the MindSpore wheel. The shared object is built once per source /
-compiler-flag / CPU combination into a cache folder (temp name, then os.replace: never half-written)
-and reused. When no compiler or no oneDNN is available, ``bilstm_ops()`` returns None and callers
-fall back to the pure-MindSpore unrolled recurrence.
+that ships inside the MindSpore wheel. Compiling and the cache layout are in ``build.py``.
+
+``kernel_library()`` (what the network layers call) loads, from the active cache, a ``-march=native``
+build for this CPU, else a portable ``x86-64-v2`` one; with neither, it compiles a native build (a few
+seconds, logged with its duration) and, when that is impossible (no g++), logs ONE warning and returns
+None: the layers then run plain MindSpore ops. The active cache is ``~/.cache/flowhawk`` unless the caller
+(the CLI, the flows, the tests) sets one with ``use_kernel_cache`` (from ``cache_root_from_env``).
 """
 
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import logging
-import os
-import platform
-import shutil
-import subprocess
-import tempfile
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from flowhawk.model.kernels.build import (
+    KernelBuild,
+    KernelBuildError,
+    KernelCache,
+    build_kernels,
+    cache_root_from_env,
+    find_kernels,
+    kernel_status,
+)
+
+__all__ = ["SLOWDOWN", "KernelBuild", "KernelBuildError", "KernelCache", "active_cache", "build_kernels",
+           "cache_root_from_env", "find_kernels", "kernel_build", "kernel_library", "kernel_stats", "kernel_status",
+           "set_kernel_threads", "use_kernel_cache"]
+
 log = logging.getLogger(__name__)
-KERNEL_DIR = Path(__file__).parent
-SOURCES = (KERNEL_DIR / "bilstm.cc", KERNEL_DIR / "convpool.cc")
-HEADERS = (KERNEL_DIR / "common.h",)
-CXXFLAGS = ["-std=c++17", "-O3", "-march=native", "-ffast-math", "-fPIC", "--shared",
-            "-D_GLIBCXX_USE_CXX11_ABI=0", "-pthread"]
+# benchmarks/results/net.md, run A (B=512, T=16): ms_unrolled (the fallback) vs ms_fused, windows/s
+SLOWDOWN = ("training 2.6x slower and scoring 3.7x slower (benchmarks/results/net.md, run A: 3,050 vs 7,904 "
+            "training windows/s, 6,102 vs 22,611 scoring windows/s)")
 
 
-def _mindspore_lib() -> Path | None:
-    import mindspore
+@dataclass
+class _Active:
+    """Process-wide: the cache set by ``use_kernel_cache`` and the compile ``kernel_library`` did, if any."""
 
-    lib = Path(mindspore.__file__).parent / "lib" / "libdnnl.so.3"
-    return lib if lib.exists() else None
-
-
-def _cpu_signature() -> str:
-    try:
-        flags = next((ln for ln in Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith("flags")), "")
-    except OSError:
-        flags = ""
-    return platform.machine() + flags
+    cache: KernelCache | None = None
+    build: KernelBuild | None = None
 
 
-def default_cache_dir() -> Path:
-    return Path.home() / ".cache" / "flowhawk" / "kernels"
+_ACTIVE = _Active()
 
 
-def build_kernels(cache_dir: Path | None = None) -> Path:
-    """Compile the kernels (if not cached) into one .so and return its path; RuntimeError on failure."""
-    dnnl = _mindspore_lib()
-    cxx = shutil.which("g++")
-    if dnnl is None or cxx is None:
-        raise RuntimeError(f"cannot build the fused BiLSTM kernel: g++={cxx}, MindSpore oneDNN={dnnl}")
-    key = hashlib.sha256(b"".join(src.read_bytes() for src in (*SOURCES, *HEADERS)) + " ".join(CXXFLAGS).encode()
-                         + str(dnnl).encode() + _cpu_signature().encode()).hexdigest()[:16]
-    cache = cache_dir or default_cache_dir()
-    out = cache / f"flowhawk-kernels-{key}.so"
-    if out.exists():
-        return out
-    cache.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".so.tmp", dir=cache)
-    os.close(fd)
-    cmd = [cxx, *CXXFLAGS, f"-I{KERNEL_DIR}", "-o", tmp, *map(str, SOURCES), str(dnnl), f"-Wl,-rpath,{dnnl.parent}"]
-    try:
-        res = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
-        if res.returncode != 0:
-            raise RuntimeError(f"g++ failed building the kernels: {res.stderr.strip()[-500:]}")
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    log.info("built fused kernels %s", out)
-    return out
+def use_kernel_cache(cache: KernelCache) -> None:
+    """Make ``cache`` the folder ``kernel_library`` loads from (and builds into) in this process."""
+    if not isinstance(cache, KernelCache):
+        raise TypeError(f"use_kernel_cache needs a KernelCache, got {type(cache).__name__}")
+    _ACTIVE.cache, _ACTIVE.build = cache, None
+    kernel_library.cache_clear()
+
+
+def active_cache() -> KernelCache:
+    return _ACTIVE.cache or KernelCache(Path.home() / ".cache" / "flowhawk")
+
+
+def kernel_build() -> KernelBuild | None:
+    """The compile this process did for ``kernel_library`` (its duration), or None when it loaded a cached one."""
+    return _ACTIVE.build
 
 
 @lru_cache(maxsize=1)
 def kernel_library() -> Path | None:
-    """The compiled kernel library, or None (logged) when it cannot be built on this machine."""
+    """The kernel library to load, compiling it if needed; None (with one warning) when impossible here."""
+    cache = active_cache()
+    found = find_kernels(cache)
+    if found is not None:
+        log.debug("fused kernels: %s", found)
+        return found
     try:
-        return build_kernels()
-    except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
-        log.warning("fused kernels unavailable, using plain MindSpore ops instead: %s", exc)
+        build = build_kernels(cache, "native")
+    except KernelBuildError as exc:
+        log.warning("fused C++ kernels unavailable (%s; nothing usable for this CPU in %s): using plain MindSpore "
+                    "ops, %s. Fix: install g++ and run `flowhawk kernels build` (`flowhawk kernels status` shows "
+                    "the cache).", exc, cache.directory, SLOWDOWN)
         return None
+    _ACTIVE.build = build
+    log.info("compiled the fused C++ kernels for this CPU in %.1f s into %s (once per CPU and cache; "
+             "`flowhawk kernels build` does it ahead of time)", build.seconds, build.path)
+    return build.path
 
 
 def kernel_stats() -> dict[str, tuple[int, float]]:
