@@ -77,3 +77,16 @@ def test_compose_wires_server_serve_process_and_data_volumes():
     build = worker["build"]
     assert (DOCKER / build["context"] / build["dockerfile"]).resolve() == (DOCKER / "Dockerfile").resolve()
     assert _defaults(server["environment"]["PREFECT_UI_API_URL"]) == "http://127.0.0.1:4200/api"
+
+
+def test_kernels_are_built_portable_into_the_image_not_the_volume():
+    """The image compiles the kernels (-march=x86-64-v2) after installing flowhawk, into FLOWHAWK_CACHE,
+    a folder of the image (not under the /data volume), owned by the runtime user."""
+    text = (DOCKER / "Dockerfile").read_text()
+    cache = re.search(r"^\s+FLOWHAWK_CACHE=(\S+)$", text, re.M)
+    assert cache and not cache.group(1).startswith("/data"), "FLOWHAWK_CACHE must be set, outside /data"
+    install = text.index("pip install --no-cache-dir .")
+    build = text.index("flowhawk kernels build --portable")
+    assert install < build < text.index("USER 1000"), "kernels built after the install, before dropping root"
+    assert re.search(r"chown -R flowhawk:flowhawk .*\"\$FLOWHAWK_CACHE\"", text)
+    assert text.index("FLOWHAWK_CACHE=") < build, "FLOWHAWK_CACHE set before the build uses it"

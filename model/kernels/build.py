@@ -149,27 +149,36 @@ def build_kernels(cache: KernelCache, variant: str = "native", force: bool = Fal
     out = cache.directory / library_name(variant, dnnl, cpu)
     if out.exists() and not force:
         return KernelBuild(out, variant, 0.0, compiled=False)
-    cache.directory.mkdir(parents=True, exist_ok=True)
-    remove_stale_temps(cache.directory)
+    try:
+        cache.directory.mkdir(parents=True, exist_ok=True)
+        remove_stale_temps(cache.directory)
+    except OSError as exc:
+        raise KernelBuildError(f"cannot write the kernel cache {cache.directory}: {exc}") from exc
     tmp = tmp_sibling(out)
     cmd = [cxx, *flags, f"-I{KERNEL_DIR}", "-o", str(tmp), *map(str, SOURCES), str(dnnl),
            f"-Wl,-rpath,{dnnl.parent}"]
     start = time.perf_counter()
     try:
         res = subprocess.run(cmd, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S, check=False)
+        seconds = time.perf_counter() - start
         if res.returncode != 0:
             raise KernelBuildError(f"g++ failed building the kernels: {res.stderr.strip()[-500:]}")
-        seconds = time.perf_counter() - start
         os.replace(tmp, out)
     except (OSError, subprocess.SubprocessError) as exc:
-        raise KernelBuildError(f"g++ could not run: {exc}") from exc
+        raise KernelBuildError(f"building {out} failed: {exc}") from exc
     finally:
         tmp.unlink(missing_ok=True)
+    _write_record(out, variant, flags, cpu, dnnl, cxx, seconds)
+    return KernelBuild(out, variant, seconds, compiled=True)
+
+
+def _write_record(out: Path, variant: str, flags: list[str], cpu: CpuInfo, dnnl: Path, cxx: str,
+                  seconds: float) -> None:
+    """The build record ``<library>.json`` that ``kernel_status`` reads."""
     atomic_write_json(out.with_suffix(".json"), {
         "variant": variant, "march": VARIANTS[variant], "flags": flags, "cpu_key": cpu.key, "cpu_model": cpu.model,
         "machine": cpu.machine, "onednn": str(dnnl), "compiler": _compiler_version(cxx),
         "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "build_seconds": round(seconds, 2)})
-    return KernelBuild(out, variant, seconds, compiled=True)
 
 
 def _compiler_version(cxx: str) -> str:
