@@ -64,6 +64,7 @@ def test_padding_equals_shorter_sequence(arch: str, impl: str) -> None:
     assert cfg_short.window == 4
 
 
+@pytest.mark.slow  # two graph compiles of the 4-step recurrence: ~6 s on an idle 2-core machine
 def test_unrolled_lstm_matches_native() -> None:
     """Same parameters, no padding: the unrolled recurrence reproduces mindspore.nn.LSTM."""
     cfg_u = ModelConfig(**{**SMALL, "window": 4}, dropout=0.0, impl="unrolled")
