@@ -89,6 +89,6 @@ def run_status(args: argparse.Namespace) -> int:
         print("loads: nothing compiled for this CPU yet; the first network built compiles it (a few seconds), "
               "or run `flowhawk kernels build` now")
     else:
-        print(f"loads: nothing usable and no g++, so plain MindSpore ops run ({SLOWDOWN}); fix: install g++ and "
-              "run `flowhawk kernels build`")
+        print(f"loads: nothing usable and no g++: plain MindSpore ops run, {SLOWDOWN}. Fix: install g++ and run "
+              "`flowhawk kernels build`")
     return 1

@@ -35,8 +35,8 @@ __all__ = ["SLOWDOWN", "KernelBuild", "KernelBuildError", "KernelCache", "active
 
 log = logging.getLogger(__name__)
 # benchmarks/results/net.md, run A (B=512, T=16): ms_unrolled (the fallback) vs ms_fused, windows/s
-SLOWDOWN = ("training 2.6x slower and scoring 3.7x slower (benchmarks/results/net.md, run A: 3,050 vs 7,904 "
-            "training windows/s, 6,102 vs 22,611 scoring windows/s)")
+SLOWDOWN = ("training 2.6x and scoring 3.7x slower than with the fused kernels (benchmarks/results/net.md, "
+            "run A: 3,050 vs 7,904 training windows/s, 6,102 vs 22,611 scoring windows/s)")
 
 
 @dataclass
@@ -78,9 +78,9 @@ def kernel_library() -> Path | None:
     try:
         build = build_kernels(cache, "native")
     except KernelBuildError as exc:
-        log.warning("fused C++ kernels unavailable (%s; nothing usable for this CPU in %s): using plain MindSpore "
-                    "ops, %s. Fix: install g++ and run `flowhawk kernels build` (`flowhawk kernels status` shows "
-                    "the cache).", exc, cache.directory, SLOWDOWN)
+        log.warning("fused C++ kernels unavailable: %s, and nothing usable for this CPU in %s. Running plain "
+                    "MindSpore ops instead: %s. Fix: install g++ and run `flowhawk kernels build` (`flowhawk kernels "
+                    "status` shows the cache).", exc, cache.directory, SLOWDOWN)
         return None
     _ACTIVE.build = build
     log.info("compiled the fused C++ kernels for this CPU in %.1f s into %s (once per CPU and cache; "

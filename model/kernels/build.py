@@ -236,7 +236,7 @@ def _judge(variant: str | None, meta: dict[str, object], cpu: CpuInfo) -> tuple[
             return False, "this CPU lacks " + ", ".join(missing)
         return True, "built for this CPU" if variant == "native" else "portable (x86-64-v2); this CPU runs it"
     if not meta:
-        return False, "no build record (built by an older flowhawk); not used"
+        return False, "named by an older flowhawk (no build record); never loaded, safe to delete"
     if meta.get("variant") == "native" and meta.get("cpu_key") != cpu.key:
         return False, f"built for another CPU ({meta.get('cpu_model')})"
     return False, "stale: built from other kernel sources or another MindSpore install"
