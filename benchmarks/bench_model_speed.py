@@ -37,7 +37,7 @@ import mindspore as ms
 from mindspore import Tensor, nn, ops
 
 from flowhawk.model.config import ModelConfig
-from flowhawk.model.kernels import kernel_stats
+from flowhawk.model.kernels import KernelCache, cache_root_from_env, kernel_library, kernel_stats, use_kernel_cache
 from flowhawk.model.network import build_network, make_predict, make_train_step, set_threads
 
 log = logging.getLogger("bench_model_speed")
@@ -243,11 +243,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, help="also write the markdown table here")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    use_kernel_cache(KernelCache(cache_root_from_env(os.environ)))  # as the CLI: $FLOWHAWK_CACHE, XDG, ~/.cache
     load0 = os.getloadavg()[0]
     threads = (args.threads, args.torch_threads or args.threads)
     res, inside = run(args.batch, args.rounds, threads, args.runtime_threads, args.variants.split(","))
     text = report(res, inside, args.batch, threads, args.runtime_threads,
                   "python " + " ".join(sys.argv), (load0, os.getloadavg()[0]))
+    lib = kernel_library() if "ms_fused" in args.variants else None
+    text += f"\nKernel library: {lib.name if lib else 'none'}.\n" if "ms_fused" in args.variants else ""
     print(text)
     if args.out:
         args.out.write_text(text)
