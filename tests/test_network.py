@@ -51,7 +51,8 @@ def test_padded_values_do_not_change_logits(arch: str, skip: int) -> None:
     assert not np.allclose(a, predict(Tensor(x3), Tensor(mask)).asnumpy(), atol=1e-4)
 
 
-@pytest.mark.parametrize(("arch", "impl"), [("cnn_bilstm", "auto"), ("multiscale", "auto")])
+@pytest.mark.parametrize(("arch", "impl"), [("cnn_bilstm", "auto"),
+                                           pytest.param("multiscale", "auto", marks=pytest.mark.slow)])  # ~4 s
 def test_padding_equals_shorter_sequence(arch: str, impl: str) -> None:
     """Left padding is invisible (state carried over): padded window == the same flows un-padded."""
     cfg_long = ModelConfig(arch=arch, impl=impl, **{**SMALL, "window": 8, "pool": 2})
@@ -79,7 +80,8 @@ def test_unrolled_lstm_matches_native() -> None:
 
 @pytest.mark.usefixtures("fused_kernels")  # compiled (or loaded) when the first of these runs; skipped without g++
 @pytest.mark.parametrize(("arch", "window", "pool", "kernel", "layers", "batch"), [
-    ("cnn_bilstm", 8, 2, 3, 1, 6), ("cnn_bilstm", 10, 3, 4, 1, 6), ("multiscale", 8, 2, 3, 2, 6),
+    ("cnn_bilstm", 8, 2, 3, 1, 6), ("cnn_bilstm", 10, 3, 4, 1, 6),
+    pytest.param("multiscale", 8, 2, 3, 2, 6, marks=pytest.mark.slow),  # 2 layers, 3 convs: ~3.5 s of compiles
     ("cnn_bilstm", 2, 1, 1, 1, 1)])
 def test_fused_kernels_match_unrolled(arch: str, window: int, pool: int, kernel: int, layers: int,
                                       batch: int) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -48,14 +49,14 @@ class _Active:
 
 
 _ACTIVE = _Active()
+_LOCK = threading.Lock()  # two threads building networks at once: one compile, one warning
 
 
 def use_kernel_cache(cache: KernelCache) -> None:
     """Make ``cache`` the folder ``kernel_library`` loads from (and builds into) in this process."""
     if not isinstance(cache, KernelCache):
         raise TypeError(f"use_kernel_cache needs a KernelCache, got {type(cache).__name__}")
-    _ACTIVE.cache, _ACTIVE.build = cache, None
-    kernel_library.cache_clear()
+    _ACTIVE.cache = cache
 
 
 def active_cache() -> KernelCache:
@@ -67,10 +68,15 @@ def kernel_build() -> KernelBuild | None:
     return _ACTIVE.build
 
 
-@lru_cache(maxsize=1)
 def kernel_library() -> Path | None:
     """The kernel library to load, compiling it if needed; None (with one warning) when impossible here."""
-    cache = active_cache()
+    with _LOCK:
+        return _load_or_build(active_cache())
+
+
+@lru_cache(maxsize=8)
+def _load_or_build(cache: KernelCache) -> Path | None:
+    """Once per cache folder and process (so one compile, or one warning)."""
     found = find_kernels(cache)
     if found is not None:
         log.debug("fused kernels: %s", found)
