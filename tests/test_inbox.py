@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from flowhawk.lake.inbox import Inbox, InboxConfig, read_outcome
 
 ROOT = Path(__file__).resolve().parents[1]

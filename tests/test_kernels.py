@@ -12,16 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from flowhawk.model.kernels import (
-    KernelBuildError,
-    KernelCache,
-    build_kernels,
-    cache_root_from_env,
-    find_kernels,
-    kernel_status,
-    use_kernel_cache,
-)
 from flowhawk.model.kernels import build as kbuild
+from flowhawk.model.kernels import use_kernel_cache
+from flowhawk.model.kernels.build import KernelBuildError, KernelCache, build_kernels, cache_root_from_env
 
 ROOT = Path(__file__).resolve().parents[1]
 needs_gxx = pytest.mark.skipif(kbuild.compiler() is None, reason="g++ is not installed")
@@ -143,8 +136,8 @@ def test_first_network_compiles_natively_reports_the_time_and_native_wins(tmp_pa
     assert Path(probe["lib"]).parent == cache / "kernels" and Path(probe["lib"]).name.startswith("native-")
     assert proc.stderr.count("compiled the fused C++ kernels for this CPU in") == 1
     portable = build_kernels(KernelCache(cache), "portable")
-    assert find_kernels(KernelCache(cache)) == Path(probe["lib"]) != portable.path  # native preferred
-    entries = {e.path.name: e for e in kernel_status(KernelCache(cache))}
+    assert kbuild.find_kernels(KernelCache(cache)) == Path(probe["lib"]) != portable.path  # native preferred
+    entries = {e.path.name: e for e in kbuild.kernel_status(KernelCache(cache))}
     assert entries[Path(probe["lib"]).name].why == "built for this CPU" and all(e.usable for e in entries.values())
 
 
