@@ -44,14 +44,14 @@ class KernelBuildError(RuntimeError):
 
 @dataclass(frozen=True)
 class KernelCache:
-    """flowhawk's cache folder (``root``); compiled kernels live in ``root/kernels``."""
+    """flowhawk's cache folder (``root``, made absolute); compiled kernels live in ``root/kernels``."""
 
     root: Path
 
     def __post_init__(self) -> None:
         if not isinstance(self.root, (str, os.PathLike)) or not str(self.root):
             raise ValueError(f"KernelCache.root must be a non-empty path, got {self.root!r}")
-        object.__setattr__(self, "root", Path(self.root).expanduser())
+        object.__setattr__(self, "root", Path(self.root).expanduser().absolute())  # MindSpore loads it by path
 
     @property
     def directory(self) -> Path:
