@@ -26,7 +26,7 @@ from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
 
-from flowhawk.lake.atomic import atomic_write_json, remove_stale_temps, tmp_sibling
+from flowhawk.common.files import atomic_write_json, remove_stale_temps, tmp_sibling
 
 KERNEL_DIR = Path(__file__).parent
 SOURCES = (KERNEL_DIR / "bilstm.cc", KERNEL_DIR / "convpool.cc")
