@@ -11,7 +11,14 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from flowhawk.flows.ingest_flow import INGEST_WORKERS, ingest_batch
 from flowhawk.flows.model_flows import refresh_model, train_model
-from flowhawk.flows.params import DEFAULT_INBOX, DEFAULT_INBOX_OPTIONS, DEFAULT_LAKE, DEFAULT_MODELS, InboxOptions
+from flowhawk.flows.params import (
+    DEFAULT_INBOX,
+    DEFAULT_INBOX_OPTIONS,
+    DEFAULT_LAKE,
+    DEFAULT_MODELS,
+    InboxOptions,
+    use_kernel_cache_from_env,
+)
 from flowhawk.flows.score_flow import score_batch
 from flowhawk.flows.tasks import (
     batches_new_to_model,
@@ -33,6 +40,7 @@ def process_inbox(inbox: Path = DEFAULT_INBOX, lake: Path = DEFAULT_LAKE, models
     a first model when there is none and labels are available, score and report each batch, then move its
     files to ``done/`` or ``quarantine/``. Refreshes the model when enough new labelled batches arrived."""
     logger = get_run_logger()
+    use_kernel_cache_from_env()
     batches: list[dict[str, Any]] = []
     while len(batches) < options.max_batches:
         t0 = time.perf_counter()

@@ -15,6 +15,7 @@ from flowhawk.flows.params import (
     DEFAULT_TRAIN,
     RefreshOptions,
     TrainOptions,
+    use_kernel_cache_from_env,
 )
 from flowhawk.flows.tasks import first_model, refresh, train_register
 from flowhawk.model.refresh import RefreshResult
@@ -31,6 +32,7 @@ def train_model(lake: Path = DEFAULT_LAKE, models: Path = DEFAULT_MODELS, option
     (decided under the models folder's lock); ``only_if_no_model``: do nothing when a model is current (the
     inbox's first-model rule). Returns version, metrics, batches."""
     logger = get_run_logger()
+    use_kernel_cache_from_env()
     config = options.to_train_config()
     progress = create_progress_artifact(0.0, description=f"training ({config.epochs} epochs max)")
     if only_if_no_model:
@@ -57,6 +59,7 @@ def refresh_model(lake: Path = DEFAULT_LAKE, models: Path = DEFAULT_MODELS, opti
     sample of old ones; promote the candidate only if it is not worse on held-out flows (``model.refresh``).
     The candidate is kept in the registry either way, with the decision as its reason."""
     logger = get_run_logger()
+    use_kernel_cache_from_env()
     result = refresh(models, lake, new_batches, options.to_refresh_config())
     logger.info("refresh of %s on %d new batch(es) -> %s: %s", result.parent, len(result.new_batches),
                 result.version, result.reason)

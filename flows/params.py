@@ -6,6 +6,7 @@ read these; library code receives the frozen dataclasses built from them (``to_t
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -15,6 +16,8 @@ from flowhawk.common.config import DATA_ROOT
 from flowhawk.model.baselines import BaselineConfig
 from flowhawk.model.config import BASELINES as BASELINE_NAMES
 from flowhawk.model.config import TrainConfig
+from flowhawk.model.kernels import use_kernel_cache
+from flowhawk.model.kernels.build import KernelCache, cache_root_from_env
 from flowhawk.model.refresh import RefreshConfig
 
 DEFAULT_INBOX = DATA_ROOT / "inbox"
@@ -88,6 +91,12 @@ class InboxOptions(_Frozen):
     top_n: int = Field(25, ge=1, le=1000, description="rows of the top-anomalies table")
     train: TrainOptions = TrainOptions()
     refresh: RefreshOptions = RefreshOptions()
+
+
+def use_kernel_cache_from_env() -> None:
+    """Point the fused kernels at FLOWHAWK_CACHE (then XDG_CACHE_HOME/flowhawk, ~/.cache/flowhawk): flow runs
+    started by ``flowhawk serve`` are processes of their own and would not see the CLI's setting."""
+    use_kernel_cache(KernelCache(cache_root_from_env(os.environ)))
 
 
 def paths_dict(inbox: Path | None = None, lake: Path | None = None, models: Path | None = None) -> dict[str, str]:

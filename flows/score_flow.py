@@ -17,7 +17,7 @@ from prefect.artifacts import (
     update_progress_artifact,
 )
 
-from flowhawk.flows.params import DEFAULT_LAKE, DEFAULT_MODELS
+from flowhawk.flows.params import DEFAULT_LAKE, DEFAULT_MODELS, use_kernel_cache_from_env
 from flowhawk.flows.tasks import current_model, load_model, read_flows, score_flows, timed, write_report
 from flowhawk.reports.config import top_anomalies
 from flowhawk.reports.scored import ReportPaths, ScoreMeta, summary_markdown
@@ -35,6 +35,7 @@ def score_batch(batch_id: str, lake: Path = DEFAULT_LAKE, models: Path = DEFAULT
     """Score lake batches ``lake_batches`` (default: the lake batch ``batch_id``) with the current model and
     write the report ``<lake>/reports/batch=<batch_id>/``. Returns the report summary."""
     logger = get_run_logger()
+    use_kernel_cache_from_env()
     lake_batches = list(lake_batches or [batch_id])
     seconds = dict(timings or {})
     progress = create_progress_artifact(0.0, key=artifact_key("scoring", batch_id),

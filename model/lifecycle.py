@@ -30,6 +30,7 @@ from flowhawk.lake.store import Lake
 from flowhawk.model.baselines import BaselineConfig, compare
 from flowhawk.model.config import TrainConfig
 from flowhawk.model.evaluate import results_table
+from flowhawk.model.kernels import kernel_build
 from flowhawk.model.registry import Registry, data_manifest
 from flowhawk.model.train import prepare, train_prepared
 from flowhawk.model.trained import TrainedModel
@@ -100,6 +101,9 @@ def _train(lake: Lake, config: TrainConfig, batches: list[str] | None, baselines
         on_start(len(frame), batches)
     prep = prepare(frame, config)
     trained = train_prepared(prep, config, on_epoch=on_epoch)
+    if (build := kernel_build()) is not None:  # the fused kernels compiled (or found) for this run
+        trained.metrics["kernel_build"] = {"seconds": round(build.seconds, 1), "compiled": build.compiled,
+                                           "variant": build.variant}
     if baselines is not None and baselines.names:
         table, results = compare(prep, trained, baselines)
         trained.metrics["baselines"] = {k: v for k, v in results.items() if k != "flowhawk"}
