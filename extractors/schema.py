@@ -15,8 +15,10 @@ from dataclasses import dataclass
 
 import pandas as pd
 import pyarrow as pa
+from flowhawk.extractors.community_id import community_ids
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: community_id added (flows of version 1 read with it null, filled by ``conform``)
+READABLE_SCHEMA_VERSIONS: tuple[int, ...] = (1, 2)  # lake batches / models this code can still read
 
 
 @dataclass(frozen=True)
@@ -94,6 +96,8 @@ COLUMNS: tuple[Column, ...] = (
     # --- extra (not NF, but needed to read the rest) ---
     Column("IP_VERSION", _I8, "4 or 6", "IP version of the addresses", "extra"),
     Column("APPLICATION_NAME", _STR, "text", "Application as text (nDPI name, Zeek service, or NF id)", "extra"),
+    Column("community_id", _STR, "text", "Community ID v1 of the 5-tuple (same hash as Zeek, Suricata, Arkime); "
+           "null for ICMP without a type and for flows without addresses", "extra"),
     # --- labels (optional; null when unknown) ---
     Column("Label", _I8, "0/1", "1 = attack, 0 = benign, null = unlabelled", "label"),
     Column("Attack", _STR, "class", "Attack class name ('Benign' for benign flows), null = unlabelled", "label"),
@@ -121,12 +125,15 @@ def conform(frame: pd.DataFrame, **constants: object) -> pa.Table:
     """Return ``frame`` as a table of exactly FLOW_SCHEMA (column order, types; absent columns null).
 
     ``constants`` set whole columns (provenance, e.g. ``batch_id="b1"``). Unknown columns in ``frame`` are
-    dropped. Raises ``ValueError`` naming the column when a value cannot be represented.
+    dropped. ``community_id`` is computed from the 5-tuple where the frame lacks it (absent column or null rows).
+    Raises ``ValueError`` naming the column when a value cannot be represented.
     """
     unknown = set(constants) - set(COLUMN_NAMES)
     if unknown:
         raise ValueError(f"conform: unknown column(s) {sorted(unknown)}")
     n = len(frame)
+    if "community_id" not in constants:
+        frame = _with_community_id(frame)
     arrays = []
     for col in COLUMNS:
         if col.name in constants:
@@ -136,6 +143,17 @@ def conform(frame: pd.DataFrame, **constants: object) -> pa.Table:
         else:
             arrays.append(pa.nulls(n, type=col.type))
     return pa.Table.from_arrays(arrays, schema=FLOW_SCHEMA)
+
+
+def _with_community_id(frame: pd.DataFrame) -> pd.DataFrame:
+    if "community_id" not in frame.columns:
+        return frame.assign(community_id=community_ids(frame))
+    missing = frame["community_id"].isna()
+    if not missing.any():
+        return frame
+    filled = frame["community_id"].astype(object).copy()
+    filled[missing] = community_ids(frame[missing])
+    return frame.assign(community_id=filled)
 
 
 def _to_arrow(series: pd.Series, col: Column) -> pa.Array:
