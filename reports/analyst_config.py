@@ -1,0 +1,65 @@
+"""Settings of the analyst's view (incidents, host evidence, alerts): one frozen, validated dataclass.
+
+Only cli/ and flows/ build it from user input; the library takes it as an argument.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+HOUR_MS = 3_600_000
+
+
+@dataclass(frozen=True)
+class AnalystConfig:
+    """How anomalous flows become incidents, hosts accumulate evidence, and alerts are emitted.
+
+    - ``incident_gap_s``: two anomalous flows of one source and behaviour belong to one incident when the later
+      starts at most this long after the earlier ones ended.
+    - ``evidence_window_s``: host evidence is counted per window of this length (an hour by default).
+    - ``window_points_cap``: at most this many evidence points per host and window (a flood is one loud
+      window, not a million points).
+    - ``half_life_h``: evidence halves every ``half_life_h`` hours of lake time (the end of the newest flow).
+    - ``alert_level``: a host whose evidence reaches this level is flagged ``alert``.
+    - ``severity_scores``: max score at or above each value adds one severity step (1 low ... 4 critical).
+    - ``severity_fanout``: an incident with at least this many flows, peers or ports adds one step.
+    - ``alerts_per``: ``incident`` (one alert per incident) or ``flow`` (one per anomalous flow).
+    - ``explain_max_flows``: cap on anomalous flows explained by occlusion per batch (highest scores first);
+      the others carry their incident's reason.
+    """
+
+    incident_gap_s: float = 300.0
+    evidence_window_s: float = 3600.0
+    window_points_cap: float = 25.0
+    half_life_h: float = 24.0
+    alert_level: float = 40.0
+    severity_scores: tuple[float, ...] = (0.9, 0.99)
+    severity_fanout: int = 100
+    alerts_per: str = "incident"
+    explain_max_flows: int = 20_000
+    top_hosts: int = 25
+
+    def __post_init__(self) -> None:
+        for name, low, high in (("incident_gap_s", 0.0, 86_400.0 * 30), ("evidence_window_s", 1.0, 86_400.0 * 30),
+                                ("window_points_cap", 0.001, 1e9), ("half_life_h", 0.001, 24.0 * 3650),
+                                ("alert_level", 0.001, 1e12)):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not low <= float(value) <= high:
+                raise ValueError(f"AnalystConfig.{name} must be a number in [{low}, {high}], got {value!r}")
+        scores = self.severity_scores
+        if (not isinstance(scores, tuple) or len(scores) > 3
+                or not all(isinstance(s, (int, float)) and 0.0 <= s <= 1.0 for s in scores)
+                or list(scores) != sorted(scores)):
+            raise ValueError(f"AnalystConfig.severity_scores must be a sorted tuple of at most 3 numbers in [0, 1], "
+                             f"got {scores!r}")
+        for name, low, high in (("severity_fanout", 1, 10**9), ("explain_max_flows", 0, 10**8),
+                                ("top_hosts", 1, 10_000)):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+                raise ValueError(f"AnalystConfig.{name} must be an integer in [{low}, {high}], got {value!r}")
+        if self.alerts_per not in ("incident", "flow"):
+            raise ValueError(f"AnalystConfig.alerts_per must be 'incident' or 'flow', got {self.alerts_per!r}")
+
+    @property
+    def window_ms(self) -> int:
+        return round(self.evidence_window_s * 1000)
