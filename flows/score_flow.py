@@ -18,7 +18,17 @@ from prefect.artifacts import (
 )
 
 from flowhawk.flows.params import DEFAULT_LAKE, DEFAULT_MODELS, use_kernel_cache_from_env
-from flowhawk.flows.tasks import current_model, load_model, read_flows, score_flows, timed, write_report
+from flowhawk.flows.tasks import (
+    analyse_batch,
+    current_model,
+    explain_flows,
+    load_model,
+    read_flows,
+    score_flows,
+    timed,
+    write_report,
+)
+from flowhawk.reports.analyst_config import AnalystConfig
 from flowhawk.reports.config import top_anomalies
 from flowhawk.reports.scored import ReportPaths, ScoreMeta, summary_markdown
 
@@ -31,9 +41,11 @@ def artifact_key(kind: str, batch_id: str) -> str:
 @flow(name="score-batch", log_prints=False)
 def score_batch(batch_id: str, lake: Path = DEFAULT_LAKE, models: Path = DEFAULT_MODELS,
                 lake_batches: list[str] | None = None, top_n: int = 25,
-                timings: dict[str, float] | None = None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Score lake batches ``lake_batches`` (default: the lake batch ``batch_id``) with the current model and
-    write the report ``<lake>/reports/batch=<batch_id>/``. Returns the report summary."""
+                timings: dict[str, float] | None = None, extra: dict[str, Any] | None = None,
+                alerts_per: str = "incident", half_life_h: float = 24.0) -> dict[str, Any]:
+    """Score lake batches ``lake_batches`` (default: the lake batch ``batch_id``) with the current model, explain
+    the anomalies, group them into incidents, update the host table and write the report
+    ``<lake>/reports/batch=<batch_id>/`` (with incidents.parquet and alerts.jsonl). Returns the report summary."""
     logger = get_run_logger()
     use_kernel_cache_from_env()
     lake_batches = list(lake_batches or [batch_id])
@@ -54,10 +66,18 @@ def score_batch(batch_id: str, lake: Path = DEFAULT_LAKE, models: Path = DEFAULT
     t0 = time.perf_counter()
     scores = score_flows(trained, flows)
     timed(seconds, "score", t0)
-    update_progress_artifact(progress, 85.0, description="scored; writing the report")
+    update_progress_artifact(progress, 70.0, description="scored; explaining anomalies, building incidents")
+    config = AnalystConfig(alerts_per=alerts_per, half_life_h=half_life_h)
+    t0 = time.perf_counter()
+    scores = explain_flows(trained, flows, scores, config.explain_max_flows)
+    timed(seconds, "explain", t0)
+    t0 = time.perf_counter()
+    analyst = analyse_batch(lake, batch_id, flows, scores, version, config)
+    timed(seconds, "incidents_hosts", t0)
+    update_progress_artifact(progress, 85.0, description="writing the report")
     meta = ScoreMeta(model_version=version, threshold=float(trained.threshold), timings_s=seconds)
     paths, summary = write_report(lake, batch_id, flows, scores, meta, top_n,
-                                  {"lake_batches": lake_batches, **(extra or {})})
+                                  {"lake_batches": lake_batches, **(extra or {})}, analyst)
     update_progress_artifact(progress, 100.0, description=f"report written: {paths.directory}")
     _publish(batch_id, summary, top_anomalies_rows(paths, top_n), summary_markdown(summary))
     logger.info("batch %s: %d flows, %d anomalies (%.2f %%); report %s", batch_id, summary["flows"],

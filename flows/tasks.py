@@ -31,6 +31,10 @@ from flowhawk.model.refresh import RefreshConfig, RefreshResult, refresh_model
 from flowhawk.model.registry import Registry
 from flowhawk.model.scoring import score_frame
 from flowhawk.model.trained import TrainedModel
+from flowhawk.reports.analyst import AnalystResult
+from flowhawk.reports.analyst import analyse_batch as analyse
+from flowhawk.reports.analyst_config import AnalystConfig
+from flowhawk.reports.explain import explain_supervised
 from flowhawk.reports.scored import (
     ReportConfig,
     ReportPaths,
@@ -226,11 +230,25 @@ def score_flows(trained: TrainedModel, frame: pd.DataFrame) -> pd.DataFrame:
 
 
 # --- reports --------------------------------------------------------------------------------------------
+@task(name="explain-flows", **_MEMORY)
+def explain_flows(trained: TrainedModel, flows: pd.DataFrame, scores: pd.DataFrame, max_flows: int) -> pd.DataFrame:
+    """``reports.explain.explain_supervised``: reason and explanation columns added to ``scores``."""
+    explained = explain_supervised(trained, flows, scores, max_flows=max_flows)
+    return scores.assign(reason=explained["reason"].to_numpy(), explanation=explained["explanation"].to_numpy())
+
+
+@task(name="analyse-batch", **_MEMORY)
+def analyse_batch(lake: Path, batch_id: str, flows: pd.DataFrame, scores: pd.DataFrame, model_version: str,
+                  config: AnalystConfig) -> AnalystResult:
+    """``reports.analyst.analyse_batch``: incidents, the lake's host table, alerts (allowlist applied)."""
+    return analyse(Path(lake), batch_id, flows, scores, model_version, config)
+
+
 @task(name="write-report", **_MEMORY)
 def write_report(lake: Path, batch_id: str, flows: pd.DataFrame, scores: pd.DataFrame, meta: ScoreMeta, top_n: int,
-                 extra: dict | None) -> tuple[ReportPaths, dict]:
+                 extra: dict | None, analyst: AnalystResult | None = None) -> tuple[ReportPaths, dict]:
     return write_scored_report(Lake(lake).reports_dir, batch_id, flows, scores, meta, ReportConfig(top_n=top_n),
-                               extra)
+                               extra, analyst)
 
 
 @task(name="report-exists", **_MEMORY)

@@ -25,7 +25,7 @@ class ReportConfig:
 
 TOP_COLUMNS = ("FLOW_START_MILLISECONDS", "IPV4_SRC_ADDR", "L4_SRC_PORT", "IPV4_DST_ADDR", "L4_DST_PORT",
                "PROTOCOL", "APPLICATION_NAME", "IN_BYTES", "OUT_BYTES", "IN_PKTS", "OUT_PKTS", "score",
-               "predicted_class", "Attack", "source_file", "flow_index")
+               "predicted_class", "Attack", "source_file", "flow_index", "reason")
 
 
 def top_anomalies(table: pa.Table, n: int) -> pd.DataFrame:

@@ -8,12 +8,18 @@ from __future__ import annotations
 
 import math
 from html import escape
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
 from flowhawk.reports.config import ReportConfig, top_anomalies
+from flowhawk.reports.html_analyst import CSS as ANALYST_CSS
+from flowhawk.reports.html_analyst import hosts_section, incidents_section
+
+if TYPE_CHECKING:
+    from flowhawk.reports.analyst import AnalystResult
 
 _CSS = """
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;color:#1d232b;background:#fff}
@@ -30,17 +36,18 @@ _W, _H, _PAD = 520, 220, 40
 _RED, _GREY, _BLUE = "#d64545", "#b8c0ca", "#3a6ea5"
 
 
-def render_html(summary: dict, table: pa.Table, config: ReportConfig) -> str:
-    """The whole report page as a string."""
+def render_html(summary: dict, table: pa.Table, config: ReportConfig, analyst: AnalystResult | None = None) -> str:
+    """The whole report page as a string; with ``analyst``, it opens with hosts and incidents."""
     frame = table.select(["FLOW_START_MILLISECONDS", "score", "is_anomaly"]).to_pandas()
     bid = escape(str(summary["batch_id"]))
     parts = [
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
-        f"<title>flowhawk report: batch {bid}</title><style>{_CSS}</style></head><body>",
+        f"<title>flowhawk report: batch {bid}</title><style>{_CSS}{ANALYST_CSS}</style></head><body>",
         f"<h1>flowhawk anomaly report: batch {bid}</h1>",
         f"<div class='meta'>model {escape(str(summary['model_version']))}, threshold "
         f"{_fmt(summary['threshold'])}; {_time_text(summary['time_range'])}</div>",
         _cards(summary),
+        *((hosts_section(analyst, config.top_n), incidents_section(analyst)) if analyst is not None else ()),
         "<h2>Charts</h2><div class='charts'>",
         _histogram_svg(frame, summary["threshold"], config.histogram_bins),
         _timeline_svg(frame, config.time_buckets),
@@ -177,7 +184,7 @@ def _top_table(table: pa.Table, top_n: int) -> str:
         return "<p>No flow scored above the threshold.</p>"
     head = ("<table><tr><th>#</th><th>start (UTC)</th><th>source</th><th>destination</th><th>proto</th>"
             "<th>application</th><th>bytes in/out</th><th>pkts in/out</th><th>score</th><th>predicted</th>"
-            "<th>true class</th></tr>")
+            "<th>true class</th><th>why</th></tr>")
     rows = []
     for rank, (_, r) in enumerate(top.iterrows(), start=1):
         start = ("" if pd.isna(r["FLOW_START_MILLISECONDS"])
@@ -190,7 +197,7 @@ def _top_table(table: pa.Table, top_n: int) -> str:
             f"<td class='n'>{_fmt(r['IN_BYTES'])} / {_fmt(r['OUT_BYTES'])}</td>"
             f"<td class='n'>{_fmt(r['IN_PKTS'])} / {_fmt(r['OUT_PKTS'])}</td>"
             f"<td class='n anom'>{float(r['score']):.4f}</td><td>{_fmt(_na(r['predicted_class']))}</td>"
-            f"<td>{_fmt(_na(r['Attack']))}</td></tr>")
+            f"<td>{_fmt(_na(r['Attack']))}</td><td class='why'>{_fmt(_na(r.get('reason')))}</td></tr>")
     return head + "".join(rows) + "</table>"
 
 

@@ -3,8 +3,9 @@
 Rule: anomalous flows are keyed by source address and behaviour (predicted class and IP protocol). Within a
 key, flows in start-time order join the current incident while they start at most ``incident_gap_s`` after
 the latest end seen so far in it; a longer silence starts a new incident. Flows without timestamps fall in one
-incident per key. The representative flow of an incident is its highest-scoring flow (first in flow order on
-ties): its ports, destination, Community ID and explanation stand for the incident in alerts.
+incident per key. The representative flow of an incident is its highest-scoring explained flow (any flow
+when none is explained; first in flow order on ties): its ports, destination, Community ID and explanation
+stand for the incident in alerts.
 
 Severity (1 low, 2 medium, 3 high, 4 critical): 1, plus one per ``severity_scores`` value the incident's max
 score reaches, plus one when it has at least ``severity_fanout`` flows, peers or destination ports.
@@ -120,7 +121,9 @@ def _top(series: pd.Series, n: int = 5) -> str:
 
 
 def _incident_row(batch_id: str, incident_id: str, flows: pd.DataFrame, config: AnalystConfig) -> dict:
-    rep = flows.sort_values(["score", "_row"], ascending=[False, True], kind="stable").iloc[0]
+    explained = flows["explanation"].notna() if "explanation" in flows.columns else False
+    rep = flows.assign(_explained=explained).sort_values(
+        ["_explained", "score", "_row"], ascending=[False, False, True], kind="stable").iloc[0]
     dst_ports = flows["L4_DST_PORT"].dropna().astype(int)
     size = max(len(flows), flows["IPV4_DST_ADDR"].nunique(), dst_ports.nunique())
     max_score = float(flows["score"].max())

@@ -14,6 +14,7 @@ import math
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -27,6 +28,9 @@ from flowhawk.model.evaluate import classification_metrics
 from flowhawk.reports.config import DEFAULT_REPORT, ReportConfig
 from flowhawk.reports.html import render_html
 
+if TYPE_CHECKING:
+    from flowhawk.reports.analyst import AnalystResult
+
 log = logging.getLogger(__name__)
 
 REPORT_VERSION = 1
@@ -37,6 +41,9 @@ SCORE_COLUMNS: tuple[pa.Field, ...] = (
     pa.field("predicted_class", pa.string()),
     pa.field("model_version", pa.string()),
     pa.field("threshold", pa.float64()),
+    pa.field("reason", pa.string()),
+    pa.field("explanation", pa.string()),
+    pa.field("incident_id", pa.string()),
 )
 SCORED_SCHEMA: pa.Schema = pa.schema(
     list(FLOW_SCHEMA) + list(SCORE_COLUMNS),
@@ -84,8 +91,15 @@ def scored_table(flows: pd.DataFrame, scores: pd.DataFrame, meta: ScoreMeta) -> 
                  type=pa.string()),
         pa.array([str(meta.model_version)] * n, type=pa.string()),
         pa.array([float(meta.threshold)] * n, type=pa.float64()),
+        *(_optional_text(scores, name, n) for name in ("reason", "explanation", "incident_id")),
     ]
     return pa.Table.from_arrays(list(base.columns) + extra, schema=SCORED_SCHEMA)
+
+
+def _optional_text(scores: pd.DataFrame, name: str, n: int) -> pa.Array:
+    if name not in scores.columns:
+        return pa.nulls(n, type=pa.string())
+    return pa.array(scores[name].astype(object).where(scores[name].notna(), None).to_numpy(), type=pa.string())
 
 
 def summarize(table: pa.Table, batch_id: str, meta: ScoreMeta, config: ReportConfig = DEFAULT_REPORT,
@@ -175,11 +189,13 @@ def ground_truth_metrics(frame: pd.DataFrame) -> dict | None:
 
 
 def write_report(reports_dir: Path, batch_id: str, table: pa.Table, meta: ScoreMeta,
-                 config: ReportConfig = DEFAULT_REPORT, extra: dict | None = None) -> ReportPaths:
+                 config: ReportConfig = DEFAULT_REPORT, extra: dict | None = None,
+                 analyst: AnalystResult | None = None) -> ReportPaths:
     """Write a batch's three report files atomically (temp folder, then rename); returns their paths.
 
     An existing report of the batch is replaced as a whole. ``extra`` adds keys to summary.json (e.g. the
-    ingest file statuses).
+    ingest file statuses). ``analyst`` (``reports.analyst.analyse_batch``) adds incidents.parquet, alerts.jsonl,
+    its summary keys and the report's host and incident tables.
     """
 
     if table.schema.remove_metadata() != SCORED_SCHEMA.remove_metadata():
@@ -191,13 +207,15 @@ def write_report(reports_dir: Path, batch_id: str, table: pa.Table, meta: ScoreM
     tmp.mkdir()
     try:
         paths = ReportPaths.for_batch(reports_dir, batch_id)
-        summary = summarize(table, batch_id, meta, config, extra)
+        summary = summarize(table, batch_id, meta, config, {**(extra or {}), **(analyst.summary() if analyst else {})})
         summary["paths"] = {"scored_flows": str(paths.scored_flows), "summary": str(paths.summary),
                             "report_html": str(paths.html)}
         pq.write_table(table.replace_schema_metadata(SCORED_SCHEMA.metadata), tmp / SCORED_FILE,
                        compression="zstd")
         (tmp / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        (tmp / HTML_FILE).write_text(render_html(summary, table, config), encoding="utf-8")
+        if analyst is not None:
+            analyst.write_files(tmp)
+        (tmp / HTML_FILE).write_text(render_html(summary, table, config, analyst), encoding="utf-8")
         for name in (SCORED_FILE, SUMMARY_FILE, HTML_FILE):
             fsync_path(tmp / name)
         swap_dir(tmp, final.directory)
@@ -211,10 +229,15 @@ def write_report(reports_dir: Path, batch_id: str, table: pa.Table, meta: ScoreM
 
 def write_scored_report(reports_dir: Path, batch_id: str, flows: pd.DataFrame, scores: pd.DataFrame,
                         meta: ScoreMeta, config: ReportConfig = DEFAULT_REPORT,
-                        extra: dict | None = None) -> tuple[ReportPaths, dict]:
-    """``scored_table`` + ``write_report`` in one call; returns the paths and the summary written."""
-    paths = write_report(reports_dir, batch_id, scored_table(flows, scores, meta), meta, config, extra)
+                        extra: dict | None = None, analyst: AnalystResult | None = None) -> tuple[ReportPaths, dict]:
+    """``scored_table`` + ``write_report`` in one call; returns the paths and the summary written. With
+    ``analyst``, its reason / explanation / incident_id columns replace those of ``scores``."""
+    if analyst is not None:
+        scores = scores.reset_index(drop=True).drop(columns=list(analyst.columns.columns), errors="ignore")
+        scores = pd.concat([scores, analyst.columns.reset_index(drop=True)], axis=1)
+    paths = write_report(reports_dir, batch_id, scored_table(flows, scores, meta), meta, config, extra, analyst)
     return paths, json.loads(paths.summary.read_text(encoding="utf-8"))
+
 
 
 def summary_markdown(summary: dict) -> str:
@@ -291,6 +314,9 @@ SCORED_COLUMN_DOCS: dict[str, str] = {
     "predicted_class": "most likely class (the training labels' Attack names, 'Benign' for normal)",
     "model_version": "registry version of the model that scored the batch",
     "threshold": "decision threshold used for is_anomaly",
+    "reason": "why the flow is anomalous, readable (null for normal flows; see reports/explain.py)",
+    "explanation": "JSON: model, method, predicted class, probability, top features observed vs expected",
+    "incident_id": "the incident the anomalous flow belongs to (incidents.parquet)",
 }
 
 

@@ -1,0 +1,168 @@
+"""Why a flow is anomalous: a ``reason`` a person reads and a JSON ``explanation`` a program reads.
+
+Both columns have one shape for every model, so the label-free novelty model fills them the same way:
+
+``explanation`` (JSON, ``EXPLANATION_VERSION``)::
+
+    {"version": 1, "model": "supervised" | "novelty" | ..., "method": "occlusion" | ...,
+     "predicted_class": "synflood", "probability": 0.98, "score": 0.99,
+     "top": [{"feature": "TCP_FLAGS", "observed": 2, "expected": 27, "weight": 0.61}, ...]}
+
+``top`` lists the features that drove the decision, strongest first: ``observed`` is the flow's value,
+``expected`` what normal traffic has (here: the median, or for ports, flags and categories the most frequent
+value, over the batch's flows predicted benign), ``weight`` how much the feature mattered (for occlusion: the
+drop in the log-odds of the predicted class against benign, log p(class) - log p(benign); log-odds, because a
+confident network's p(class) rounds to 1.0 while p(benign) still moves from 1e-9 to 1e-6; a novelty model puts
+its deviation there). ``reason`` is ``reason_text`` of the same content, e.g.
+``synflood p=0.98: TCP_FLAGS 2 (normal 27), IN_PKTS 1 (normal 6)``.
+
+Supervised model (``explain_supervised``): occlusion on the window. For each source column of the feature
+pipeline, that column's features are set, in every flow of every window, to their mean over the batch's flows
+predicted benign (the pipeline's fitted medians when there are none; a mean rather than one benign flow's
+value, so that 16 flows sharing one source port do not look like a tool pinning its port); the network runs
+again, and the drop of the log-odds is the column's weight. Anomalous flows are explained up to ``max_flows``,
+each source's best-scoring flow first, then each source's second, ...; the rest get their incident's reason.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+
+import numpy as np
+import pandas as pd
+from flowhawk.model.scoring import predict_proba
+from flowhawk.model.trained import TrainedModel
+from flowhawk.model.windows import build_window_index
+
+EXPLANATION_VERSION = 1
+TOP_FEATURES = 3
+_MODE_KINDS = ("port", "flags", "category")
+
+
+def make_explanation(model: str, method: str, predicted_class: str | None, probability: float | None,
+                     score: float | None, top: list[dict]) -> str:
+    """The ``explanation`` JSON (see the module doc); ``top`` items: feature, observed, expected, weight."""
+    return json.dumps({"version": EXPLANATION_VERSION, "model": model, "method": method,
+                       "predicted_class": predicted_class, "probability": _clean(probability),
+                       "score": _clean(score),
+                       "top": [{k: _clean(item.get(k)) for k in ("feature", "observed", "expected", "weight")}
+                               for item in top]}, sort_keys=True, allow_nan=False)
+
+
+def reason_text(predicted_class: str | None, probability: float | None, top: list[dict]) -> str:
+    """One readable line: class, probability, then each top feature with its observed and normal value."""
+    head = f"{predicted_class or 'anomaly'}" + (f" p={probability:.2f}" if probability is not None else "")
+    parts = [f"{t['feature']} {_show(t.get('observed'))} (normal {_show(t.get('expected'))})" for t in top]
+    return head + (": " + ", ".join(parts) if parts else "")
+
+
+def _clean(value: object) -> object:
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        value = float(value)
+        if not math.isfinite(value):
+            return None
+        return int(value) if value.is_integer() and abs(value) < 2**53 else round(value, 6)
+    return value
+
+
+def _show(value: object) -> str:
+    value = _clean(value)
+    return "n/a" if value is None else str(value)
+
+
+def _explain_order(frame: pd.DataFrame, scores: pd.DataFrame, anomalous: np.ndarray) -> np.ndarray:
+    """Anomalous rows in the order they are explained: every source's highest-scoring flow first (so each
+    incident's representative is explained even under the cap), then every source's second, and so on."""
+    picked = pd.DataFrame({"row": anomalous, "score": scores["score"].to_numpy(dtype=float)[anomalous],
+                           "source": frame["IPV4_SRC_ADDR"].to_numpy(dtype=object)[anomalous]})
+    picked["source"] = picked["source"].fillna("?")
+    picked = picked.sort_values(["score", "row"], ascending=[False, True], kind="stable")
+    picked["rank"] = picked.groupby("source", sort=False).cumcount()
+    return picked.sort_values(["rank", "score", "row"], ascending=[True, False, True],
+                              kind="stable")["row"].to_numpy()
+
+
+def _log_odds(probs: np.ndarray, cls_idx: np.ndarray) -> np.ndarray:
+    """log p(predicted class) - log p(benign): a saturated network's p(class) rounds to 1.0 in float32, but its
+    p(benign) (1e-9, 1e-7, ...) still ranks the features."""
+    p = np.clip(probs.astype(np.float64), 1e-38, 1.0)
+    return np.log(p[np.arange(len(p)), cls_idx]) - np.log(p[:, 0])
+
+
+def _column_blocks(trained: TrainedModel) -> list[tuple[str, str, slice]]:
+    """(source column, kind, feature slice) for every spec of the pipeline, in feature order."""
+    names = trained.pipeline.feature_names
+    bases = [re.split(r"[:=]", n, maxsplit=1)[0] for n in names]
+    blocks, col = [], 0
+    for spec in trained.pipeline.specs:
+        width = 0
+        while col + width < len(bases) and bases[col + width] == spec["name"]:
+            width += 1
+        blocks.append((spec["name"], spec["kind"], slice(col, col + width)))
+        col += width
+    return blocks
+
+
+def typical_benign(frame: pd.DataFrame, benign: np.ndarray, blocks: list[tuple[str, str, slice]]) -> pd.DataFrame:
+    """One row: each column's typical value over the benign rows (median, or most frequent for modal kinds)."""
+    rows = frame[benign]
+    values: dict[str, object] = {}
+    for name, kind, _ in blocks:
+        column = rows[name].dropna() if name in rows.columns else pd.Series(dtype=float)
+        if column.empty:
+            values[name] = np.nan
+        elif kind in _MODE_KINDS:
+            values[name] = column.value_counts().index[0]
+        else:
+            values[name] = float(column.astype(float).median())
+    return pd.DataFrame([values])
+
+
+def explain_supervised(trained: TrainedModel, frame: pd.DataFrame, scores: pd.DataFrame,
+                       max_flows: int = 20_000, batch_size: int = 1024) -> pd.DataFrame:
+    """``reason`` and ``explanation`` for the anomalous rows of ``scores`` (None elsewhere), aligned to
+    ``frame``'s rows (``frame`` and ``scores`` share row order)."""
+    n = len(frame)
+    out = pd.DataFrame({"reason": [None] * n, "explanation": [None] * n}, dtype=object)
+    anomalous = np.flatnonzero(scores["is_anomaly"].to_numpy(dtype=bool))
+    if not len(anomalous) or max_flows == 0:
+        return out
+    rows = _explain_order(frame, scores, anomalous)[:max_flows]
+    rows = np.sort(rows)
+    classes = list(trained.class_names)
+    predicted = scores["predicted_class"].astype(str).to_numpy()
+    cls_idx = np.array([classes.index(c) if c in classes else 1 for c in predicted[rows]])
+    blocks = _column_blocks(trained)
+    flows = frame.reset_index(drop=True)
+    benign = predicted == classes[0]
+    expected = typical_benign(flows, benign, blocks)
+    features = trained.pipeline.transform(flows)
+    baseline = features[benign].mean(axis=0) if benign.any() else trained.pipeline.transform(expected)[0]
+    index = build_window_index(flows, window=trained.train_config.window, group_by=trained.train_config.group_by)
+    base = predict_proba(trained.network, features, index, rows, batch_size)
+    base_p, base_odds = base[np.arange(len(rows)), cls_idx], _log_odds(base, cls_idx)
+    weights = np.zeros((len(rows), len(blocks)), dtype=np.float64)
+    for j, (_, _, block) in enumerate(blocks):
+        saved = features[:, block].copy()
+        features[:, block] = baseline[block]
+        weights[:, j] = base_odds - _log_odds(predict_proba(trained.network, features, index, rows, batch_size),
+                                              cls_idx)
+        features[:, block] = saved
+    names = [b[0] for b in blocks]
+    typical = expected.iloc[0]
+    score_values = scores["score"].to_numpy(dtype=float)
+    reasons, explanations = [], []
+    for i, row in enumerate(rows):
+        top_j = [j for j in np.argsort(-weights[i], kind="stable")[:TOP_FEATURES] if weights[i, j] > 0]
+        top = [{"feature": names[j], "observed": flows.at[row, names[j]] if names[j] in flows.columns else None,
+                "expected": typical[names[j]], "weight": weights[i, j]} for j in top_j]
+        cls, p = classes[cls_idx[i]], float(base_p[i])
+        reasons.append(reason_text(cls, p, [{k: _clean(v) for k, v in t.items()} for t in top]))
+        explanations.append(make_explanation("supervised", "occlusion", cls, p, float(score_values[row]), top))
+    out.loc[rows, "reason"] = reasons
+    out.loc[rows, "explanation"] = explanations
+    return out
