@@ -27,7 +27,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.parquet as pq
 from flowhawk.lake.atomic import atomic_write_json
+from flowhawk.lake.store import Lake
+from flowhawk.reports.hosts import HostStore
+from flowhawk.reports.incidents import read_incidents
+from flowhawk.reports.scored import ReportPaths
 
 VERDICTS_DIR = "verdicts"
 TARGET_KINDS = ("incident", "host", "flow")
@@ -140,6 +145,26 @@ class VerdictStore:
             return pd.DataFrame(columns=columns)
         frame = pd.DataFrame(rows)[columns]
         return frame.drop_duplicates(["target_kind", "target"], keep="last").reset_index(drop=True)
+
+
+def check_target(lake_root: Path, kind: str, target: str) -> None:
+    """ValueError (one line) unless ``target`` names an incident, host or flow of the lake's reports."""
+    lake = Lake(lake_root)
+    if kind == "incident":
+        if target not in set(read_incidents(lake.reports_dir)["incident_id"]):
+            raise ValueError(f"{lake.reports_dir}: no incident {target!r} in any batch report")
+    elif kind == "host":
+        if target not in set(HostStore(lake.root).read()["address"]):
+            raise ValueError(f"{lake.root / 'hosts'}: no host {target!r} in the host table")
+    elif kind == "flow":
+        batch, _, row = target.rpartition(":")
+        path = ReportPaths.for_batch(lake.reports_dir, batch).scored_flows if batch else None
+        if not row.isdigit() or path is None or not path.is_file():
+            raise ValueError(f"flow {target!r}: expected <report batch>:<row> of an existing report")
+        if int(row) >= pq.ParquetFile(path).metadata.num_rows:
+            raise ValueError(f"{path}: has no row {row}")
+    else:
+        raise ValueError(f"verdict target kind {kind!r}: must be one of {', '.join(TARGET_KINDS)}")
 
 
 def _check_address(value: str) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+from flowhawk.extractors.community_id import community_id
 from flowhawk.reports.analyst_config import HOUR_MS, AnalystConfig
 from flowhawk.reports.hosts import HostStore
 from flowhawk.reports.incidents import (
@@ -38,8 +39,8 @@ def _flow(src, sport, dst, dport, start, score, cls, reason) -> dict:
             "PROTOCOL": 6, "IN_BYTES": 60, "OUT_BYTES": 40, "IN_PKTS": 1, "OUT_PKTS": 1,
             "FLOW_START_MILLISECONDS": start, "FLOW_END_MILLISECONDS": start + 2, "score": score,
             "is_anomaly": anomalous, "predicted_class": cls if anomalous else "Benign",
-            "reason": reason, "explanation": None, "Attack": cls, "community_id": f"1:{src}:{dport}",
-            "source_file": "x.pcap", "flow_index": sport}
+            "reason": reason, "explanation": None, "Attack": cls, "source_file": "x.pcap", "flow_index": sport,
+            "community_id": community_id(6, src, dst, sport, dport)}
 
 
 def test_slow_scan_crosses_alert_level_only_after_third_batch(tmp_path):

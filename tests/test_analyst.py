@@ -1,0 +1,137 @@
+"""The analyst's report: alerts.jsonl against its JSON schema, incidents in the report folder, HTML escaping of
+every input-derived field, verdicts and the allowlist (suppressing alerts, never flows), the verdict command."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import jsonschema
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+from flowhawk.cli.main import main as cli_main
+from flowhawk.extractors.community_id import community_id
+from flowhawk.reports.alerts import ALERTS_FILE, alert_schema
+from flowhawk.reports.analyst import analyse_batch
+from flowhawk.reports.analyst_config import AnalystConfig
+from flowhawk.reports.incidents import INCIDENTS_FILE, read_incidents
+from flowhawk.reports.scored import ReportPaths, ScoreMeta, read_summary, write_scored_report
+from flowhawk.reports.verdicts import VerdictStore
+
+from tests.test_hosts_incidents import SCANNER, SERVER, T0, scored_flows
+
+META = ScoreMeta(model_version="v0007", threshold=0.5)
+SCORE_COLS = ["score", "is_anomaly", "predicted_class", "reason", "explanation"]
+
+
+def _report(lake, batch_id, frame, config=None, extra=None):
+    flows, scores = frame.drop(columns=SCORE_COLS), frame[SCORE_COLS]
+    analyst = analyse_batch(lake, batch_id, flows, scores, META.model_version, config)
+    paths, summary = write_scored_report(lake / "reports", batch_id, flows, scores, META, extra=extra,
+                                         analyst=analyst)
+    return paths, summary, analyst
+
+
+def _alerts(paths: ReportPaths) -> list[dict]:
+    return [json.loads(line) for line in (paths.directory / ALERTS_FILE).read_text().splitlines()]
+
+
+@pytest.mark.parametrize("per", ["incident", "flow"])
+def test_every_alert_line_validates_against_the_schema(tmp_path, per):
+    frame = scored_flows(T0, 12, 1, flood=30)
+    frame.loc[0, "explanation"] = json.dumps({"version": 1, "model": "supervised", "method": "occlusion",
+                                              "top": [{"feature": "L4_DST_PORT", "observed": 1, "expected": 80,
+                                                       "weight": 2.0}]})
+    paths, summary, analyst = _report(tmp_path, "b0", frame, AnalystConfig(alerts_per=per))
+    alerts = _alerts(paths)
+    validator = jsonschema.Draft202012Validator(alert_schema())
+    for alert in alerts:
+        validator.validate(alert)
+    assert len(alerts) == (len(analyst.incidents) if per == "incident" else int(frame["is_anomaly"].sum()))
+    assert summary["alerts"] == len(alerts) and summary["incidents"] == 2 and summary["alerts_per"] == per
+    scan = next(a for a in alerts if a["source"]["ip"] == SCANNER)
+    assert scan["event"]["kind"] == "alert" and scan["network"]["transport"] == "tcp"
+    assert scan["rule"] == {"name": "portscan/tcp", "category": "portscan", "version": "v0007"}
+    if per == "incident":  # the representative: the explained probe, to port 1
+        assert scan["network"]["community_id"] == community_id(6, SCANNER, SERVER, 45000, 1)
+        assert scan["flowhawk"]["explanation"]["top"][0]["feature"] == "L4_DST_PORT"
+        assert scan["flowhawk"]["flows"] == 12 and scan["flowhawk"]["ports"] == 12
+    bad = dict(alerts[0], event={**alerts[0]["event"], "kind": "event"})
+    with pytest.raises(jsonschema.ValidationError):
+        validator.validate(bad)
+    stored = pq.read_table(paths.scored_flows).to_pandas()
+    assert stored["incident_id"].notna().sum() == frame["is_anomaly"].sum()
+    assert stored.loc[stored["is_anomaly"], "reason"].notna().all()  # unexplained flows carry the incident's
+    assert len(pd.read_parquet(paths.directory / INCIDENTS_FILE)) == 2
+
+
+def test_html_opens_with_hosts_and_incidents_and_escapes_inputs(tmp_path):
+    frame = scored_flows(T0, 5, 1)
+    evil = "<script>alert(1)</script>"
+    frame["source_file"] = f"{evil}.pcap"
+    frame["APPLICATION_NAME"] = evil
+    frame.loc[frame["IPV4_SRC_ADDR"] == SCANNER, "Attack"] = evil
+    frame.loc[frame["IPV4_SRC_ADDR"] == SCANNER, "predicted_class"] = evil
+    frame.loc[frame["IPV4_SRC_ADDR"] == SCANNER, "reason"] = f"because {evil}"
+    extra = {"files": [{"file": f"{evil}.pcap", "status": "ingested", "flows": len(frame)}]}
+    paths, _, _ = _report(tmp_path, "b-html", frame, extra=extra)
+    html = paths.html.read_text()
+    assert "<script" not in html.lower()
+    assert html.count("&lt;script&gt;alert(1)&lt;/script&gt;") >= 4  # file, class, label, reason
+    assert html.index("Hosts by evidence") < html.index("Incidents (") < html.index("Charts")
+    assert html.index("Incidents (") < html.index("Top anomalies")
+    incidents_part = html[html.index("Incidents ("):html.index("Charts")]
+    assert incidents_part.count("<tr>") == 1 + 1  # header + one incident, not one row per flow
+
+
+def test_allowlist_suppresses_alerts_not_flows_and_verdicts_show(tmp_path):
+    frame = scored_flows(T0, 12, 1, flood=30)
+    store = VerdictStore(tmp_path)
+    entry = store.allow("subnet", "10.9.0.0/16", "alice", "our scanner")
+    paths, summary, analyst = _report(tmp_path, "b0", frame)
+    assert [a["source"]["ip"] for a in _alerts(paths)] == ["10.6.6.6"]
+    assert summary["alerts_suppressed"]["subnet"] == 1 and summary["incidents"] == 2
+    assert pq.read_table(paths.scored_flows).num_rows == len(frame)  # flows kept
+    assert SCANNER in set(analyst.hosts["address"])  # evidence kept
+    scan_id = analyst.incidents.set_index("source").loc[SCANNER, "incident_id"]
+    store.add_verdict("incident", scan_id, "false_positive", "bob", note="lab <b>scanner</b>")
+    store.revoke(entry["id"], "alice")
+    paths, summary, _ = _report(tmp_path, "b0", frame)
+    assert len(_alerts(paths)) == 2 and sum(summary["alerts_suppressed"].values()) == 0
+    assert "false_positive" in paths.html.read_text()
+    assert len(store.entries()) == 3 and [e["analyst"] for e in store.entries()] == ["alice", "bob", "alice"]
+    with pytest.raises(ValueError, match="not a subnet"):
+        store.allow("subnet", "10.9.0.0/40", "alice")
+    with pytest.raises(ValueError, match="incident signature"):
+        store.allow("signature", "10.6.6.6", "alice")
+
+
+def test_verdict_command(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("FLOWHAWK_ANALYST", "carol")
+    _, _, analyst = _report(tmp_path, "b0", scored_flows(T0, 12, 1, flood=30))
+    lake = ["--lake", str(tmp_path)]
+    inc = analyst.incidents["incident_id"].iloc[0]
+    assert cli_main(["verdict", "mark", "incident", inc, "confirmed", "--class", "synflood", *lake]) == 0
+    assert cli_main(["verdict", "mark", "host", SCANNER, "false_positive", "--note", "lab", *lake]) == 0
+    assert cli_main(["verdict", "mark", "flow", "b0:3", "confirmed", *lake]) == 0
+    assert cli_main(["verdict", "allow", "port", "443", *lake]) == 0
+    assert cli_main(["verdict", "mark", "incident", "inc-nope", "confirmed", *lake]) == 1
+    assert cli_main(["verdict", "mark", "flow", "b0:99999", "confirmed", *lake]) == 1
+    assert cli_main(["verdict", "allow", "port", "70000", *lake]) == 1
+    err = capsys.readouterr().err
+    assert "no incident 'inc-nope'" in err and "has no row 99999" in err and "not a port" in err
+    assert len(err.strip().splitlines()) == 3
+    assert cli_main(["verdict", "list", "--json", *lake]) == 0
+    listed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [e["kind"] for e in listed] == ["verdict", "verdict", "verdict", "allow"]
+    assert {e["analyst"] for e in listed} == {"carol"} and all(re.match(r"\d{4}-", e["created"]) for e in listed)
+    current = VerdictStore(tmp_path).current_verdicts()
+    assert current.set_index("target").loc[inc, "attack_class"] == "synflood"
+
+
+def test_lake_wide_incident_reader(tmp_path):
+    _report(tmp_path, "b0", scored_flows(T0, 12, 1))
+    _report(tmp_path, "b1", scored_flows(T0 + 3_600_000, 12, 100))
+    incidents = read_incidents(tmp_path / "reports")
+    assert incidents["batch_id"].tolist() == ["b0", "b1"] and read_summary(tmp_path / "reports", "b1")["incidents"] == 1
