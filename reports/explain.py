@@ -10,10 +10,10 @@ Both columns have one shape for every model, so the label-free novelty model fil
 
 ``top`` lists the features that drove the decision, strongest first: ``observed`` is the flow's value,
 ``expected`` what normal traffic has (here: the median, or for ports, flags and categories the most frequent
-value, over the batch's flows predicted benign), ``weight`` how much the feature mattered (for occlusion: the
-drop in the log-odds of the predicted class against benign, log p(class) - log p(benign); log-odds, because a
-confident network's p(class) rounds to 1.0 while p(benign) still moves from 1e-9 to 1e-6; a novelty model puts
-its deviation there). ``reason`` is ``reason_text`` of the same content, e.g.
+value or "varied", over the batch's flows predicted benign), ``weight`` how much the feature mattered (for
+occlusion: the drop in the log-odds of the predicted class against benign, log p(class) - log p(benign);
+log-odds, because a confident network's p(class) rounds to 1.0 while p(benign) still moves from 1e-9 to 1e-6;
+a novelty model puts its deviation there). ``reason`` is ``reason_text`` of the same content, e.g.
 ``synflood p=0.98: TCP_FLAGS 2 (normal 27), IN_PKTS 1 (normal 6)``.
 
 Supervised model (``explain_supervised``): occlusion on the window. For each source column of the feature
@@ -21,7 +21,8 @@ pipeline, that column's features are set, in every flow of every window, to thei
 predicted benign (the pipeline's fitted medians when there are none; a mean rather than one benign flow's
 value, so that 16 flows sharing one source port do not look like a tool pinning its port); the network runs
 again, and the drop of the log-odds is the column's weight. Anomalous flows are explained up to ``max_flows``,
-each source's best-scoring flow first, then each source's second, ...; the rest get their incident's reason.
+the best-scoring flow of each (source, class, protocol) first, then each one's second, ...; the rest get their
+incident's reason.
 """
 
 from __future__ import annotations
@@ -75,13 +76,15 @@ def _show(value: object) -> str:
 
 
 def _explain_order(frame: pd.DataFrame, scores: pd.DataFrame, anomalous: np.ndarray) -> np.ndarray:
-    """Anomalous rows in the order they are explained: every source's highest-scoring flow first (so each
-    incident's representative is explained even under the cap), then every source's second, and so on."""
-    picked = pd.DataFrame({"row": anomalous, "score": scores["score"].to_numpy(dtype=float)[anomalous],
-                           "source": frame["IPV4_SRC_ADDR"].to_numpy(dtype=object)[anomalous]})
-    picked["source"] = picked["source"].fillna("?")
+    """Anomalous rows in the order they are explained: the highest-scoring flow of every (source, predicted
+    class, protocol) first, so that each incident's representative is explained even under the cap, then the
+    second of each, and so on."""
+    picked = pd.DataFrame({"row": anomalous, "score": scores["score"].to_numpy(dtype=float)[anomalous]})
+    key = (frame["IPV4_SRC_ADDR"].astype(str) + "|" + scores["predicted_class"].astype(str).to_numpy() + "|"
+           + frame["PROTOCOL"].astype(str)).to_numpy(dtype=object)
+    picked["key"] = key[anomalous]
     picked = picked.sort_values(["score", "row"], ascending=[False, True], kind="stable")
-    picked["rank"] = picked.groupby("source", sort=False).cumcount()
+    picked["rank"] = picked.groupby("key", sort=False).cumcount()
     return picked.sort_values(["rank", "score", "row"], ascending=[True, False, True],
                               kind="stable")["row"].to_numpy()
 
@@ -108,7 +111,8 @@ def _column_blocks(trained: TrainedModel) -> list[tuple[str, str, slice]]:
 
 
 def typical_benign(frame: pd.DataFrame, benign: np.ndarray, blocks: list[tuple[str, str, slice]]) -> pd.DataFrame:
-    """One row: each column's typical value over the benign rows (median, or most frequent for modal kinds)."""
+    """One row: each column's typical value over the benign rows: the median, or for ports, flags and categories
+    the most frequent value when at least half the rows share it, else ``"varied"`` (ephemeral ports)."""
     rows = frame[benign]
     values: dict[str, object] = {}
     for name, kind, _ in blocks:
@@ -116,10 +120,11 @@ def typical_benign(frame: pd.DataFrame, benign: np.ndarray, blocks: list[tuple[s
         if column.empty:
             values[name] = np.nan
         elif kind in _MODE_KINDS:
-            values[name] = column.value_counts().index[0]
+            counts = column.value_counts()
+            values[name] = counts.index[0] if counts.iloc[0] >= 0.5 * len(column) else "varied"
         else:
             values[name] = float(column.astype(float).median())
-    return pd.DataFrame([values])
+    return pd.DataFrame([values], dtype=object)
 
 
 def explain_supervised(trained: TrainedModel, frame: pd.DataFrame, scores: pd.DataFrame,
@@ -141,7 +146,8 @@ def explain_supervised(trained: TrainedModel, frame: pd.DataFrame, scores: pd.Da
     benign = predicted == classes[0]
     expected = typical_benign(flows, benign, blocks)
     features = trained.pipeline.transform(flows)
-    baseline = features[benign].mean(axis=0) if benign.any() else trained.pipeline.transform(expected)[0]
+    baseline = (features[benign].mean(axis=0) if benign.any()
+                else trained.pipeline.transform(pd.DataFrame([{b[0]: np.nan for b in blocks}]))[0])
     index = build_window_index(flows, window=trained.train_config.window, group_by=trained.train_config.group_by)
     base = predict_proba(trained.network, features, index, rows, batch_size)
     base_p, base_odds = base[np.arange(len(rows)), cls_idx], _log_odds(base, cls_idx)

@@ -19,6 +19,7 @@ probes an hour adds up over batches until it crosses the level, and a host that 
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import numpy as np
@@ -47,7 +48,7 @@ HOST_FIELDS: tuple[tuple[str, pa.DataType, str], ...] = (
     ("peers", _I, "distinct destination addresses (fan-out)"),
     ("ports", _I, "distinct destination ports (fan-out)"),
     ("attack_classes", _S, "predicted classes of its anomalous flows, comma-separated"),
-    ("reasons", _S, "most frequent reasons of its anomalous flows, ' | '-separated"),
+    ("reasons", _S, "its anomalous flows' most frequent top features (else reasons), ' | '-separated"),
     ("evidence", _F, "decayed evidence at lake time (rule in the module doc)"),
     ("evidence_windows", _I, "windows that earned points"),
     ("alert", pa.bool_(), "evidence >= alert_level"),
@@ -74,8 +75,7 @@ def batch_windows(frame: pd.DataFrame, batch_id: str, config: AnalystConfig) -> 
         "anom_score": frame["score"].astype("float64").where(anomalous, 0.0),
         "peer": frame["IPV4_DST_ADDR"].astype(object), "port": frame["L4_DST_PORT"].astype("Int64"),
         "cls": frame["predicted_class"].astype(object).where(anomalous, None),
-        "reason": (frame["reason"].astype(object) if "reason" in frame.columns
-                   else pd.Series(None, index=frame.index, dtype=object)).where(anomalous, None),
+        "reason": _why(frame).where(anomalous, None),
     })
     grouped = work.groupby(["address", "window"], sort=True)
     rows = grouped.agg(first_ms=("start", "min"), last_ms=("end", "max"), flows=("score", "size"),
@@ -87,6 +87,17 @@ def batch_windows(frame: pd.DataFrame, batch_id: str, config: AnalystConfig) -> 
     rows = pd.concat([rows, lists], axis=1).rename(columns={"window": "window_start_ms"})
     rows.insert(1, "batch_id", batch_id)
     return rows[LEDGER_SCHEMA.names]
+
+
+def _why(frame: pd.DataFrame) -> pd.Series:
+    """Per flow, what a host's ``reasons`` collect: the top feature of its explanation, else its reason text."""
+    none = pd.Series(None, index=frame.index, dtype=object)
+    reason = frame["reason"].astype(object) if "reason" in frame.columns else none
+    if "explanation" not in frame.columns:
+        return reason
+    explained = frame["explanation"].dropna()
+    tops = explained.map(lambda e: (json.loads(e).get("top") or [{}])[0].get("feature"))
+    return tops.reindex(frame.index).astype(object).where(lambda t: t.notna(), reason)
 
 
 def _distinct(values: pd.Series) -> list[str]:

@@ -105,6 +105,9 @@ def test_demo_end_to_end(demo, prefect_harness):
     assert summary["flows"] == _lake_rows(workdir / "lake") > 500
     assert summary["ground_truth"]["labelled_flows"] == summary["flows"]
     assert summary["model_version"] == "v0001" and set(summary["timings_s"]) >= {"ingest", "train", "score"}
+    assert summary["incidents"] >= 1 and (reports[0] / "incidents.parquet").is_file()  # the analyst's view
+    assert len((reports[0] / "alerts.jsonl").read_text().splitlines()) == summary["alerts"] >= 1
+    assert (workdir / "lake" / "hosts" / "hosts.parquet").is_file() and "explain" in summary["timings_s"]
     assert f"batch {batch_id}: reported" in stdout and str(reports[0] / "report.html") in stdout
     assert "predicted class" in stdout and "ground truth" in stdout
     assert sorted(p.name for p in (workdir / "inbox" / "done" / batch_id).iterdir()) == [
