@@ -106,3 +106,25 @@ def flow_alerts(frame: pd.DataFrame, incidents: pd.DataFrame, batch_id: str, mod
 def alerts_jsonl(alerts: list[dict]) -> str:
     """The file content: one compact JSON object per line."""
     return "".join(json.dumps(a, sort_keys=True, allow_nan=False, separators=(",", ":")) + "\n" for a in alerts)
+
+
+def schema_markdown() -> str:
+    """Every alert field (dotted ECS path), its JSON type(s) and whether it is required, from the JSON schema."""
+    schema = alert_schema()
+    rows = ["| field | type | required |", "|---|---|---|"]
+
+    def walk(node: dict, prefix: str, required: set[str]) -> None:
+        node = schema["$defs"][node["$ref"].rsplit("/", 1)[1]] if "$ref" in node else node
+        for name, child in node.get("properties", {}).items():
+            path = f"{prefix}{name}"
+            resolved = schema["$defs"][child["$ref"].rsplit("/", 1)[1]] if "$ref" in child else child
+            if resolved.get("type") == "object" and "properties" in resolved:
+                walk(resolved, path + ".", set(resolved.get("required", [])))
+                continue
+            kind = resolved.get("type") or ("const " + json.dumps(resolved["const"]) if "const" in resolved
+                                             else "one of " + ", ".join(resolved.get("enum", [])))
+            kind = " or ".join(kind) if isinstance(kind, list) else kind
+            rows.append(f"| `{path}` | {kind} | {'yes' if name in required else 'no'} |")
+
+    walk(schema, "", set(schema["required"]))
+    return "\n".join(rows)

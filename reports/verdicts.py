@@ -32,7 +32,7 @@ from flowhawk.lake.atomic import atomic_write_json
 from flowhawk.lake.store import Lake
 from flowhawk.reports.hosts import HostStore
 from flowhawk.reports.incidents import read_incidents
-from flowhawk.reports.scored import ReportPaths
+from flowhawk.reports.scored import ReportPaths, reported_batches
 
 VERDICTS_DIR = "verdicts"
 TARGET_KINDS = ("incident", "host", "flow")
@@ -137,14 +137,54 @@ class VerdictStore:
                          ports=frozenset(int(v) for v in pick("port")), signatures=frozenset(pick("signature")))
 
     def current_verdicts(self) -> pd.DataFrame:
-        """The latest verdict per (target_kind, target): columns target_kind, target, verdict, attack_class,
+        """The latest verdict per (target_kind, target): columns id, target_kind, target, verdict, attack_class,
         note, analyst, created."""
         rows = [e for e in self.entries() if e["kind"] == "verdict"]
-        columns = ["target_kind", "target", "verdict", "attack_class", "note", "analyst", "created"]
+        columns = ["id", "target_kind", "target", "verdict", "attack_class", "note", "analyst", "created"]
         if not rows:
             return pd.DataFrame(columns=columns)
         frame = pd.DataFrame(rows)[columns]
         return frame.drop_duplicates(["target_kind", "target"], keep="last").reset_index(drop=True)
+
+
+LABEL_COLUMNS = ["batch_id", "source_file", "flow_index", "Label", "Attack", "verdict_on", "verdict_id"]
+_KEY = ["batch_id", "source_file", "flow_index"]
+
+
+def verdict_labels(lake_root: Path) -> pd.DataFrame:
+    """Labels the current verdicts give to lake flows (``LABEL_COLUMNS``; a flow is keyed by its lake
+    ``batch_id``, ``source_file`` and ``flow_index``): ``false_positive`` -> Label 0 / ``Benign``,
+    ``confirmed`` -> Label 1 / the verdict's attack class, else the predicted class. A host verdict covers the
+    host's anomalous flows in every report, an incident verdict its flows, a flow verdict the one flow; the most
+    specific wins (flow, then incident, then host). For a refresh to train on (not wired into it yet)."""
+    verdicts = VerdictStore(Path(lake_root)).current_verdicts()
+    reports_dir = Lake(lake_root).reports_dir
+    if verdicts.empty:
+        return pd.DataFrame(columns=LABEL_COLUMNS)
+    parts = []
+    for report in reported_batches(reports_dir):
+        flows = pq.read_table(ReportPaths.for_batch(reports_dir, report).scored_flows,
+                              columns=[*_KEY, "IPV4_SRC_ADDR", "is_anomaly", "predicted_class", "incident_id"]
+                              ).to_pandas()
+        flows["flow"] = report + ":" + flows.index.astype(str)
+        for kind, column in (("host", "IPV4_SRC_ADDR"), ("incident", "incident_id"), ("flow", "flow")):
+            chosen = verdicts[verdicts["target_kind"] == kind].set_index("target")
+            hit = flows[flows[column].isin(chosen.index) & (flows["is_anomaly"] | (kind == "flow"))]
+            if not hit.empty:
+                parts.append(_labelled(hit, chosen.loc[hit[column]], kind))
+    if not parts:
+        return pd.DataFrame(columns=LABEL_COLUMNS)
+    order = {"host": 0, "incident": 1, "flow": 2}
+    labels = pd.concat(parts, ignore_index=True).sort_values("verdict_on", key=lambda s: s.map(order), kind="stable")
+    return labels.drop_duplicates(_KEY, keep="last").reset_index(drop=True)[LABEL_COLUMNS]
+
+
+def _labelled(flows: pd.DataFrame, verdicts: pd.DataFrame, kind: str) -> pd.DataFrame:
+    confirmed = verdicts["verdict"].to_numpy() == "confirmed"
+    attack = verdicts["attack_class"].fillna(pd.Series(flows["predicted_class"].to_numpy(), index=verdicts.index))
+    return pd.DataFrame({**{k: flows[k].to_numpy() for k in _KEY}, "Label": confirmed.astype("int8"),
+                         "Attack": pd.Series(attack.to_numpy(), dtype=object).where(confirmed, "Benign").to_numpy(),
+                         "verdict_on": kind, "verdict_id": verdicts["id"].to_numpy()})
 
 
 def check_target(lake_root: Path, kind: str, target: str) -> None:

@@ -135,3 +135,23 @@ def test_lake_wide_incident_reader(tmp_path):
     _report(tmp_path, "b1", scored_flows(T0 + 3_600_000, 12, 100))
     incidents = read_incidents(tmp_path / "reports")
     assert incidents["batch_id"].tolist() == ["b0", "b1"] and read_summary(tmp_path / "reports", "b1")["incidents"] == 1
+
+
+def test_verdict_labels_most_specific_wins(tmp_path):
+    from flowhawk.reports.verdicts import verdict_labels
+
+    frame = scored_flows(T0, 12, 1, flood=30)
+    _, _, analyst = _report(tmp_path, "b0", frame)
+    assert verdict_labels(tmp_path).empty
+    store = VerdictStore(tmp_path)
+    scan_id = analyst.incidents.set_index("source").loc[SCANNER, "incident_id"]
+    store.add_verdict("incident", scan_id, "false_positive", "dave")
+    store.add_verdict("host", "10.6.6.6", "confirmed", "dave")  # class: the predicted one
+    first_probe = int(frame.index[frame["IPV4_SRC_ADDR"] == SCANNER][0])
+    store.add_verdict("flow", f"b0:{first_probe}", "confirmed", "dave", attack_class="portscan")
+    labels = verdict_labels(tmp_path).set_index("flow_index")
+    assert len(labels) == 12 + 30  # the anomalous flows only; benign flows get no label from verdicts
+    scan = labels[labels["verdict_on"] != "host"]
+    assert (scan["Label"] == 0).sum() == 11 and scan.loc[first_probe, "Attack"] == "portscan"
+    flood = labels[labels["verdict_on"] == "host"]
+    assert (flood["Label"] == 1).all() and set(flood["Attack"]) == {"synflood"}

@@ -30,7 +30,7 @@ def scored_flows(t0: int, probes: int, first_port: int, benign: int = 30, flood:
         rows.append(_flow(CLIENT, 50000 + i, SERVER, 80, t0 + i * 30_000, 0.05, "Benign", None))
     for i in range(flood):
         rows.append(_flow("10.6.6.6", 1000 + i, SERVER, 80, t0 + i * 5, 0.99, "synflood", "flood"))
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows).assign(flow_index=range(len(rows)))
 
 
 def _flow(src, sport, dst, dport, start, score, cls, reason) -> dict:
@@ -39,7 +39,7 @@ def _flow(src, sport, dst, dport, start, score, cls, reason) -> dict:
             "PROTOCOL": 6, "IN_BYTES": 60, "OUT_BYTES": 40, "IN_PKTS": 1, "OUT_PKTS": 1,
             "FLOW_START_MILLISECONDS": start, "FLOW_END_MILLISECONDS": start + 2, "score": score,
             "is_anomaly": anomalous, "predicted_class": cls if anomalous else "Benign",
-            "reason": reason, "explanation": None, "Attack": cls, "source_file": "x.pcap", "flow_index": sport,
+            "reason": reason, "explanation": None, "Attack": cls, "source_file": "x.pcap",
             "community_id": community_id(6, src, dst, sport, dport)}
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
 from flowhawk.extractors.schema import markdown_table
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -29,3 +30,14 @@ def test_readme_report_schema_matches_reports_module():
     text = README.read_text()
     block = re.search(r"<!-- report-schema:start -->\n(.*)\n<!-- report-schema:end -->", text, flags=re.S)
     assert block and block.group(1).strip() == schema_markdown().strip()
+
+
+@pytest.mark.parametrize("marker,module", [("incidents-schema", "incidents"), ("hosts-schema", "hosts"),
+                                           ("alerts-schema", "alerts")])
+def test_readme_analyst_schemas_match_modules(marker, module):
+    import importlib
+
+    text = README.read_text()
+    block = re.search(rf"<!-- {marker}:start -->\n(.*)\n<!-- {marker}:end -->", text, flags=re.S)
+    expected = importlib.import_module(f"flowhawk.reports.{module}").schema_markdown()
+    assert block and block.group(1).strip() == expected.strip(), f"README {marker} is stale"
