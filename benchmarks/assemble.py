@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-ORDER = ["pcap", "synth", "net", "train", "registry", "flows"]
+ORDER = ["pcap", "synth", "net", "train", "registry", "flows", "analyst"]
 TITLES = {
     "pcap": "Ingest: flowhawk ingest vs raw nfstream",
     "synth": "Capture synthesiser",
@@ -13,6 +13,7 @@ TITLES = {
     "train": "Detection quality (NF-BoT-IoT-v2, lab capture) and scoring memory",
     "registry": "Incremental refresh and transfer learning",
     "flows": "process_inbox end to end",
+    "analyst": "Analyst's view: explanations on the lab capture, verdicts as labels",
 }
 
 

@@ -41,9 +41,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     allow.add_argument("value", help="address, CIDR subnet, destination port, or <source>|<behaviour>")
     revoke = verbs.add_parser("revoke", help="withdraw an allowlist entry")
     revoke.add_argument("entry_id")
+    refresh = verbs.add_parser("refresh", help="refresh the current model with verdicts as labels (false positive "
+                               "-> benign, confirmed -> the class); promoted only if not worse")
+    refresh.add_argument("--models", type=Path, help="registry root (env FLOWHAWK_MODELS; default "
+                         "./flowhawk-data/models)")
+    refresh.add_argument("--batches", type=lambda s: [b for b in s.split(",") if b], metavar="B1,B2",
+                         help="new batches (default: the lake batches holding flows a verdict labels)")
+    refresh.add_argument("--epochs", type=int, default=5, help="fine-tuning epochs (default 5)")
     listing = verbs.add_parser("list", help="print every entry, oldest first")
     listing.add_argument("--json", action="store_true", help="one JSON object per line")
-    for q in (mark, allow, revoke, listing):
+    for q in (mark, allow, revoke, refresh, listing):
         q.add_argument("--lake", type=Path, help="lake root (env FLOWHAWK_LAKE; default ./flowhawk-data/lake)")
     for q in (mark, allow, revoke):
         q.add_argument("--note", default="", help="free text kept with the entry")
@@ -77,12 +84,31 @@ def run(args: argparse.Namespace) -> int:
             entry = store.allow(args.kind, args.value, _analyst(args), args.note)
         elif args.verb == "revoke":
             entry = store.revoke(args.entry_id, _analyst(args), args.note)
+        elif args.verb == "refresh":
+            return _refresh(lake, args)
         else:
             return _list(store.entries(), args.json)
-    except (ValueError, KeyError) as exc:
+    except (ValueError, KeyError, RuntimeError) as exc:
         print(f"flowhawk verdict {args.verb}: {' '.join(str(exc).split())}", file=sys.stderr)
         return 1
     print(f"recorded {entry['kind']} {entry['id']} by {entry['analyst']} at {entry['created']}")
+    return 0
+
+
+def _refresh(lake: Path, args: argparse.Namespace) -> int:
+    from flowhawk.model.refresh import RefreshConfig, refresh_model
+    from flowhawk.model.registry import Registry
+    from flowhawk.reports.verdict_lake import VerdictLabelledLake
+
+    models = args.models or os.environ.get("FLOWHAWK_MODELS") or Path("flowhawk-data") / "models"
+    view = VerdictLabelledLake(lake)
+    batches = args.batches or view.verdict_batches()
+    if not batches:
+        raise ValueError(f"{lake}: no verdict labels any flow; mark incidents, hosts or flows first")
+    result = refresh_model(Registry(Path(models).expanduser().resolve()), view, batches,
+                           RefreshConfig(epochs=args.epochs))
+    print(f"refresh on verdict labels of {', '.join(batches)}: {result.version} "
+          f"({'promoted' if result.promoted else 'kept as candidate'}): {result.reason}")
     return 0
 
 

@@ -155,3 +155,33 @@ def test_verdict_labels_most_specific_wins(tmp_path):
     assert (scan["Label"] == 0).sum() == 11 and scan.loc[first_probe, "Attack"] == "portscan"
     flood = labels[labels["verdict_on"] == "host"]
     assert (flood["Label"] == 1).all() and set(flood["Attack"]) == {"synflood"}
+
+
+def test_verdict_labelled_lake_relabels_reads_not_files(tmp_path):
+    from flowhawk.lake.ingest import IngestConfig, ingest_paths
+    from flowhawk.lake.store import Lake
+    from flowhawk.reports.verdict_lake import VerdictLabelledLake
+
+    from tests.test_ingest import make_pcap
+
+    batch = ingest_paths([make_pcap(tmp_path / "c.pcap")], IngestConfig(lake=tmp_path / "lake")).batch_id
+    lake = Lake(tmp_path / "lake")
+    flows = lake.read_flows([batch])
+    flagged = (flows["IPV4_SRC_ADDR"] == "10.0.0.9").to_numpy()  # the two UDP flows
+    scores = pd.DataFrame({"score": flagged * 0.9, "is_anomaly": flagged,
+                           "predicted_class": ["udpflood" if f else "Benign" for f in flagged]})
+    analyst = analyse_batch(lake.root, batch, flows, scores, "v1")
+    write_scored_report(lake.reports_dir, batch, flows, scores, META, analyst=analyst)
+    before = (tmp_path / "lake" / "flows").joinpath(f"batch={batch}", "part-00000.parquet").read_bytes()
+    assert VerdictLabelledLake(lake.root).verdict_batches() == []
+    VerdictStore(lake.root).add_verdict("incident", analyst.incidents["incident_id"].iloc[0], "false_positive", "eve")
+    VerdictStore(lake.root).add_verdict("flow", f"{batch}:0", "confirmed", "eve", attack_class="synscan")
+    view = VerdictLabelledLake(lake.root)
+    read = view.read_flows([batch])
+    assert read["Label"].tolist()[0] == 1 and read["Attack"].iloc[0] == "synscan"
+    assert read.loc[flagged, "Label"].tolist() == [0, 0] and set(read.loc[flagged, "Attack"]) == {"Benign"}
+    assert read["Label"].notna().sum() == 3 and list(read.columns) == list(flows.columns)
+    assert view.read_table([batch], columns=["Label"]).column_names == ["Label"]
+    assert view.read_table([batch], columns=["IN_BYTES"]).equals(lake.read_table([batch], columns=["IN_BYTES"]))
+    assert view.verdict_batches() == [batch] and lake.read_flows([batch])["Label"].isna().all()
+    assert (tmp_path / "lake" / "flows").joinpath(f"batch={batch}", "part-00000.parquet").read_bytes() == before

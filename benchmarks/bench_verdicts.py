@@ -1,0 +1,91 @@
+"""Do verdicts teach the model? Score batch A (no attacks) with the current model, mark each of its incidents a
+false positive, refresh on the verdict labels (``VerdictLabelledLake`` + ``refresh_model``, usual promotion
+guard), then compare the old and the refreshed model on batch B (false alerts: flows and incidents) and on a
+labelled attack batch (recall).
+
+    python benchmarks/bench_verdicts.py --lake L --models M --fp-batch baseA --next-batch baseB --attack-batch lab \
+        [--out benchmarks/results/analyst.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import emit
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    for name in ("--lake", "--models"):
+        parser.add_argument(name, type=Path, required=True)
+    for name in ("--fp-batch", "--next-batch", "--attack-batch"):
+        parser.add_argument(name, required=True)
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args(argv)
+
+    from flowhawk.lake.store import Lake
+    from flowhawk.model.refresh import RefreshConfig, refresh_model
+    from flowhawk.model.registry import Registry
+    from flowhawk.reports.analyst import analyse_batch
+    from flowhawk.reports.scored import ScoreMeta, write_scored_report
+    from flowhawk.reports.verdict_lake import VerdictLabelledLake
+    from flowhawk.reports.verdicts import VerdictStore
+
+    registry, lake = Registry(args.models), Lake(args.lake)
+    before = registry.require_current()
+    incidents = _score(registry, lake, before, args.fp_batch, analyse_batch, write_scored_report, ScoreMeta)
+    store = VerdictStore(args.lake)
+    for incident_id in incidents["incident_id"]:
+        store.add_verdict("incident", incident_id, "false_positive", "bench_verdicts", note="no attacks in batch")
+    result = refresh_model(registry, VerdictLabelledLake(args.lake), [args.fp_batch],
+                           RefreshConfig(epochs=args.epochs))
+    after = result.version
+    rows = [_measure(registry, lake, v, args.next_batch, args.attack_batch) for v in (before, after)]
+    lines = [f"False positives marked: {len(incidents)} incidents of batch {args.fp_batch} "
+             f"({int(incidents['flows'].sum())} flows). Refresh: {after} "
+             f"{'promoted' if result.promoted else 'not promoted'} ({result.reason}).", "",
+             f"| model | {args.next_batch}: false alerts (flows) | {args.next_batch}: incidents | "
+             f"{args.attack_batch}: recall | {args.attack_batch}: benign flows flagged |", "|---|---:|---:|---:|---:|"]
+    lines += [f"| {v} | {r['fp_flows']} of {r['flows']} | {r['incidents']} | {r['recall']:.4f} | "
+              f"{r['attack_fp']} of {r['attack_benign']} |" for v, r in zip((before, after), rows, strict=True)]
+    emit("\n".join(lines), args.out)
+    return 0
+
+
+def _score(registry, lake, version, batch, analyse_batch, write_scored_report, score_meta):
+    from flowhawk.model.scoring import score_frame
+
+    trained = registry.load(version)
+    flows = lake.read_flows([batch])
+    scores = score_frame(trained, flows)
+    analyst = analyse_batch(lake.root, batch, flows, scores, version)
+    write_scored_report(lake.reports_dir, batch, flows, scores,
+                        score_meta(model_version=version, threshold=trained.threshold), analyst=analyst)
+    return analyst.incidents
+
+
+def _measure(registry, lake, version, next_batch, attack_batch) -> dict:
+    from flowhawk.model.scoring import score_frame
+    from flowhawk.reports.analyst_config import AnalystConfig
+    from flowhawk.reports.incidents import assign_incidents
+
+    trained = registry.load(version)
+    nxt = lake.read_flows([next_batch])
+    s = score_frame(trained, nxt)
+    frame = nxt.assign(**{c: s[c].to_numpy() for c in s.columns})
+    attack = lake.read_flows([attack_batch])
+    a = score_frame(trained, attack)
+    is_attack = attack["Label"].to_numpy() == 1
+    flagged = a["is_anomaly"].to_numpy()
+    return {"flows": len(nxt), "fp_flows": int(s["is_anomaly"].sum()),
+            "incidents": int(assign_incidents(frame, next_batch, AnalystConfig()).dropna().nunique()),
+            "recall": float(flagged[is_attack].mean()), "attack_fp": int(flagged[~is_attack].sum()),
+            "attack_benign": int((~is_attack).sum())}
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
