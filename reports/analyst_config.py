@@ -63,3 +63,9 @@ class AnalystConfig:
     @property
     def window_ms(self) -> int:
         return round(self.evidence_window_s * 1000)
+
+
+def fields_markdown(fields: tuple[tuple[str, object, str], ...]) -> str:
+    """A (name, type, meaning) field list as the README's Markdown table."""
+    rows = ["| column | type | meaning |", "|---|---|---|"]
+    return "\n".join(rows + [f"| `{n}` | {t} | {d} |" for n, t, d in fields])

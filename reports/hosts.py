@@ -27,7 +27,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 from flowhawk.lake.atomic import atomic_write_bytes, exclusive_lock
-from flowhawk.reports.analyst_config import HOUR_MS, AnalystConfig
+from flowhawk.reports.analyst_config import HOUR_MS, AnalystConfig, fields_markdown
 
 HOSTS_DIR, HOSTS_FILE, LEDGER_FILE, LOCK_FILE = "hosts", "hosts.parquet", "_evidence.parquet", ".lock"
 _S, _I, _F = pa.string(), pa.int64(), pa.float64()
@@ -185,5 +185,4 @@ def _write_parquet(path: Path, table: pa.Table) -> None:
 
 
 def schema_markdown() -> str:
-    rows = ["| column | type | meaning |", "|---|---|---|"]
-    return "\n".join(rows + [f"| `{n}` | {t} | {d} |" for n, t, d in HOST_FIELDS])
+    return fields_markdown(HOST_FIELDS)

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from flowhawk.reports.analyst_config import AnalystConfig
+from flowhawk.reports.analyst_config import AnalystConfig, fields_markdown
 
 INCIDENTS_FILE = "incidents.parquet"
 SEVERITY_LABELS = {1: "low", 2: "medium", 3: "high", 4: "critical"}
@@ -177,5 +177,4 @@ def read_incidents(reports_dir: Path) -> pd.DataFrame:
 
 
 def schema_markdown() -> str:
-    rows = ["| column | type | meaning |", "|---|---|---|"]
-    return "\n".join(rows + [f"| `{n}` | {t} | {d} |" for n, t, d in INCIDENT_FIELDS])
+    return fields_markdown(INCIDENT_FIELDS)
