@@ -68,7 +68,8 @@ def _analyst(args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from flowhawk.reports.verdicts import VerdictStore, check_target
+    from flowhawk.reports.verdict_lake import check_target
+    from flowhawk.reports.verdicts import VerdictStore
 
     if not getattr(args, "verb", None):
         args.parser.print_help()

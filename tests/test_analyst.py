@@ -138,7 +138,7 @@ def test_lake_wide_incident_reader(tmp_path):
 
 
 def test_verdict_labels_most_specific_wins(tmp_path):
-    from flowhawk.reports.verdicts import verdict_labels
+    from flowhawk.reports.verdict_lake import verdict_labels
 
     frame = scored_flows(T0, 12, 1, flood=30)
     _, _, analyst = _report(tmp_path, "b0", frame)
