@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 import pyarrow as pa
+
 from flowhawk.extractors.community_id import community_ids
 
 SCHEMA_VERSION = 2  # 2: community_id added (flows of version 1 read with it null, filled by ``conform``)

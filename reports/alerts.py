@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from importlib import resources
 
 import pandas as pd
+
 from flowhawk.reports.incidents import PROTO_NAMES, SEVERITY_LABELS, behaviour_of
 
 ALERT_SCHEMA_VERSION = 1

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
-from flowhawk.lake.atomic import atomic_write_text
+
+from flowhawk.common.files import atomic_write_text
 from flowhawk.reports.alerts import ALERT_SCHEMA_VERSION, ALERTS_FILE, alerts_jsonl, flow_alerts, incident_alerts
 from flowhawk.reports.analyst_config import AnalystConfig
 from flowhawk.reports.hosts import HostStore

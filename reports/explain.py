@@ -33,6 +33,7 @@ import re
 
 import numpy as np
 import pandas as pd
+
 from flowhawk.model.scoring import predict_proba
 from flowhawk.model.trained import TrainedModel
 from flowhawk.model.windows import build_window_index

@@ -26,7 +26,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from flowhawk.lake.atomic import atomic_write_bytes, exclusive_lock
+
+from flowhawk.common.files import atomic_write_bytes, exclusive_lock
 from flowhawk.reports.analyst_config import HOUR_MS, AnalystConfig, fields_markdown
 
 HOSTS_DIR, HOSTS_FILE, LEDGER_FILE, LOCK_FILE = "hosts", "hosts.parquet", "_evidence.parquet", ".lock"

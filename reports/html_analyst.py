@@ -8,6 +8,7 @@ from __future__ import annotations
 from html import escape
 
 import pandas as pd
+
 from flowhawk.reports.analyst import AnalystResult
 
 _SEVERITY_CLASS = {"critical": "sev4", "high": "sev3", "medium": "sev2", "low": "sev1"}

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+
 from flowhawk.reports.analyst_config import AnalystConfig, fields_markdown
 
 INCIDENTS_FILE = "incidents.parquet"

@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+
 from flowhawk.extractors.schema import FLOW_SCHEMA
 from flowhawk.lake.store import Lake
 from flowhawk.reports.hosts import HostStore

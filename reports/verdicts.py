@@ -27,7 +27,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
-from flowhawk.lake.atomic import atomic_write_json
+
+from flowhawk.common.files import atomic_write_json
 
 VERDICTS_DIR = "verdicts"
 TARGET_KINDS = ("incident", "host", "flow")

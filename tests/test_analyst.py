@@ -10,6 +10,7 @@ import jsonschema
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+
 from flowhawk.cli.main import main as cli_main
 from flowhawk.extractors.community_id import community_id
 from flowhawk.reports.alerts import ALERTS_FILE, alert_schema
@@ -18,7 +19,6 @@ from flowhawk.reports.analyst_config import AnalystConfig
 from flowhawk.reports.incidents import INCIDENTS_FILE, read_incidents
 from flowhawk.reports.scored import ReportPaths, ScoreMeta, read_summary, write_scored_report
 from flowhawk.reports.verdicts import VerdictStore
-
 from tests.test_hosts_incidents import SCANNER, SERVER, T0, scored_flows
 
 META = ScoreMeta(model_version="v0007", threshold=0.5)
@@ -161,7 +161,6 @@ def test_verdict_labelled_lake_relabels_reads_not_files(tmp_path):
     from flowhawk.lake.ingest import IngestConfig, ingest_paths
     from flowhawk.lake.store import Lake
     from flowhawk.reports.verdict_lake import VerdictLabelledLake
-
     from tests.test_ingest import make_pcap
 
     batch = ingest_paths([make_pcap(tmp_path / "c.pcap")], IngestConfig(lake=tmp_path / "lake")).batch_id

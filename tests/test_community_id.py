@@ -6,12 +6,13 @@ from __future__ import annotations
 import communityid
 import pandas as pd
 import pytest
+from scapy.all import IP, TCP, UDP, PcapReader
+
 from flowhawk.extractors.community_id import community_id, community_ids
 from flowhawk.extractors.schema import FLOW_SCHEMA, SCHEMA_VERSION, conform
 from flowhawk.extractors.synth import SynthConfig, synthesize
 from flowhawk.lake.ingest import IngestConfig, ingest_paths
 from flowhawk.lake.store import Lake
-from scapy.all import IP, TCP, UDP, PcapReader
 
 # (proto, src, dst, sport/type, dport/code, expected) from corelight/pycommunityid tests/communityid_test.py
 # (seed 0, base64): TCP, UDP, SCTP, ICMP (incl. the directional echo pair), ICMPv6 and the port-less IP form.

@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+
 from flowhawk.model.scoring import score_frame
 from flowhawk.model.train import TrainConfig, train_model
 from flowhawk.reports.explain import explain_supervised, make_explanation, reason_text

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+
 from flowhawk.extractors.community_id import community_id
 from flowhawk.reports.analyst_config import HOUR_MS, AnalystConfig
 from flowhawk.reports.hosts import HostStore

@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
+
 from flowhawk.extractors.schema import markdown_table
 
 README = Path(__file__).resolve().parents[1] / "README.md"
