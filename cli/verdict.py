@@ -21,6 +21,8 @@ import os
 import sys
 from pathlib import Path
 
+from flowhawk.cli.paths import add_path_options, resolve_path
+
 # Kept in step with reports.verdicts (importing it here would load pandas just to build the parser).
 TARGET_KINDS = ("incident", "host", "flow")
 VERDICTS = ("false_positive", "confirmed")
@@ -43,24 +45,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     revoke.add_argument("entry_id")
     refresh = verbs.add_parser("refresh", help="refresh the current model with verdicts as labels (false positive "
                                "-> benign, confirmed -> the class); promoted only if not worse")
-    refresh.add_argument("--models", type=Path, help="registry root (env FLOWHAWK_MODELS; default "
-                         "./flowhawk-data/models)")
     refresh.add_argument("--batches", type=lambda s: [b for b in s.split(",") if b], metavar="B1,B2",
                          help="new batches (default: the lake batches holding flows a verdict labels)")
     refresh.add_argument("--epochs", type=int, default=5, help="fine-tuning epochs (default 5)")
     listing = verbs.add_parser("list", help="print every entry, oldest first")
     listing.add_argument("--json", action="store_true", help="one JSON object per line")
     for q in (mark, allow, revoke, refresh, listing):
-        q.add_argument("--lake", type=Path, help="lake root (env FLOWHAWK_LAKE; default ./flowhawk-data/lake)")
+        add_path_options(q, "lake")
+    add_path_options(refresh, "models")
     for q in (mark, allow, revoke):
         q.add_argument("--note", default="", help="free text kept with the entry")
         q.add_argument("--analyst", help="who (env FLOWHAWK_ANALYST; default the login name)")
     p.set_defaults(func=run, parser=p)
-
-
-def _lake(args: argparse.Namespace) -> Path:
-    value = args.lake or os.environ.get("FLOWHAWK_LAKE") or Path("flowhawk-data") / "lake"
-    return Path(value).expanduser().resolve()
 
 
 def _analyst(args: argparse.Namespace) -> str:
@@ -74,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     if not getattr(args, "verb", None):
         args.parser.print_help()
         return 2
-    lake = _lake(args)
+    lake = resolve_path(args, "lake")
     store = VerdictStore(lake)
     try:
         if args.verb == "mark":
@@ -101,12 +97,11 @@ def _refresh(lake: Path, args: argparse.Namespace) -> int:
     from flowhawk.model.registry import Registry
     from flowhawk.reports.verdict_lake import VerdictLabelledLake
 
-    models = args.models or os.environ.get("FLOWHAWK_MODELS") or Path("flowhawk-data") / "models"
     view = VerdictLabelledLake(lake)
     batches = args.batches or view.verdict_batches()
     if not batches:
         raise ValueError(f"{lake}: no verdict labels any flow; mark incidents, hosts or flows first")
-    result = refresh_model(Registry(Path(models).expanduser().resolve()), view, batches,
+    result = refresh_model(Registry(resolve_path(args, "models")), view, batches,
                            RefreshConfig(epochs=args.epochs))
     print(f"refresh on verdict labels of {', '.join(batches)}: {result.version} "
           f"({'promoted' if result.promoted else 'kept as candidate'}): {result.reason}")

@@ -184,3 +184,9 @@ def test_verdict_labelled_lake_relabels_reads_not_files(tmp_path):
     assert view.read_table([batch], columns=["IN_BYTES"]).equals(lake.read_table([batch], columns=["IN_BYTES"]))
     assert view.verdict_batches() == [batch] and lake.read_flows([batch])["Label"].isna().all()
     assert (tmp_path / "lake" / "flows").joinpath(f"batch={batch}", "part-00000.parquet").read_bytes() == before
+
+
+def test_verdict_refresh_without_verdicts_is_a_one_line_error(tmp_path, capsys):
+    code = cli_main(["verdict", "refresh", "--lake", str(tmp_path / "lake"), "--models", str(tmp_path / "m")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1 and "no verdict labels any flow" in err[0]
