@@ -91,9 +91,11 @@ def batch_windows(frame: pd.DataFrame, batch_id: str, config: AnalystConfig) -> 
 
 
 def _why(frame: pd.DataFrame) -> pd.Series:
-    """Per flow, what a host's ``reasons`` collect: the top feature of its explanation, else its reason text."""
+    """Per flow, what a host's ``reasons`` collect: the top feature of its explanation, else its own reason text
+    (not a reason borrowed from its incident)."""
     none = pd.Series(None, index=frame.index, dtype=object)
     reason = frame["reason"].astype(object) if "reason" in frame.columns else none
+    reason = reason.where(~reason.astype(str).str.startswith("incident: "), None)  # borrowed: counted once
     if "explanation" not in frame.columns:
         return reason
     explained = frame["explanation"].dropna()

@@ -190,3 +190,15 @@ def test_verdict_refresh_without_verdicts_is_a_one_line_error(tmp_path, capsys):
     code = cli_main(["verdict", "refresh", "--lake", str(tmp_path / "lake"), "--models", str(tmp_path / "m")])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1 and len(err) == 1 and "no verdict labels any flow" in err[0]
+
+
+def test_unexplained_flows_borrow_the_incident_reason_but_hosts_do_not_count_it(tmp_path):
+    frame = scored_flows(T0, 4, 1)
+    scanner = frame["IPV4_SRC_ADDR"] == SCANNER
+    frame.loc[scanner, "reason"] = None
+    frame.loc[frame.index[scanner][0], "reason"] = "scan p=0.90: L4_DST_PORT 1 (normal 80)"
+    paths, _, analyst = _report(tmp_path, "b0", frame)
+    stored = pq.read_table(paths.scored_flows).to_pandas()
+    borrowed = stored.loc[scanner.to_numpy(), "reason"].tolist()
+    assert borrowed[0].startswith("scan") and borrowed[1:] == ["incident: " + borrowed[0]] * 3
+    assert analyst.hosts.set_index("address").loc[SCANNER, "reasons"] == borrowed[0]
