@@ -37,7 +37,7 @@ import mindspore as ms
 import numpy as np
 
 from flowhawk.common.files import atomic_write_json, exclusive_lock, replace_dir, sha256_file
-from flowhawk.extractors.schema import COLUMN_NAMES, SCHEMA_VERSION
+from flowhawk.extractors.schema import COLUMN_NAMES, READABLE_SCHEMA_VERSIONS, SCHEMA_VERSION
 from flowhawk.lake.store import Lake
 from flowhawk.model.config import ModelConfig, TrainConfig
 from flowhawk.model.features import FeaturePipeline
@@ -315,9 +315,9 @@ class Registry:
 
 def _check_compatible(where: Path, manifest: dict[str, Any]) -> None:
     """Schema, configs and features must be readable by this code (no MindSpore needed)."""
-    if manifest.get("schema_version") != SCHEMA_VERSION:
+    if manifest.get("schema_version") not in READABLE_SCHEMA_VERSIONS:
         raise RegistryError(where, f"flow schema version {manifest.get('schema_version')!r}, "
-                                   f"this flowhawk reads {SCHEMA_VERSION}")
+                                   f"this flowhawk reads {list(READABLE_SCHEMA_VERSIONS)}")
     meta = _read_json(where / "model.json", where)
     try:
         model_config = ModelConfig.from_dict(meta["model_config"])

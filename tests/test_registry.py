@@ -266,3 +266,12 @@ def test_failed_mindir_export_is_recorded_not_raised(base, tmp_path, monkeypatch
                       "error": "RuntimeError: For 'export', the operator Foo is not supported"}
     assert not (reg.path(version) / "model.mindir").exists()
     reg.load(version)  # the version itself is fine
+
+
+@pytest.mark.slow  # trains the session's tiny model on first use
+def test_model_saved_under_flow_schema_1_still_loads(base, tmp_path):
+    """Schema 2 only added community_id (no model feature reads it): models of schema 1 stay loadable."""
+    reg = Registry(tmp_path / "models")
+    version = reg.save(base[1], export=False)
+    _rewrite(reg.path(version), MANIFEST, lambda m: m.__setitem__("schema_version", 1))
+    assert reg.load(version).class_names == base[1].class_names
