@@ -17,6 +17,11 @@ One flow row becomes one float32 vector:
   from random ephemeral ports, which a [0, 1] scale cannot resolve (at most ``PORT_FREQ_MAX`` ports kept);
 - TCP flag fields: their 8 bits.
 
+``extra_numeric`` names further numeric columns the caller adds to the frame (e.g. the host-behaviour window
+features of ``model.host_features``); they are fitted and transformed like counters. ``clip_margin`` widens the
+fitted clip range by that fraction of its span on each side (0.05; a novelty model uses more, so values far
+outside the baseline stay far, yet finite).
+
 Addresses are identities, not measurements: they are used for grouping windows, never as features. Absolute
 timestamps and DNS query ids are excluded too. Columns entirely null (or constant) in training are dropped
 and listed in ``dropped``. NaN, inf and absurd values never reach the network: everything is clipped.
@@ -106,7 +111,8 @@ class FeaturePipeline:
     """Fit on training flows, transform any flows to float32 (N, n_features); ``to_json``/``from_json``."""
 
     def __init__(self, feature_set: str = "nf-v1", top_categories: int = 12, top_ports: int = 8,
-                 clip_quantile: float = 0.001, min_fraction: float = 0.001, top_values: int = 0) -> None:
+                 clip_quantile: float = 0.001, min_fraction: float = 0.001, top_values: int = 0,
+                 extra_numeric: tuple[str, ...] | list[str] = (), clip_margin: float = _MARGIN) -> None:
         if feature_set not in FEATURE_SETS:
             raise ValueError(f"FeaturePipeline.feature_set: must be one of {FEATURE_SETS}, got {feature_set!r}")
         for name, value in (("top_categories", top_categories), ("top_ports", top_ports),
@@ -117,7 +123,14 @@ class FeaturePipeline:
             raise ValueError(f"FeaturePipeline.clip_quantile: must be in [0, 0.5), got {clip_quantile!r}")
         if not (isinstance(min_fraction, (int, float)) and 0 <= min_fraction < 1):
             raise ValueError(f"FeaturePipeline.min_fraction: must be in [0, 1), got {min_fraction!r}")
+        if not (isinstance(clip_margin, (int, float)) and 0 <= clip_margin <= 100):
+            raise ValueError(f"FeaturePipeline.clip_margin: must be in [0, 100], got {clip_margin!r}")
+        extra = tuple(extra_numeric)
+        if not all(isinstance(c, str) and c for c in extra) or len(set(extra)) != len(extra):
+            raise ValueError(f"FeaturePipeline.extra_numeric: must be distinct column names, got {extra_numeric!r}")
         self.min_fraction = float(min_fraction)
+        self.clip_margin = float(clip_margin)
+        self.extra_numeric = extra
         self.feature_set = feature_set
         self.top_categories = top_categories
         self.top_ports = top_ports
@@ -133,7 +146,7 @@ class FeaturePipeline:
         if len(frame) == 0:
             raise ValueError("FeaturePipeline.fit: empty training frame")
         self.specs, self.dropped = [], {}
-        for column in feature_columns(self.feature_set):
+        for column in feature_columns(self.feature_set) + list(self.extra_numeric):
             if column not in frame.columns:
                 self.dropped[column] = "absent"
                 continue
@@ -157,7 +170,7 @@ class FeaturePipeline:
         finite = values[np.isfinite(values)]
         lo, hi = np.quantile(finite, [self.clip_quantile, 1.0 - self.clip_quantile])
         span = hi - lo
-        lo, hi = float(lo - _MARGIN * span), float(hi + _MARGIN * span)
+        lo, hi = float(lo - self.clip_margin * span), float(hi + self.clip_margin * span)
         clipped = np.clip(finite, lo, hi)
         std = float(clipped.std())
         if std <= 1e-12:
@@ -241,7 +254,8 @@ class FeaturePipeline:
             "format": FORMAT, "version": VERSION, "feature_set": self.feature_set,
             "params": {"top_categories": self.top_categories, "top_ports": self.top_ports,
                        "clip_quantile": self.clip_quantile, "min_fraction": self.min_fraction,
-                       "top_values": self.top_values},
+                       "top_values": self.top_values, "extra_numeric": list(self.extra_numeric),
+                       "clip_margin": self.clip_margin},
             "specs": self.specs, "dropped": self.dropped, "feature_names": self.feature_names,
         }, indent=1, allow_nan=False)
 

@@ -1,0 +1,132 @@
+"""Host-behaviour features: what a flow's source host did in its window of the last T flows.
+
+A single flow of a port scan looks like any refused connection; the host's window does not. For every flow,
+over the same window the detector sees (``model.windows``: the source host's T most recent flows ending at this
+one, fewer at the start of a host's history), this module computes:
+
+==================  =============================================================================
+HOST_FLOWS          flows in the window (1..T)
+HOST_DST_HOSTS      distinct destination addresses (fan-out; a horizontal scan reaches T)
+HOST_DST_PORTS      distinct destination ports (a vertical scan reaches T)
+HOST_UNANSWERED     share of flows with no reply packets (OUT_PKTS == 0)
+HOST_RST            share of TCP flows with RST seen
+HOST_SYN_ONLY       share of TCP flows with SYN but never ACK (half-open / refused)
+HOST_PORT_SPREAD    standard deviation of the destination ports
+HOST_SIZE_SPREAD    standard deviation of log1p(IN_BYTES + OUT_BYTES)
+HOST_RATE           flows per second: (flows - 1) / (last start - first start), NaN without timestamps
+==================  =============================================================================
+
+Missing inputs count as absent evidence (a flow without OUT_PKTS is not "unanswered"). The values are raw
+measurements; ``FeaturePipeline(extra_numeric=HOST_FEATURES)`` scales them like every other counter. Work is done
+``chunk`` windows at a time from ``WindowIndex.index_matrix``, so memory stays O(chunk * T) beyond the output.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from flowhawk.model.windows import TIME_COLUMN, WindowIndex, build_window_index
+
+HOST_FEATURES: tuple[str, ...] = ("HOST_FLOWS", "HOST_DST_HOSTS", "HOST_DST_PORTS", "HOST_UNANSWERED", "HOST_RST",
+                                  "HOST_SYN_ONLY", "HOST_PORT_SPREAD", "HOST_SIZE_SPREAD", "HOST_RATE")
+SYN, RST, ACK = 2, 4, 16
+DEFAULT_CHUNK = 65_536
+
+
+def _column(frame: pd.DataFrame, name: str) -> np.ndarray:
+    if name not in frame.columns:
+        return np.full(len(frame), np.nan)
+    return pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def _codes(frame: pd.DataFrame, name: str) -> np.ndarray:
+    """Integer code per row (>= 0); missing values share one code of their own."""
+    if name not in frame.columns:
+        return np.zeros(len(frame), dtype=np.int64)
+    codes, uniques = pd.factorize(frame[name], use_na_sentinel=True)
+    return np.where(codes < 0, len(uniques), codes).astype(np.int64)
+
+
+def _per_flow(frame: pd.DataFrame) -> dict[str, np.ndarray]:
+    """The per-flow inputs the window statistics aggregate."""
+    ports = _column(frame, "L4_DST_PORT")
+    out_pkts = _column(frame, "OUT_PKTS")
+    flags = _column(frame, "TCP_FLAGS")
+    tcp = (_column(frame, "PROTOCOL") == 6) & np.isfinite(flags)
+    bits = np.where(np.isfinite(flags), flags, 0).astype(np.int64)
+    size = np.nansum(np.stack([_column(frame, "IN_BYTES"), _column(frame, "OUT_BYTES")]), axis=0)
+    return {
+        "dst": _codes(frame, "IPV4_DST_ADDR"),
+        "port_code": np.where(np.isfinite(ports), ports, 65536).astype(np.int64),
+        "port": np.where(np.isfinite(ports), ports, 0.0),
+        "unanswered": (out_pkts == 0).astype(np.float64),
+        "tcp": tcp.astype(np.float64),
+        "rst": (tcp & ((bits & RST) > 0)).astype(np.float64),
+        "syn_only": (tcp & ((bits & SYN) > 0) & ((bits & ACK) == 0)).astype(np.float64),
+        "size": np.log1p(np.maximum(size, 0.0)),
+        "time": _column(frame, TIME_COLUMN),
+    }
+
+
+def _distinct(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Distinct non-padding values per row of a (B, T) matrix of codes >= 0."""
+    ordered = np.sort(np.where(valid, values, -1), axis=1)
+    changes = (ordered[:, 1:] != ordered[:, :-1]) & (ordered[:, 1:] >= 0)
+    return changes.sum(axis=1) + (ordered[:, 0] >= 0)
+
+
+def _spread(values: np.ndarray, valid: np.ndarray, n: np.ndarray) -> np.ndarray:
+    mean = (values * valid).sum(axis=1) / n
+    return np.sqrt((valid * (values - mean[:, None]) ** 2).sum(axis=1) / n)
+
+
+def _share(values: np.ndarray, valid: np.ndarray, n: np.ndarray) -> np.ndarray:
+    return (values * valid).sum(axis=1) / n
+
+
+def _window_stats(flow: dict[str, np.ndarray], index: np.ndarray) -> np.ndarray:
+    """(B, len(HOST_FEATURES)) statistics of the windows given by a (B, T) index matrix (-1 = padding)."""
+    valid = index >= 0
+    at = np.where(valid, index, 0)
+    n = valid.sum(axis=1).astype(np.float64)
+    tcp = flow["tcp"][at] * valid
+    n_tcp = np.maximum(tcp.sum(axis=1), 1.0)
+    times = np.where(valid, flow["time"][at], np.nan)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        span_s = (np.nanmax(times, axis=1) - np.nanmin(times, axis=1)) / 1000.0
+        rate = np.where(n > 1, (n - 1) / np.maximum(span_s, 1e-3), 0.0)
+    rate = np.where(np.isnan(span_s), np.nan, rate)
+    return np.stack([
+        n,
+        _distinct(flow["dst"][at], valid),
+        _distinct(flow["port_code"][at], valid),
+        _share(flow["unanswered"][at], valid, n),
+        (flow["rst"][at] * valid).sum(axis=1) / n_tcp,
+        (flow["syn_only"][at] * valid).sum(axis=1) / n_tcp,
+        _spread(flow["port"][at], valid, n),
+        _spread(flow["size"][at], valid, n),
+        rate,
+    ], axis=1)
+
+
+def host_window_features(frame: pd.DataFrame, index: WindowIndex, chunk: int = DEFAULT_CHUNK) -> pd.DataFrame:
+    """One row per flow of ``frame`` (same index): the HOST_FEATURES of its window in ``index``."""
+    if len(index) != len(frame):
+        raise ValueError(f"host_window_features: index covers {len(index)} rows, the frame has {len(frame)}")
+    if chunk < 1:
+        raise ValueError(f"host_window_features: chunk must be >= 1, got {chunk}")
+    flow = _per_flow(frame)
+    out = np.empty((len(frame), len(HOST_FEATURES)), dtype=np.float64)
+    for start in range(0, len(frame), chunk):
+        rows = np.arange(start, min(start + chunk, len(frame)), dtype=np.int64)
+        out[rows] = _window_stats(flow, index.index_matrix(rows))
+    return pd.DataFrame(out, columns=list(HOST_FEATURES), index=frame.index)
+
+
+def with_host_features(frame: pd.DataFrame, window: int, group_by: str = "source",
+                       columns: list[str] | None = None) -> tuple[pd.DataFrame, WindowIndex]:
+    """``frame``'s ``columns`` (all when None) plus the HOST_FEATURES columns, and the window index used."""
+    index = build_window_index(frame, window=window, group_by=group_by)
+    hosts = host_window_features(frame, index)
+    base = frame if columns is None else frame[[c for c in columns if c in frame.columns]]
+    return pd.concat([base, hosts], axis=1), index
