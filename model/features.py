@@ -217,6 +217,11 @@ class FeaturePipeline:
             names += _spec_names(spec)
         return names
 
+    def feature_specs(self) -> list[tuple[str, dict[str, Any], int]]:
+        """Per feature position: (feature name, the spec of its column, offset within that spec's block)."""
+        self._require_fitted()
+        return [(name, spec, j) for spec in self.specs for j, name in enumerate(_spec_names(spec))]
+
     @property
     def n_features(self) -> int:
         return len(self.feature_names)

@@ -13,6 +13,10 @@ Layout::
     <models>/.tmp-*                  a save in progress (or killed): never listed, never loaded; leftovers
                                      older than an hour are removed by the next save
 
+A novelty model (``model.novelty_store.TrainedNovelty``) is stored the same way; its ``model.json`` holds
+``kind: "novelty"``, NoveltyConfig and calibration instead of the two configs. ``manifest.json`` records every
+version's ``kind`` ("supervised" / "novelty"; versions saved before kinds existed load as supervised).
+
 A version is written into a ``.tmp-`` folder and renamed into place when complete, so it is whole or absent.
 Versions are never modified afterwards; promotion state lives in ``current.json`` (replaced atomically,
 under a lock), whose ``stack`` is the promotion history that ``rollback`` walks back.
@@ -41,6 +45,7 @@ from flowhawk.extractors.schema import COLUMN_NAMES, READABLE_SCHEMA_VERSIONS, S
 from flowhawk.lake.store import Lake
 from flowhawk.model.config import ModelConfig, TrainConfig
 from flowhawk.model.features import FeaturePipeline
+from flowhawk.model.novelty_store import TrainedNovelty, check_meta
 from flowhawk.model.trained import TrainedModel
 
 log = logging.getLogger(__name__)
@@ -55,6 +60,7 @@ TMP_PREFIX = ".tmp-"
 STATUSES = ("candidate", "promoted")
 STALE_TMP_S = 3600.0
 VERSION_RE = re.compile(r"^v(\d{4,})$")
+SUPERVISED = "supervised"  # a manifest without "kind" (saved before novelty models existed) is supervised
 
 
 class RegistryError(Exception):
@@ -166,7 +172,7 @@ class Registry:
                 "parent": parent, "schema_version": SCHEMA_VERSION, "arch": trained.model_config.arch,
                 "task": trained.task, "class_names": list(trained.class_names), "threshold": trained.threshold,
                 "headline": headline(trained.metrics), "export": export_result, "files": files,
-                "data_rows": (data or {}).get("rows"),
+                "data_rows": (data or {}).get("rows"), "kind": getattr(trained, "kind", SUPERVISED),
             }
             atomic_write_json(tmp / MANIFEST, manifest)
             version = self._place(tmp)
@@ -213,12 +219,14 @@ class Registry:
         _check_compatible(where, manifest)
         return manifest
 
-    def load(self, version: str | None = None) -> TrainedModel:
+    def load(self, version: str | None = None) -> TrainedModel | TrainedNovelty:
         """Load ``version`` (the current one when None), checked first; every failure is a RegistryError."""
         version = version or self.require_current()
-        self.manifest(version)
+        kind = self.manifest(version).get("kind", SUPERVISED)
         where = self.path(version)
         try:
+            if kind == "novelty":
+                return TrainedNovelty.load(where)
             return TrainedModel.load(where)
         except Exception as exc:  # MindSpore / config errors: one line naming the version
             raise RegistryError(where, f"cannot load: {_first_line(exc)}") from None
@@ -238,6 +246,7 @@ class Registry:
             status = "current" if row["current"] else ("promoted" if version in promoted else manifest["status"])
             rows.append({**row, "status": status, "reason": manifest["reason"], "created": manifest["created"],
                          "arch": manifest["arch"], "task": manifest["task"], "parent": manifest["parent"],
+                         "kind": manifest.get("kind", SUPERVISED),
                          "rows": manifest.get("data_rows"), **manifest["headline"]})
         return rows
 
@@ -319,6 +328,9 @@ def _check_compatible(where: Path, manifest: dict[str, Any]) -> None:
         raise RegistryError(where, f"flow schema version {manifest.get('schema_version')!r}, "
                                    f"this flowhawk reads {list(READABLE_SCHEMA_VERSIONS)}")
     meta = _read_json(where / "model.json", where)
+    if manifest.get("kind", SUPERVISED) == "novelty":
+        _check_novelty(where, meta)
+        return
     try:
         model_config = ModelConfig.from_dict(meta["model_config"])
         TrainConfig.from_dict(meta["train_config"])
@@ -334,6 +346,13 @@ def _check_compatible(where: Path, manifest: dict[str, Any]) -> None:
     if len(meta.get("class_names", [])) != model_config.n_classes:
         raise RegistryError(where, f"incompatible: {len(meta.get('class_names', []))} class names for "
                                    f"{model_config.n_classes} network outputs")
+
+
+def _check_novelty(where: Path, meta: dict[str, Any]) -> None:
+    try:
+        check_meta(meta, FeaturePipeline.from_json((where / "features.json").read_text()), where / "model.json")
+    except (KeyError, TypeError, ValueError) as exc:
+        raise RegistryError(where, f"incompatible: {_first_line(exc)}") from None
 
 
 def _export_mindir(trained: TrainedModel, folder: Path) -> dict[str, Any]:

@@ -1,0 +1,225 @@
+"""Self-supervised novelty model: learn a baseline's windows without labels, score how far new flows depart.
+
+``train_novelty(frame, config)`` -> ``TrainedNovelty``: host-behaviour features are added to every flow
+(``model.host_features``), a ``FeaturePipeline`` is fitted on the training part of the baseline, the novelty
+network (``model.novelty_net``) learns the ``config.objective`` on its windows, and the last ``holdout`` share
+of the baseline in time is scored to calibrate (``model.calibration``). Labels are never read.
+
+``score_novelty(trained, frame)`` returns one row per flow (``frame``'s index): ``novelty_error`` (mean squared
+error of the flow's own features, in standardised units), ``novelty_p`` (tail probability among baseline
+flows, in [0, 1]), ``novelty_score`` (1 - novelty_p), ``is_anomaly`` (novelty_p <= budget, i.e. error >= the
+threshold) and ``explanation``: for anomalous flows (all flows with ``explain="all"``) a JSON-able list of the
+top contributing features, each ``{"feature", "observed", "expected", "share"}`` (share of the flow's error;
+numeric features in their raw units, others as their 0/1 or scaled value); None otherwise.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from flowhawk.model.calibration import TailCalibration
+from flowhawk.model.features import FeaturePipeline, feature_columns
+from flowhawk.model.host_features import HOST_FEATURES, with_host_features
+from flowhawk.model.novelty_config import NoveltyConfig
+from flowhawk.model.novelty_net import NoveltyNet, WeightedReconstructionLoss
+from flowhawk.model.novelty_store import TrainedNovelty
+from flowhawk.model.windows import SOURCE_COLUMN, WindowIndex, time_key
+
+log = logging.getLogger(__name__)
+DEFAULT_BATCH = 1024
+EXPLAIN = ("anomalous", "all", "none")
+
+
+def novelty_inputs(frame: pd.DataFrame, pipeline_or_config: FeaturePipeline | NoveltyConfig, window: int
+                   ) -> tuple[pd.DataFrame, WindowIndex]:
+    """The columns the features need plus HOST_FEATURES, and the window index."""
+    feature_set = pipeline_or_config.feature_set
+    return with_host_features(frame, window, columns=feature_columns(feature_set))
+
+
+def segment_frame(frame: pd.DataFrame, segments: int) -> pd.DataFrame:
+    """A frame whose source addresses carry their time segment (1 of ``segments`` consecutive, equal-count
+    slices), so windows and host features never reach across segments, as across separately scored batches."""
+    if segments <= 1 or len(frame) == 0 or SOURCE_COLUMN not in frame.columns:
+        return frame
+    times = time_key(frame)
+    order = np.argsort(times, kind="stable") if times is not None else np.arange(len(frame))
+    segment = np.empty(len(frame), dtype=np.int64)
+    segment[order] = np.arange(len(frame)) * segments // len(frame)
+    out = frame.copy(deep=False)
+    out[SOURCE_COLUMN] = frame[SOURCE_COLUMN].astype("string") + "#" + pd.Series(segment, index=frame.index
+                                                                                   ).astype("string")
+    return out
+
+
+def split_by_time(frame: pd.DataFrame, holdout: float) -> tuple[np.ndarray, np.ndarray]:
+    """Row positions of the first ``1 - holdout`` of the flows in time (frame order without times), and the rest."""
+    times = time_key(frame)
+    order = np.argsort(times, kind="stable") if times is not None else np.arange(len(frame))
+    cut = round(len(frame) * (1.0 - holdout))
+    return np.sort(order[:cut]), np.sort(order[cut:])
+
+
+def _network_input(x: np.ndarray, mask: np.ndarray, hide: np.ndarray) -> np.ndarray:
+    """(B, T, F), (B, T), (B, T) -> (B, T, F + 1): hidden flows zeroed, hide indicator appended."""
+    keep = (mask * (1.0 - hide))[:, :, None]
+    return np.concatenate([x * keep, hide[:, :, None]], axis=2).astype(np.float32)
+
+
+def _hide_and_weight(mask: np.ndarray, config: NoveltyConfig, rng: np.random.Generator | None
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Which flows the encoder does not see, and which count in the loss (see NoveltyConfig)."""
+    if config.objective == "predict":
+        last = np.zeros_like(mask)
+        last[:, -1] = 1.0
+        return last, last
+    hide = np.zeros_like(mask)
+    if rng is not None:
+        hide = ((rng.random(mask.shape) < config.mask_rate) & (mask > 0)).astype(np.float32)
+    return hide, mask
+
+
+def flow_error(squared: np.ndarray, top: int) -> np.ndarray:
+    """(B, F) squared errors -> (B,) score: the mean over all features, or over the ``top`` largest."""
+    if top <= 0 or top >= squared.shape[1]:
+        return squared.mean(axis=1)
+    return -np.partition(-squared, top - 1, axis=1)[:, :top].mean(axis=1)
+
+
+def _padded(x: np.ndarray, size: int) -> np.ndarray:
+    """Pad axis 0 to ``size`` by repeating the first row (compiled graphs specialise on the batch size)."""
+    return x if len(x) == size else np.concatenate([x, np.repeat(x[:1], size - len(x), axis=0)])
+
+
+def last_flow_errors(network: object, predict: Callable, features: np.ndarray, index: WindowIndex,
+                     rows: np.ndarray, config: NoveltyConfig, batch_size: int = DEFAULT_BATCH
+                     ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Yield (rows, squared error (B, F), expected features (B, F)) of each scored flow, batch by batch."""
+    from mindspore import Tensor
+
+    for chunk, x, mask in index.batches(features, rows, batch_size):
+        n = len(chunk)
+        hide, _ = _hide_and_weight(mask, config, None)
+        inputs = _padded(_network_input(x, mask, hide), batch_size)
+        out = predict(Tensor(inputs), Tensor(_padded(mask, batch_size))).asnumpy()[:n, -1, :]
+        yield chunk, (out - x[:, -1, :]) ** 2, out
+
+
+def _train(network: object, features: np.ndarray, index: WindowIndex, rows: np.ndarray,
+           config: NoveltyConfig) -> list[dict[str, Any]]:
+    from flowhawk.model.network import make_train_step
+    from mindspore import Tensor, nn
+
+    step = make_train_step(network, WeightedReconstructionLoss(),
+                           nn.Adam(network.trainable_params(), learning_rate=config.learning_rate))
+    rng = np.random.default_rng(config.seed)
+    batch = min(config.batch_size, len(rows))
+    history = []
+    for epoch in range(1, config.epochs + 1):
+        started, losses = time.monotonic(), []
+        order = rng.permutation(rows)
+        for start in range(0, len(order) - batch + 1, batch):  # full batches only: one compiled shape
+            x, mask = index.gather(features, order[start:start + batch])
+            hide, weight = _hide_and_weight(mask, config, rng)
+            y = np.concatenate([x, weight[:, :, None]], axis=2).astype(np.float32)
+            losses.append(float(step(Tensor(_network_input(x, mask, hide)), Tensor(mask), Tensor(y)).asnumpy()))
+        history.append({"epoch": epoch, "loss": float(np.mean(losses)), "seconds": time.monotonic() - started})
+        log.debug("novelty epoch %d: loss %.4f", epoch, history[-1]["loss"])
+    return history
+
+
+def _errors(trained: TrainedNovelty, features: np.ndarray, index: WindowIndex, rows: np.ndarray,
+            batch_size: int = DEFAULT_BATCH) -> np.ndarray:
+    out = np.empty(len(rows), dtype=np.float64)
+    done = 0
+    for chunk, sq, _ in last_flow_errors(trained.network, trained.predictor(), features, index, rows,
+                                         trained.config, batch_size):
+        out[done:done + len(chunk)] = flow_error(sq, trained.config.score_top)
+        done += len(chunk)
+    return out
+
+
+def train_novelty(frame: pd.DataFrame, config: NoveltyConfig | None = None) -> TrainedNovelty:
+    """Train and calibrate a novelty model on the (unlabelled) baseline ``frame``; see the module doc."""
+    import mindspore as ms
+
+    config = config or NoveltyConfig()
+    started = time.monotonic()
+    fit_rows, cal_rows = split_by_time(frame, config.holdout)
+    if len(cal_rows) < config.min_calibration:
+        raise ValueError(f"train_novelty: {len(cal_rows)} held-out baseline flows for calibration, need >= "
+                         f"{config.min_calibration} (a larger baseline, or NoveltyConfig.holdout)")
+    fit_frame, cal_frame = frame.iloc[fit_rows], frame.iloc[cal_rows]
+    inputs, index = novelty_inputs(segment_frame(fit_frame, config.segments), config, config.window)
+    pipeline = FeaturePipeline(config.feature_set, extra_numeric=HOST_FEATURES, clip_margin=config.clip_margin)
+    features = pipeline.fit(inputs).transform(inputs)
+    del inputs
+    rng = np.random.default_rng(config.seed)
+    train_rows = np.arange(len(fit_rows))
+    if len(train_rows) > config.max_train_rows:
+        train_rows = np.sort(rng.choice(train_rows, config.max_train_rows, replace=False))
+    ms.set_seed(config.seed)
+    network = NoveltyNet(pipeline.n_features, config)
+    history = _train(network, features, index, train_rows, config)
+    trained = TrainedNovelty(network=network, config=config, pipeline=pipeline, calibration=None)
+    cal_inputs, cal_index = novelty_inputs(cal_frame, config, config.window)
+    reference = _errors(trained, pipeline.transform(cal_inputs), cal_index, np.arange(len(cal_rows)))
+    trained.calibration = TailCalibration.fit(reference, config.budget, config.tail_fraction)
+    trained.history = history
+    trained.metrics = {"train_rows": len(train_rows), "calibration_rows": len(cal_rows),
+                       "final_loss": history[-1]["loss"], "calibration_mean_error": float(reference.mean()),
+                       "threshold": trained.calibration.threshold, "seconds": time.monotonic() - started}
+    log.info("novelty model: %d train / %d calibration flows, loss %.4f -> %.4f, threshold %.4g (%.0fs)",
+             len(train_rows), len(cal_rows), history[0]["loss"], history[-1]["loss"],
+             trained.calibration.threshold, trained.metrics["seconds"])
+    return trained
+
+
+def score_novelty(trained: TrainedNovelty, frame: pd.DataFrame, batch_size: int = DEFAULT_BATCH,
+                  explain: str = "anomalous") -> pd.DataFrame:
+    """Score every flow of ``frame`` (see module doc); the result has ``frame``'s index, in its order."""
+    if explain not in EXPLAIN:
+        raise ValueError(f"score_novelty: explain must be one of {EXPLAIN}, got {explain!r}")
+    if batch_size < 1:
+        raise ValueError(f"score_novelty: batch_size must be >= 1, got {batch_size}")
+    result = pd.DataFrame(index=frame.index)
+    n, k = len(frame), trained.config.explain_top
+    errors = np.zeros(n, dtype=np.float64)
+    top = np.zeros((n, k), dtype=np.int32)
+    top_expected = np.zeros((n, k), dtype=np.float32)
+    top_share = np.zeros((n, k), dtype=np.float32)
+    if n:
+        inputs, index = novelty_inputs(frame, trained.pipeline, trained.config.window)
+        features = trained.pipeline.transform(inputs)
+        for chunk, sq, expected in last_flow_errors(trained.network, trained.predictor(), features, index,
+                                                    np.arange(n), trained.config, batch_size):
+            errors[chunk] = flow_error(sq, trained.config.score_top)
+            best = np.argsort(-sq, axis=1)[:, :k]
+            top[chunk] = best
+            top_expected[chunk] = np.take_along_axis(expected, best, axis=1)
+            top_share[chunk] = np.take_along_axis(sq, best, axis=1) / np.maximum(sq.sum(axis=1, keepdims=True),
+                                                                                1e-12)
+        del features
+    p = trained.calibration.tail_probability(errors)
+    result["novelty_error"] = errors
+    result["novelty_p"] = p
+    result["novelty_score"] = 1.0 - p
+    result["is_anomaly"] = errors >= trained.calibration.threshold
+    wanted = np.zeros(n, dtype=bool) if explain == "none" else (
+        np.ones(n, dtype=bool) if explain == "all" else result["is_anomaly"].to_numpy())
+    explanations = np.full(n, None, dtype=object)
+    if wanted.any():
+        from flowhawk.model.novelty_explain import explain_rows
+
+        positions = np.flatnonzero(wanted)
+        explanations[positions] = explain_rows(trained.pipeline, inputs.iloc[positions], top[positions],
+                                               top_expected[positions], top_share[positions])
+    result["explanation"] = explanations
+    log.info("novelty: scored %d flows, %d anomalous (threshold %.4g)", n, int(result["is_anomaly"].sum()),
+             trained.calibration.threshold)
+    return result
