@@ -8,13 +8,15 @@ of the baseline in time is scored to calibrate (``model.calibration``). Labels a
 ``score_novelty(trained, frame)`` returns one row per flow (``frame``'s index): ``novelty_error`` (mean squared
 error of the flow's own features, in standardised units), ``novelty_p`` (tail probability among baseline
 flows, in [0, 1]), ``novelty_score`` (1 - novelty_p), ``is_anomaly`` (novelty_p <= budget, i.e. error >= the
-threshold) and ``explanation``: for anomalous flows (all flows with ``explain="all"``) a JSON-able list of the
-top contributing features, each ``{"feature", "observed", "expected", "share"}`` (share of the flow's error;
-numeric features in their raw units, others as their 0/1 or scaled value); None otherwise.
+threshold) and ``explanation``: for anomalous flows (all flows with ``explain="all"``) the JSON text of a list of
+the top contributing features, each ``{"feature", "observed", "expected", "share"}`` (share of the flow's error;
+numeric features in their raw units, others as their 0/1 or scaled value); None otherwise. JSON text, not Python
+lists of dicts: a million explained flows stay a few hundred MB and go to Parquet as one string column.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -26,6 +28,7 @@ from flowhawk.model.calibration import TailCalibration
 from flowhawk.model.features import FeaturePipeline, feature_columns
 from flowhawk.model.host_features import HOST_FEATURES, with_host_features
 from flowhawk.model.novelty_config import NoveltyConfig
+from flowhawk.model.novelty_explain import explain_rows
 from flowhawk.model.novelty_net import NoveltyNet, WeightedReconstructionLoss
 from flowhawk.model.novelty_store import TrainedNovelty
 from flowhawk.model.windows import SOURCE_COLUMN, WindowIndex, time_key
@@ -214,11 +217,10 @@ def score_novelty(trained: TrainedNovelty, frame: pd.DataFrame, batch_size: int 
         np.ones(n, dtype=bool) if explain == "all" else result["is_anomaly"].to_numpy())
     explanations = np.full(n, None, dtype=object)
     if wanted.any():
-        from flowhawk.model.novelty_explain import explain_rows
-
         positions = np.flatnonzero(wanted)
-        explanations[positions] = explain_rows(trained.pipeline, inputs.iloc[positions], top[positions],
-                                               top_expected[positions], top_share[positions])
+        lists = explain_rows(trained.pipeline, inputs.iloc[positions], top[positions], top_expected[positions],
+                             top_share[positions])
+        explanations[positions] = [json.dumps(e, allow_nan=False) for e in lists]
     result["explanation"] = explanations
     log.info("novelty: scored %d flows, %d anomalous (threshold %.4g)", n, int(result["is_anomaly"].sum()),
              trained.calibration.threshold)

@@ -1,0 +1,183 @@
+"""Novelty model: host-behaviour features, calibration, the self-supervised objective, registry round trip.
+
+Fast tests use hand-built flow frames and synthetic score draws; the slow ones synthesise captures with
+``flowhawk.extractors.synth``, extract flows with nfstream and train the real MindSpore network.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from flowhawk.model.calibration import TailCalibration
+from flowhawk.model.features import FeaturePipeline
+from flowhawk.model.host_features import HOST_FEATURES, host_window_features, with_host_features
+from flowhawk.model.novelty_config import NoveltyConfig
+from flowhawk.model.windows import build_window_index
+
+
+def _flows(src: str, dsts: list[str], ports: list[int], t0: int, step_ms: int, out_pkts: int = 5,
+           flags: int = 27) -> pd.DataFrame:
+    n = len(dsts)
+    return pd.DataFrame({
+        "IPV4_SRC_ADDR": [src] * n, "IPV4_DST_ADDR": dsts, "L4_SRC_PORT": np.arange(40000, 40000 + n),
+        "L4_DST_PORT": ports, "PROTOCOL": [6] * n, "L7_PROTO": [7.0] * n, "IN_BYTES": [600] * n,
+        "OUT_BYTES": [900 if out_pkts else 0] * n, "IN_PKTS": [6] * n, "OUT_PKTS": [out_pkts] * n,
+        "TCP_FLAGS": [flags] * n, "FLOW_DURATION_MILLISECONDS": [20] * n,
+        "FLOW_START_MILLISECONDS": t0 + step_ms * np.arange(n)})
+
+
+def _scan_frame() -> pd.DataFrame:
+    web = _flows("10.0.0.5", ["10.0.0.1"] * 20, [443] * 20, 0, 1000)
+    vertical = _flows("10.0.0.66", ["10.0.0.1"] * 20, list(range(20, 40)), 0, 2, out_pkts=1, flags=2 | 4 | 16)
+    horizontal = _flows("10.0.0.77", [f"10.0.1.{i}" for i in range(20)], [23] * 20, 0, 2, out_pkts=0, flags=2)
+    return pd.concat([web, vertical, horizontal], ignore_index=True)
+
+
+def test_host_features_make_scans_visible() -> None:
+    frame = _scan_frame()
+    hosts = host_window_features(frame, build_window_index(frame, window=16))
+    last = hosts.groupby(frame["IPV4_SRC_ADDR"]).last()
+    assert list(hosts.columns) == list(HOST_FEATURES)
+    assert last.loc["10.0.0.5", ["HOST_DST_HOSTS", "HOST_DST_PORTS", "HOST_UNANSWERED"]].tolist() == [1, 1, 0]
+    assert last.loc["10.0.0.66", "HOST_DST_PORTS"] == 16 and last.loc["10.0.0.66", "HOST_DST_HOSTS"] == 1
+    assert last.loc["10.0.0.66", "HOST_RST"] == 1.0 and last.loc["10.0.0.66", "HOST_SYN_ONLY"] == 0.0
+    assert last.loc["10.0.0.77", "HOST_DST_HOSTS"] == 16 and last.loc["10.0.0.77", "HOST_DST_PORTS"] == 1
+    assert last.loc["10.0.0.77", ["HOST_UNANSWERED", "HOST_SYN_ONLY"]].tolist() == [1.0, 1.0]
+    assert last.loc["10.0.0.66", "HOST_RATE"] == pytest.approx(15 / 0.030)  # 16 flows in 30 ms
+    assert last.loc["10.0.0.5", "HOST_RATE"] == pytest.approx(1.0)
+    assert hosts["HOST_FLOWS"].iloc[0] == 1 and hosts["HOST_RATE"].iloc[0] == 0.0  # a host's first flow
+
+
+def test_host_features_chunks_agree_and_reject_misaligned_index() -> None:
+    frame = _scan_frame()
+    index = build_window_index(frame, window=8)
+    pd.testing.assert_frame_equal(host_window_features(frame, index, chunk=7), host_window_features(frame, index))
+    with pytest.raises(ValueError, match="index covers"):
+        host_window_features(frame.iloc[:10], index)
+
+
+def test_pipeline_scales_host_features_and_round_trips() -> None:
+    inputs, _ = with_host_features(_scan_frame(), 16)
+    pipeline = FeaturePipeline(extra_numeric=HOST_FEATURES, clip_margin=2.0).fit(inputs)
+    assert {"HOST_DST_PORTS", "HOST_RATE"} <= set(pipeline.feature_names)
+    again = FeaturePipeline.from_json(pipeline.to_json())
+    np.testing.assert_array_equal(again.transform(inputs), pipeline.transform(inputs))
+    assert again.extra_numeric == HOST_FEATURES and again.clip_margin == 2.0
+    data = json.loads(FeaturePipeline().fit(inputs).to_json())  # a document saved before the two params
+    del data["params"]["extra_numeric"], data["params"]["clip_margin"]
+    old = FeaturePipeline.from_json(json.dumps(data))
+    assert old.extra_numeric == () and old.clip_margin == 0.05
+    with pytest.raises(ValueError, match="clip_margin"):
+        FeaturePipeline(clip_margin=-1)
+
+
+def test_calibration_holds_budget_on_fresh_draws() -> None:
+    rng = np.random.default_rng(0)
+    reference = rng.lognormal(0.0, 1.0, 2_000)
+    calibration = TailCalibration.fit(reference, budget=0.01)
+    fresh = rng.lognormal(0.0, 1.0, 200_000)
+    assert 0.003 <= (fresh >= calibration.threshold).mean() <= 0.02
+    p = calibration.tail_probability(np.array([0.0, 1.0, 10.0, 1e6]))
+    assert np.all((p >= 0) & (p <= 1)) and np.all(np.diff(p) <= 0) and p[-1] < 1e-6
+    assert calibration.tail_probability(np.array([calibration.threshold]))[0] == pytest.approx(0.01, rel=1e-6)
+    assert TailCalibration.from_dict(json.loads(json.dumps(calibration.to_dict()))) == calibration
+    with pytest.raises(ValueError, match="need >= 20"):
+        TailCalibration.fit(reference[:5], budget=0.01)
+
+
+def test_novelty_config_is_validated() -> None:
+    with pytest.raises(ValueError, match=r"NoveltyConfig.budget: must be a number in \[1e-06, 0.5\]"):
+        NoveltyConfig(budget=0.9)
+    with pytest.raises(ValueError, match="NoveltyConfig.objective"):
+        NoveltyConfig(objective="classify")
+    with pytest.raises(ValueError, match="unknown key"):
+        NoveltyConfig.from_dict({"windw": 8})
+    assert NoveltyConfig.from_dict(NoveltyConfig(window=8).to_dict()) == NoveltyConfig(window=8)
+
+
+# ------------------------------------------------------------------------------------------------ slow
+def _synth_flows(tmp: Path, seed: int, attacks: tuple[str, ...] = (), packets: int = 12_000) -> pd.DataFrame:
+    from flowhawk.extractors.base import ExtractNotes
+    from flowhawk.extractors.labels import LabelRules
+    from flowhawk.extractors.pcap_to_flows import PcapExtractor
+    from flowhawk.extractors.synth import SynthConfig, synthesize
+
+    pcap, labels = tmp / f"s{seed}.pcap", tmp / f"s{seed}.csv"
+    synthesize(SynthConfig(seed=seed, attacks=attacks, packets=packets, duration_s=300.0), pcap, labels)
+    frame = pd.concat(list(PcapExtractor().frames(pcap, ExtractNotes())), ignore_index=True)
+    return LabelRules.from_csv(labels).apply(frame).frame
+
+
+@pytest.fixture(scope="module")
+def synth_model(tmp_path_factory: pytest.TempPathFactory) -> tuple:
+    from flowhawk.model.novelty import train_novelty
+
+    tmp = tmp_path_factory.mktemp("novelty")
+    baseline = _synth_flows(tmp, seed=1)
+    config = NoveltyConfig(epochs=15, budget=0.01, conv_channels=16, hidden=16, min_calibration=50)
+    return train_novelty(baseline.drop(columns=["Label", "Attack"]), config), tmp
+
+
+@pytest.mark.slow
+def test_loss_falls_on_synthesised_baseline(synth_model: tuple) -> None:
+    trained, _ = synth_model
+    losses = [h["loss"] for h in trained.history]
+    assert losses[-1] < 0.7 * losses[0]
+
+
+@pytest.mark.slow
+def test_calibration_holds_budget_on_held_out_benign(synth_model: tuple) -> None:
+    from flowhawk.model.novelty import score_novelty
+
+    trained, tmp = synth_model
+    fresh = _synth_flows(tmp, seed=2)  # same benign clients, another day (seed)
+    scored = score_novelty(trained, fresh.drop(columns=["Label", "Attack"]))
+    assert len(fresh) > 300
+    assert scored["is_anomaly"].mean() <= 3 * trained.config.budget + 0.005
+    assert ((scored["novelty_p"] >= 0) & (scored["novelty_p"] <= 1)).all()
+
+
+@pytest.mark.slow
+def test_port_scan_scores_above_benign_with_explanation(synth_model: tuple) -> None:
+    from flowhawk.model.novelty import score_novelty
+
+    trained, tmp = synth_model
+    frame = _synth_flows(tmp, seed=3, attacks=("portscan",))
+    scored = score_novelty(trained, frame.drop(columns=["Label", "Attack"]))
+    scan = (frame["Attack"] != "Benign").to_numpy()
+    assert scan.sum() > 50
+    assert scored["novelty_score"][scan].median() > scored["novelty_score"][~scan].quantile(0.99)
+    assert scored["is_anomaly"][scan].mean() >= 0.9 and scored["is_anomaly"][~scan].mean() <= 0.05
+    explanation = json.loads(scored["explanation"][scan].iloc[len(scan[scan]) // 2])
+    assert len(explanation) == trained.config.explain_top
+    assert {"feature", "observed", "expected", "share"} <= set(explanation[0])
+
+
+@pytest.mark.slow
+def test_registry_round_trip_keeps_scores_and_kind(synth_model: tuple, tmp_path: Path) -> None:
+    from flowhawk.model.novelty import score_novelty
+    from flowhawk.model.novelty_store import TrainedNovelty
+    from flowhawk.model.registry import Registry, RegistryError
+
+    trained, tmp = synth_model
+    registry = Registry(tmp_path / "models")
+    version = registry.save(trained, data={"rows": 1})
+    registry.promote(version)
+    manifest = registry.manifest(version)
+    assert manifest["kind"] == "novelty" and manifest["export"]["ok"] and "model.mindir" in manifest["files"]
+    assert json.loads((registry.path(version) / "model.json").read_text())["kind"] == "novelty"
+    loaded = registry.load()
+    assert isinstance(loaded, TrainedNovelty) and loaded.threshold == trained.threshold
+    frame = _synth_flows(tmp, seed=3, attacks=("portscan",)).drop(columns=["Label", "Attack"])
+    pd.testing.assert_frame_equal(score_novelty(loaded, frame), score_novelty(trained, frame))
+    assert registry.list()[0]["kind"] == "novelty"
+    meta_path = registry.path(version) / "model.json"
+    meta = json.loads(meta_path.read_text())
+    meta["novelty_config"]["window"] = 0
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(RegistryError, match="model.json does not match"):
+        registry.load(version)
