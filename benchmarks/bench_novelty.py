@@ -7,7 +7,8 @@ Sections (each prints Markdown and, with ``--out``, appends it):
   flow and per window, all calibrated on the same held-out baseline flows with the same budget.
 - ``iot23``: ``zeek/iot23/conn.log.calibration_90_10`` ordered by ts; baseline = benign rows of the first 70 %
   (``clean``) or all rows of it (``contaminated``); the whole log is scored in one pass (windows see history);
-  evaluation = every row of the last 30 % plus every attack row.
+  evaluation = every row of the last 30 % plus every attack row. The ``issue`` split takes the first 70 % of the
+  log; the ``per-host`` split the first 70 % of each source host's flows (every host then has a baseline).
 - ``speed``: windows/s of ``score_frame`` (supervised detector) and ``score_novelty`` on the same synthetic frame.
 - ``memory``: peak RSS of scoring N synthetic flows with the novelty model, in a fresh subprocess.
 
@@ -58,7 +59,8 @@ def load_zeek(path: Path) -> pd.DataFrame:
     return frame.sort_values("FLOW_START_MILLISECONDS", kind="stable").reset_index(drop=True)
 
 
-def methods(baseline: pd.DataFrame, target: pd.DataFrame, epochs: int, seeds: int = 1) -> dict[str, dict]:
+def methods(baseline: pd.DataFrame, target: pd.DataFrame, epochs: int, seeds: int = 1, guarded: bool = False
+            ) -> dict[str, dict]:
     """{method: {"error": scores of target, "threshold": alert threshold, "p": tail probabilities, ...}}."""
     from flowhawk.model.novelty import score_novelty, train_novelty
     from flowhawk.model.novelty_baselines import UNSUPERVISED, fit_unsupervised, score_unsupervised
@@ -74,6 +76,15 @@ def methods(baseline: pd.DataFrame, target: pd.DataFrame, epochs: int, seeds: in
             "threshold": trained.calibration.threshold, "trained": trained, "scored": scored,
             "train_s": trained.metrics["seconds"], "score_s": time.monotonic() - started,
             "loss": (trained.history[0]["loss"], trained.history[-1]["loss"])}
+    if guarded:
+        from flowhawk.model.novelty_guard import train_guarded
+
+        trained, report, kept = train_guarded(baseline, NoveltyConfig(epochs=epochs))
+        scored = score_novelty(trained, target)
+        out["novelty_reconstruct + guard"] = {
+            "error": scored["novelty_error"].to_numpy(), "p": scored["novelty_p"].to_numpy(),
+            "threshold": trained.calibration.threshold, "train_s": trained.metrics["seconds"], "guard": report,
+            "kept": kept}
     reference = out["novelty_reconstruct"]["trained"]
     for name in UNSUPERVISED:
         started = time.monotonic()
@@ -147,19 +158,29 @@ def lab(args: argparse.Namespace) -> str:
     return "\n".join(lines) + "\n"
 
 
-def iot_case(frame: pd.DataFrame, case: str, epochs: int, seeds: int) -> list[str]:
-    cut = int(len(frame) * 0.7)
-    first = frame.iloc[:cut]
-    baseline = first[first["Label"] == 0] if case == "clean" else first
-    evaluate = np.zeros(len(frame), dtype=bool)
-    evaluate[cut:] = True
-    evaluate |= (frame["Label"] == 1).to_numpy()
+def early_rows(frame: pd.DataFrame, split: str) -> np.ndarray:
+    """Rows in the first 70 % by ts: of the whole log (``issue``) or of each source host's flows (``per-host``)."""
+    if split == "issue":
+        return np.arange(len(frame)) < int(len(frame) * 0.7)
+    rank = frame.groupby("IPV4_SRC_ADDR").cumcount().to_numpy()
+    size = frame.groupby("IPV4_SRC_ADDR")["IPV4_SRC_ADDR"].transform("size").to_numpy()
+    return rank < (size * 0.7).astype(np.int64)
+
+
+def iot_case(frame: pd.DataFrame, split: str, case: str, epochs: int, seeds: int) -> list[str]:
+    early = early_rows(frame, split)
+    attack = (frame["Label"] == 1).to_numpy()
+    if case == "contaminated" and not (early & attack).any():
+        return [f"#### IoT-23, {split} split, contaminated baseline: identical to the clean one (no attack row "
+                "falls in the first 70 %), not run again", ""]
+    baseline = frame[early & ~attack] if case == "clean" else frame[early]
+    evaluate = ~early | attack
     results = methods(baseline.drop(columns=["Label", "Attack"]), frame.drop(columns=["Label", "Attack"]), epochs,
-                      seeds)
+                      seeds, guarded=case == "contaminated")
     y = (frame["Label"] == 1).to_numpy()[evaluate]
     kinds = frame["Attack"].astype(str).to_numpy()[evaluate]
     attack_kinds = sorted(set(kinds[y]))
-    lines = [f"#### IoT-23, {case} baseline ({len(baseline):,} flows: "
+    lines = [f"#### IoT-23, {split} split, {case} baseline ({len(baseline):,} flows: "
              f"{int((baseline['Label'] == 1).sum()):,} attacks); evaluated {evaluate.sum():,} flows "
              f"({int(y.sum()):,} attacks)", "",
              "| method | recall | benign FPR | " + " | ".join(f"{k} ({(kinds == k).sum()})" for k in attack_kinds)
@@ -172,6 +193,13 @@ def iot_case(frame: pd.DataFrame, case: str, epochs: int, seeds: int) -> list[st
         lines.append(f"| {name} | {flagged[y].mean():.3f} | {flagged[~y].mean():.2%} | "
                      + " | ".join(f"{flagged[kinds == k].mean():.1%}" for k in attack_kinds)
                      + f" | {auc(error, y):.4f} | {(error[y] > oracle).mean():.3f} |")
+    for r in (r for r in results.values() if "guard" in r):
+        dropped = ~r["kept"]
+        is_attack = (baseline["Label"] == 1).to_numpy()  # labels only say what the guard left out
+        lines += ["", f"Poisoning guard: left out {dropped.sum():,} of {len(baseline):,} baseline flows "
+                  f"({(dropped & is_attack).sum():,} of the {is_attack.sum():,} attack rows, "
+                  f"{(dropped & ~is_attack).sum():,} benign); hosts left out whole: "
+                  f"{[h for x in r['guard']['rounds'] for h in x['hosts']]}."]
     return [*lines, ""]
 
 
@@ -182,8 +210,12 @@ def iot23(args: argparse.Namespace) -> str:
              f"{len(frame):,} rows ordered by ts ({dict(frame['Attack'].value_counts())}). Flagged = calibrated "
              "threshold (budget 0.001); the oracle column picks the threshold from the evaluation labels "
              "(98th percentile of benign scores) and is shown only to separate ranking from calibration.", ""]
-    for case in ("clean", "contaminated"):
-        lines += iot_case(frame, case, args.epochs, args.seeds)
+    hosts = frame.assign(early=early_rows(frame, "issue")).groupby(["IPV4_SRC_ADDR", "early"])["Attack"]
+    lines += ["Rows per source host, first 70 % (True) / last 30 % (False):", "",
+              f"`{hosts.value_counts().to_dict()}`", ""]
+    for split, case in (("issue", "clean"), ("issue", "contaminated"), ("per-host", "clean"),
+                        ("per-host", "contaminated")):
+        lines += iot_case(frame, split, case, args.epochs, args.seeds)
     return "\n".join(lines)
 
 

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 from flowhawk.model.calibration import TailCalibration
 from flowhawk.model.novelty import novelty_inputs, segment_frame, split_by_time
+from flowhawk.model.novelty_config import check_range
 from flowhawk.model.novelty_store import TrainedNovelty
 from flowhawk.model.splits import capped_subsample
 from sklearn.ensemble import IsolationForest
@@ -37,9 +38,7 @@ class UnsupervisedConfig:
 
     def __post_init__(self) -> None:
         for name in ("trees", "neighbors", "max_fit_rows"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"UnsupervisedConfig.{name}: must be an integer >= 1, got {value!r}")
+            check_range("UnsupervisedConfig", name, getattr(self, name), 1, 10**8, integer=True)
 
 
 def _matrix(trained: TrainedNovelty, frame: pd.DataFrame, per_window: bool) -> np.ndarray:

@@ -28,6 +28,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from flowhawk.extractors.base import config_from_mapping
+
 OBJECTIVES: tuple[str, ...] = ("reconstruct", "predict")
 IMPLS: tuple[str, ...] = ("auto", "fused", "unrolled")
 FEATURE_SETS: tuple[str, ...] = ("nf-v1", "full")
@@ -37,6 +39,14 @@ _INTS = {"window": (2, 256), "conv_channels": (1, 1024), "kernel_size": (1, 15),
          "score_top": (0, 4096)}
 _FLOATS = {"mask_rate": (0.0, 0.9), "dropout": (0.0, 0.9), "learning_rate": (1e-6, 1.0), "holdout": (0.05, 0.9),
            "budget": (1e-6, 0.5), "tail_fraction": (0.005, 0.5), "clip_margin": (0.0, 100.0)}
+
+
+def check_range(owner: str, name: str, value: object, lo: float, hi: float, integer: bool = False) -> None:
+    """ValueError naming ``owner.name`` and its range unless ``value`` is a number (an int if ``integer``) in it."""
+    kinds = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds) or not lo <= value <= hi:
+        kind = "an integer" if integer else "a number"
+        raise ValueError(f"{owner}.{name}: must be {kind} in [{lo}, {hi}], got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -72,14 +82,10 @@ class NoveltyConfig:
             if getattr(self, name) not in choices:
                 raise ValueError(f"NoveltyConfig.{name}: must be one of {list(choices)}, got {getattr(self, name)!r}")
         for name, (lo, hi) in _INTS.items():
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-                raise ValueError(f"NoveltyConfig.{name}: must be an integer in [{lo}, {hi}], got {value!r}")
+            check_range("NoveltyConfig", name, getattr(self, name), lo, hi, integer=True)
         for name, (lo, hi) in _FLOATS.items():
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
-                raise ValueError(f"NoveltyConfig.{name}: must be a number in [{lo}, {hi}], got {value!r}")
-            object.__setattr__(self, name, float(value))
+            check_range("NoveltyConfig", name, getattr(self, name), lo, hi)
+            object.__setattr__(self, name, float(getattr(self, name)))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -89,11 +95,7 @@ class NoveltyConfig:
         """Inverse of ``to_dict``; unknown keys are rejected, naming them and the valid ones."""
         if not isinstance(data, dict):
             raise ValueError(f"NoveltyConfig.from_dict needs a dict, got {type(data).__name__}")
-        valid = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - valid)
-        if unknown:
-            raise ValueError(f"NoveltyConfig: unknown key(s) {unknown}; valid keys are {sorted(valid)}")
-        return cls(**data)
+        return config_from_mapping(cls, data)  # type: ignore[return-value]
 
     def replace(self, **changes: Any) -> NoveltyConfig:
         return dataclasses.replace(self, **changes)

@@ -10,7 +10,6 @@ The registry stores it like a supervised model (``Registry.save`` / ``load`` dis
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,17 +77,11 @@ class TrainedNovelty:
                 "history": _jsonable(self.history)}
 
     def save(self, directory: Path | str) -> Path:
-        import mindspore as ms
-        from flowhawk.model.trained import _write_text
+        """The same three files as ``TrainedModel.save`` (weights, features.json, model.json with this ``meta``),
+        each written to a temporary name and renamed."""
+        from flowhawk.model.trained import TrainedModel
 
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        tmp_ckpt = directory / f".{WEIGHTS_FILE}.tmp-{os.getpid()}.ckpt"
-        ms.save_checkpoint(self.network, str(tmp_ckpt))
-        os.replace(tmp_ckpt, directory / WEIGHTS_FILE)
-        _write_text(directory / FEATURES_FILE, self.pipeline.to_json())
-        _write_text(directory / META_FILE, json.dumps(self.meta(), indent=2, sort_keys=True, allow_nan=False))
-        return directory
+        return TrainedModel.save(self, directory)  # type: ignore[arg-type]  # uses network, pipeline, meta()
 
     @classmethod
     def load(cls, directory: Path | str) -> TrainedNovelty:

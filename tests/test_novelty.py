@@ -18,6 +18,8 @@ from flowhawk.model.host_features import HOST_FEATURES, host_window_features, wi
 from flowhawk.model.novelty_config import NoveltyConfig
 from flowhawk.model.windows import build_window_index
 
+from tests.test_registry import _rewrite
+
 
 def _flows(src: str, dsts: list[str], ports: list[int], t0: int, step_ms: int, out_pkts: int = 5,
            flags: int = 27) -> pd.DataFrame:
@@ -92,7 +94,7 @@ def test_calibration_holds_budget_on_fresh_draws() -> None:
 def test_novelty_config_is_validated() -> None:
     with pytest.raises(ValueError, match=r"NoveltyConfig.budget: must be a number in \[1e-06, 0.5\]"):
         NoveltyConfig(budget=0.9)
-    with pytest.raises(ValueError, match="NoveltyConfig.objective"):
+    with pytest.raises(ValueError, match=r"NoveltyConfig\.objective"):
         NoveltyConfig(objective="classify")
     with pytest.raises(ValueError, match="unknown key"):
         NoveltyConfig.from_dict({"windw": 8})
@@ -175,9 +177,23 @@ def test_registry_round_trip_keeps_scores_and_kind(synth_model: tuple, tmp_path:
     frame = _synth_flows(tmp, seed=3, attacks=("portscan",)).drop(columns=["Label", "Attack"])
     pd.testing.assert_frame_equal(score_novelty(loaded, frame), score_novelty(trained, frame))
     assert registry.list()[0]["kind"] == "novelty"
-    meta_path = registry.path(version) / "model.json"
-    meta = json.loads(meta_path.read_text())
-    meta["novelty_config"]["window"] = 0
-    meta_path.write_text(json.dumps(meta))
-    with pytest.raises(RegistryError, match="model.json does not match"):
+    _rewrite(registry.path(version), "model.json", lambda meta: meta["novelty_config"].update(window=8))
+    with pytest.raises(RegistryError, match=r"incompatible: .*does not match the config") as exc:
         registry.load(version)
+    assert "\n" not in str(exc.value)
+
+
+@pytest.mark.slow
+def test_poisoning_guard_leaves_out_contamination(synth_model: tuple) -> None:
+    from flowhawk.model.novelty_guard import GuardConfig, train_guarded
+
+    trained, tmp = synth_model
+    benign = _synth_flows(tmp, seed=1)
+    scan = _synth_flows(tmp, seed=3, attacks=("portscan",))
+    scan = scan[scan["Attack"] != "Benign"].head(len(benign) // 20)  # 5 % contamination
+    frame = pd.concat([benign, scan], ignore_index=True).sort_values("FLOW_START_MILLISECONDS", kind="stable")
+    guarded, report, kept = train_guarded(frame.drop(columns=["Label", "Attack"]), trained.config, GuardConfig())
+    is_scan = (frame["Attack"] != "Benign").to_numpy()
+    assert (~kept[is_scan]).mean() >= 0.9, report
+    assert (~kept[~is_scan]).mean() <= 0.1, report
+    assert guarded.metrics["guard"] == report and report["kept"] == int(kept.sum())

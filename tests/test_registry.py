@@ -275,3 +275,16 @@ def test_model_saved_under_flow_schema_1_still_loads(base, tmp_path):
     version = reg.save(base[1], export=False)
     _rewrite(reg.path(version), MANIFEST, lambda m: m.__setitem__("schema_version", 1))
     assert reg.load(version).class_names == base[1].class_names
+
+
+@pytest.mark.slow  # trains the session's tiny model on first use
+def test_manifest_records_kind_and_old_manifests_load_as_supervised(base, tmp_path):
+    from flowhawk.model.trained import TrainedModel
+
+    _, trained = base
+    reg = Registry(tmp_path / "models")
+    version = reg.save(trained, export=False)
+    assert reg.manifest(version)["kind"] == "supervised" and reg.list()[0]["kind"] == "supervised"
+    _rewrite(reg.path(version), MANIFEST, lambda m: m.pop("kind"))  # as saved before kinds existed
+    assert "kind" not in json.loads((reg.path(version) / MANIFEST).read_text())
+    assert isinstance(reg.load(version), TrainedModel) and reg.list()[0]["kind"] == "supervised"
