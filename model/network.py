@@ -59,6 +59,13 @@ def set_threads(n: int | None = None, runtime_threads: int = 1) -> int:
     return want
 
 
+def ensure_threads() -> None:
+    """``set_threads()`` with its defaults unless a thread budget was already set (call before building any Cell:
+    MindSpore's device cannot be chosen once its runtime has started)."""
+    if not _THREADS_SET:
+        set_threads()
+
+
 class FlowSkip(nn.Cell):
     """The scored flow's own features, beside the sequence summary: (B, T, F) -> (B, S), ReLU(Dense)."""
 
@@ -136,8 +143,7 @@ def build_network(config: ModelConfig) -> nn.Cell:
         raise TypeError(f"build_network needs a ModelConfig, got {type(config).__name__}")
     if config.arch not in _BUILDERS:
         raise ValueError(f"unknown arch {config.arch!r}; valid: {sorted(_BUILDERS)}")
-    if not _THREADS_SET:
-        set_threads()
+    ensure_threads()
     net = _BUILDERS[config.arch](config)
     net.set_train(False)
     return net

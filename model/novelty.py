@@ -31,7 +31,7 @@ from flowhawk.model.novelty_config import NoveltyConfig
 from flowhawk.model.novelty_explain import explain_rows
 from flowhawk.model.novelty_net import NoveltyNet, WeightedReconstructionLoss
 from flowhawk.model.novelty_store import TrainedNovelty
-from flowhawk.model.windows import SOURCE_COLUMN, WindowIndex, time_key
+from flowhawk.model.windows import SOURCE_COLUMN, WindowIndex, build_window_index, group_codes, time_key
 
 log = logging.getLogger(__name__)
 DEFAULT_BATCH = 1024
@@ -61,11 +61,14 @@ def segment_frame(frame: pd.DataFrame, segments: int) -> pd.DataFrame:
 
 
 def split_by_time(frame: pd.DataFrame, holdout: float) -> tuple[np.ndarray, np.ndarray]:
-    """Row positions of the first ``1 - holdout`` of the flows in time (frame order without times), and the rest."""
-    times = time_key(frame)
-    order = np.argsort(times, kind="stable") if times is not None else np.arange(len(frame))
-    cut = round(len(frame) * (1.0 - holdout))
-    return np.sort(order[:cut]), np.sort(order[cut:])
+    """Row positions of each source host's first ``1 - holdout`` of flows in time (frame order without times),
+    and of the rest: every host is calibrated on its own later flows, also when hosts appear at different times."""
+    group_by = "source" if SOURCE_COLUMN in frame.columns else "global"
+    groups = group_codes(frame, group_by)
+    depth = build_window_index(frame, window=1, group_by=group_by).depth
+    size = np.bincount(groups)[groups]
+    early = depth < np.round(size * (1.0 - holdout))
+    return np.flatnonzero(early), np.flatnonzero(~early)
 
 
 def _network_input(x: np.ndarray, mask: np.ndarray, hide: np.ndarray) -> np.ndarray:

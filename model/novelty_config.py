@@ -17,9 +17,10 @@ Batches: a batch is scored with windows built from that batch alone, so each hos
 short windows. Training therefore indexes the baseline's training part as ``segments`` consecutive time segments
 (as if it had arrived in that many batches), and the calibration holdout is indexed on its own, like a new batch.
 
-Calibration: the first ``1 - holdout`` of the baseline in time trains the network; the last ``holdout`` share is
-scored to fit the tail of the baseline's own score distribution (``model.calibration``); the alert threshold is
-the score whose tail probability equals ``budget`` (expected false alerts per benign-like flow).
+Calibration: each source host's first ``1 - holdout`` of baseline flows in time train the network; the last
+``holdout`` share of every host is scored to fit the tail of the baseline's own score distribution
+(``model.calibration``); the alert threshold is the score whose tail probability equals ``budget`` (expected
+false alerts per benign-like flow).
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from flowhawk.model.layers import BiLSTM, ConvReluPool
+from flowhawk.model.network import ensure_threads
 from flowhawk.model.novelty_config import NoveltyConfig
 from mindspore import Tensor, nn, ops
 
@@ -32,6 +33,7 @@ class NoveltyNet(nn.Cell):
     """(B, T, F + 1), (B, T) -> (B, T, F): encode the window to ``latent`` numbers, decode every flow."""
 
     def __init__(self, n_features: int, config: NoveltyConfig) -> None:
+        ensure_threads()
         super().__init__()
         fused = config.impl in ("auto", "fused")
         self.t = config.window
