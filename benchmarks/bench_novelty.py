@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
 from common import emit
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -221,6 +222,7 @@ def iot23(args: argparse.Namespace) -> str:
 
 def speed(args: argparse.Namespace) -> str:
     from bench_score_memory import synthetic_frame
+
     from flowhawk.model.novelty import score_novelty, train_novelty
     from flowhawk.model.novelty_config import NoveltyConfig
     from flowhawk.model.scoring import score_frame
@@ -253,6 +255,7 @@ def speed(args: argparse.Namespace) -> str:
 
 def memory_worker(flows: int) -> dict:
     from bench_score_memory import synthetic_frame
+
     from flowhawk.model.novelty import score_novelty, train_novelty
     from flowhawk.model.novelty_config import NoveltyConfig
 

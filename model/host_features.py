@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+
 from flowhawk.model.windows import TIME_COLUMN, WindowIndex, build_window_index
 
 HOST_FEATURES: tuple[str, ...] = ("HOST_FLOWS", "HOST_DST_HOSTS", "HOST_DST_PORTS", "HOST_UNANSWERED", "HOST_RST",

@@ -22,11 +22,15 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import mindspore as ms
 import numpy as np
 import pandas as pd
+from mindspore import Tensor, nn
+
 from flowhawk.model.calibration import TailCalibration
 from flowhawk.model.features import FeaturePipeline, feature_columns
 from flowhawk.model.host_features import HOST_FEATURES, with_host_features
+from flowhawk.model.network import make_train_step
 from flowhawk.model.novelty_config import NoveltyConfig
 from flowhawk.model.novelty_explain import explain_rows
 from flowhawk.model.novelty_net import NoveltyNet, WeightedReconstructionLoss
@@ -106,8 +110,6 @@ def last_flow_errors(network: object, predict: Callable, features: np.ndarray, i
                      rows: np.ndarray, config: NoveltyConfig, batch_size: int = DEFAULT_BATCH
                      ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Yield (rows, squared error (B, F), expected features (B, F)) of each scored flow, batch by batch."""
-    from mindspore import Tensor
-
     for chunk, x, mask in index.batches(features, rows, batch_size):
         n = len(chunk)
         hide, _ = _hide_and_weight(mask, config, None)
@@ -118,9 +120,6 @@ def last_flow_errors(network: object, predict: Callable, features: np.ndarray, i
 
 def _train(network: object, features: np.ndarray, index: WindowIndex, rows: np.ndarray,
            config: NoveltyConfig) -> list[dict[str, Any]]:
-    from flowhawk.model.network import make_train_step
-    from mindspore import Tensor, nn
-
     step = make_train_step(network, WeightedReconstructionLoss(),
                            nn.Adam(network.trainable_params(), learning_rate=config.learning_rate))
     rng = np.random.default_rng(config.seed)
@@ -152,8 +151,6 @@ def _errors(trained: TrainedNovelty, features: np.ndarray, index: WindowIndex, r
 
 def train_novelty(frame: pd.DataFrame, config: NoveltyConfig | None = None) -> TrainedNovelty:
     """Train and calibrate a novelty model on the (unlabelled) baseline ``frame``; see the module doc."""
-    import mindspore as ms
-
     config = config or NoveltyConfig()
     started = time.monotonic()
     fit_rows, cal_rows = split_by_time(frame, config.holdout)

@@ -18,13 +18,14 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from sklearn.ensemble import IsolationForest
+from sklearn.neighbors import LocalOutlierFactor
+
 from flowhawk.model.calibration import TailCalibration
 from flowhawk.model.novelty import novelty_inputs, segment_frame, split_by_time
 from flowhawk.model.novelty_config import check_range
 from flowhawk.model.novelty_store import TrainedNovelty
 from flowhawk.model.splits import capped_subsample
-from sklearn.ensemble import IsolationForest
-from sklearn.neighbors import LocalOutlierFactor
 
 UNSUPERVISED: tuple[str, ...] = ("iforest_flow", "lof_flow", "iforest_window", "lof_window")
 

@@ -29,7 +29,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from flowhawk.extractors.base import config_from_mapping
+from flowhawk.common.config import config_from_mapping
 
 OBJECTIVES: tuple[str, ...] = ("reconstruct", "predict")
 IMPLS: tuple[str, ...] = ("auto", "fused", "unrolled")

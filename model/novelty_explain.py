@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+
 from flowhawk.model.features import FeaturePipeline
 
 Explanation = list[dict[str, str | float]]

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
 from flowhawk.model.calibration import EPS
 from flowhawk.model.novelty import score_novelty, train_novelty
 from flowhawk.model.novelty_config import NoveltyConfig, check_range

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mindspore import Tensor, nn, ops
+
 from flowhawk.model.layers import BiLSTM, ConvReluPool
 from flowhawk.model.network import ensure_threads
 from flowhawk.model.novelty_config import NoveltyConfig
-from mindspore import Tensor, nn, ops
 
 ARCH = "novelty_cnn_bilstm"
 

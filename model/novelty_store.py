@@ -15,12 +15,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import mindspore as ms
+
 from flowhawk.extractors.schema import COLUMN_NAMES
 from flowhawk.model.calibration import TailCalibration
 from flowhawk.model.features import FeaturePipeline
 from flowhawk.model.host_features import HOST_FEATURES
+from flowhawk.model.network import make_predict
 from flowhawk.model.novelty_config import NoveltyConfig
-from flowhawk.model.novelty_net import ARCH, NoveltyShape
+from flowhawk.model.novelty_net import ARCH, NoveltyNet, NoveltyShape
+from flowhawk.model.trained import TrainedModel, _jsonable
 
 KIND = "novelty"
 FORMAT_VERSION = 1
@@ -61,15 +65,11 @@ class TrainedNovelty:
 
     def predictor(self) -> Callable:
         """The compiled predict function of the network (built once)."""
-        from flowhawk.model.network import make_predict
-
         if self._predict is None:
             self._predict = make_predict(self.network)
         return self._predict
 
     def meta(self) -> dict[str, Any]:
-        from flowhawk.model.trained import _jsonable
-
         shape = self.model_config
         return {"format_version": FORMAT_VERSION, "kind": KIND, "novelty_config": self.config.to_dict(),
                 "network": {"arch": shape.arch, "window": shape.window, "n_features": shape.n_features},
@@ -79,16 +79,11 @@ class TrainedNovelty:
     def save(self, directory: Path | str) -> Path:
         """The same three files as ``TrainedModel.save`` (weights, features.json, model.json with this ``meta``),
         each written to a temporary name and renamed."""
-        from flowhawk.model.trained import TrainedModel
-
         return TrainedModel.save(self, directory)  # type: ignore[arg-type]  # uses network, pipeline, meta()
 
     @classmethod
     def load(cls, directory: Path | str) -> TrainedNovelty:
         """Inverse of ``save``; ValueError naming the file when something is missing or wrong."""
-        import mindspore as ms
-        from flowhawk.model.novelty_net import NoveltyNet
-
         directory = Path(directory)
         for name in (WEIGHTS_FILE, FEATURES_FILE, META_FILE):
             if not (directory / name).is_file():

@@ -12,12 +12,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+
 from flowhawk.model.calibration import TailCalibration
 from flowhawk.model.features import FeaturePipeline
 from flowhawk.model.host_features import HOST_FEATURES, host_window_features, with_host_features
 from flowhawk.model.novelty_config import NoveltyConfig
 from flowhawk.model.windows import build_window_index
-
 from tests.test_registry import _rewrite
 
 
