@@ -122,8 +122,8 @@ def lab(args: argparse.Namespace) -> str:
     command = f"python benchmarks/bench_novelty.py lab --epochs {args.epochs} --seeds {args.seeds}"
     lines = [f"### Lab: baseline day -> attack day (`{command}`)",
              "", f"Baseline {len(baseline):,} flows (labels: {dict(baseline['Attack'].value_counts())}); scored "
-             f"{len(target):,} flows; flagged = tail probability <= budget 0.001 (calibrated on the last 25 % of the "
-             "baseline). Host rank: hosts ordered by mean novelty score (1 - tail probability).", "",
+             f"{len(target):,} flows; flagged = tail probability <= budget 0.001 (calibrated on the last 25 % of "
+             "each host's baseline flows). Host rank: hosts ordered by mean novelty score (1 - tail probability).", "",
              "| method | benign FPR | " + " | ".join(f"{k} ({(attack == k).sum()})" for k in kinds)
              + " | AUC | attackers above all benign hosts | train s |",
              "|---|---|" + "---|" * len(kinds) + "---|---|---|"]

@@ -32,6 +32,8 @@ UNSUPERVISED: tuple[str, ...] = ("iforest_flow", "lof_flow", "iforest_window", "
 
 @dataclass(frozen=True)
 class UnsupervisedConfig:
+    """IsolationForest trees, LOF neighbours, at most ``max_fit_rows`` baseline rows fitted (seeded)."""
+
     trees: int = 200
     neighbors: int = 20
     max_fit_rows: int = 20_000

@@ -29,6 +29,8 @@ from flowhawk.model.windows import SOURCE_COLUMN
 
 @dataclass(frozen=True)
 class GuardConfig:
+    """Leave out flows ``z`` robust SDs out, hosts with ``host_share`` left out; stop below ``min_kept_share``."""
+
     z: float = 4.0
     host_share: float = 0.5
     rounds: int = 1
