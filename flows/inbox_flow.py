@@ -21,10 +21,12 @@ from flowhawk.flows.params import (
 )
 from flowhawk.flows.score_flow import score_batch
 from flowhawk.flows.tasks import (
+    baseline_step,
     batches_new_to_model,
     claim_inbox,
     covered_batches,
     current_model,
+    current_novelty,
     finish_claim,
     labelled_batches,
     load_model,
@@ -88,23 +90,42 @@ def _process_claim(claim: Any, inbox: Path, lake: Path, models: Path, options: I
                     ", ".join(f"{r['file']}: {r['status']}" for r in files))
         finish_claim(inbox, claim, outcomes)
         return {**record, "status": "nothing new"}
-    if current_model(models) is None:
-        if not (options.train_if_missing and labelled_batches(lake)):
-            logger.warning("batch %s: ingested, but there is no model and no labelled data to train one; the "
-                           "batch waits in %s for a model", claim.claim_id, claim.directory)
-            return {**record, "status": "waiting for a model"}
-        t0 = time.perf_counter()  # two runs on an empty registry train one first model (model.lifecycle)
+    state = _model_state(claim, lake, models, options, seconds)
+    if state == "waiting for a model":
+        return {**record, "status": state}
+    summary = score_batch.fn(claim.claim_id, lake, models, todo, options.top_n, seconds,
+                             {"claim_id": claim.claim_id, "files": _file_rows(files), "baseline": state},
+                             baselining=state is not None)
+    finish_claim(inbox, claim, outcomes)
+    return {**record, "status": "reported" if state is None else "baselining", "report": summary["paths"],
+            "flows": summary["flows"], "anomalies": summary["anomalies"]}
+
+
+def _model_state(claim: Any, lake: Path, models: Path, options: InboxOptions, seconds: dict[str, float]
+                 ) -> str | dict[str, Any] | None:
+    """None when a model can score the batch; a baseline record when the batch goes into the label-free
+    baseline (reported unscored); "waiting for a model" when a supervised first model could not be made."""
+    logger = get_run_logger()
+    if current_model(models) is not None or current_novelty(models) is not None:
+        return None
+    t0 = time.perf_counter()
+    if options.train_if_missing and labelled_batches(lake):  # labels: a supervised first model (model.lifecycle)
         trained = train_model(lake, models, options.train, only_if_no_model=True)
         timed(seconds, "train", t0)
         if current_model(models) is None:
             logger.warning("batch %s: no model could be made current (%s); the batch waits in %s", claim.claim_id,
                            trained.get("reason") or "see the train-model run", claim.directory)
-            return {**record, "status": "waiting for a model", "reason": trained.get("reason")}
-    summary = score_batch.fn(claim.claim_id, lake, models, todo, options.top_n, seconds,
-                          {"claim_id": claim.claim_id, "files": _file_rows(files)})
-    finish_claim(inbox, claim, outcomes)
-    return {**record, "status": "reported", "report": summary["paths"], "flows": summary["flows"],
-            "anomalies": summary["anomalies"]}
+            return "waiting for a model"
+        return None
+    novelty = options.novelty  # no labels: this batch joins the baseline; the novelty model learns it once complete
+    base = baseline_step(lake, models, novelty.to_novelty_config(), novelty.to_guard_config(), novelty.baseline_flows)
+    timed(seconds, "baseline", t0)
+    if base is None:  # another run trained the novelty model meanwhile
+        return None
+    logger.info("batch %s: baselining (%d of %d flows)%s", claim.claim_id, base.flows, novelty.baseline_flows,
+                f"; novelty model {base.version} trained on the baseline" if base.version else "")
+    return {"flows": base.flows, "needed": novelty.baseline_flows, "batches": base.batches,
+            "novelty_version": base.version, "guard": base.guard}
 
 
 def _file_rows(files: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -18,6 +18,9 @@ from flowhawk.model.config import BASELINES as BASELINE_NAMES
 from flowhawk.model.config import TrainConfig
 from flowhawk.model.kernels import use_kernel_cache
 from flowhawk.model.kernels.build import KernelCache, cache_root_from_env
+from flowhawk.model.novelty_config import NoveltyConfig
+from flowhawk.model.novelty_guard import GuardConfig
+from flowhawk.model.novelty_lifecycle import DEFAULT_BASELINE_FLOWS
 from flowhawk.model.refresh import RefreshConfig
 
 DEFAULT_INBOX = DATA_ROOT / "inbox"
@@ -78,6 +81,30 @@ class RefreshOptions(_Frozen):
         return RefreshConfig.from_dict(self.model_dump(exclude={"after_labelled_batches"}))
 
 
+_NOVELTY, _GUARD = NoveltyConfig(), GuardConfig()
+
+
+class NoveltyOptions(_Frozen):
+    """The label-free baseline: when it is complete and how the novelty model learns it (``NoveltyConfig``)."""
+
+    baseline_flows: int = Field(DEFAULT_BASELINE_FLOWS, ge=1, le=10**9,
+                                description="with no model and no labels, batches build the baseline until the lake "
+                                            "holds this many flows; then the novelty model is trained")
+    budget: float = Field(_NOVELTY.budget, gt=0, le=0.5,
+                          description="expected false alerts per benign-like flow (0.001 = 1 per 1,000)")
+    epochs: int = Field(_NOVELTY.epochs, ge=1, le=1000)
+    objective: Literal["reconstruct", "predict"] = Field(_NOVELTY.objective)
+    guard_z: float = Field(_GUARD.z, ge=1, le=100, description="poisoning guard: baseline flows this many robust "
+                           "standard deviations above the median error are left out before the final training")
+    seed: int = Field(_NOVELTY.seed, ge=0)
+
+    def to_novelty_config(self) -> NoveltyConfig:
+        return NoveltyConfig(budget=self.budget, epochs=self.epochs, objective=self.objective, seed=self.seed)
+
+    def to_guard_config(self) -> GuardConfig:
+        return GuardConfig(z=self.guard_z)
+
+
 class InboxOptions(_Frozen):
     """How ``process_inbox`` claims files and when it trains."""
 
@@ -91,6 +118,7 @@ class InboxOptions(_Frozen):
     top_n: int = Field(25, ge=1, le=1000, description="rows of the top-anomalies table")
     train: TrainOptions = TrainOptions()
     refresh: RefreshOptions = RefreshOptions()
+    novelty: NoveltyOptions = NoveltyOptions()
 
 
 def use_kernel_cache_from_env() -> None:

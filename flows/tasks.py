@@ -27,6 +27,11 @@ from flowhawk.lake.store import Lake
 from flowhawk.model.baselines import BaselineConfig
 from flowhawk.model.config import TrainConfig
 from flowhawk.model.lifecycle import TrainOutcome, ensure_first_model, train_and_register
+from flowhawk.model.novelty import score_novelty
+from flowhawk.model.novelty_config import NoveltyConfig
+from flowhawk.model.novelty_guard import GuardConfig
+from flowhawk.model.novelty_lifecycle import BaselineOutcome, ensure_baseline, novelty_registry
+from flowhawk.model.novelty_store import TrainedNovelty
 from flowhawk.model.refresh import RefreshConfig, RefreshResult, refresh_model
 from flowhawk.model.registry import Registry
 from flowhawk.model.scoring import score_frame
@@ -34,6 +39,7 @@ from flowhawk.model.trained import TrainedModel
 from flowhawk.reports.analyst import AnalystResult
 from flowhawk.reports.analyst import analyse_batch as analyse
 from flowhawk.reports.analyst_config import AnalystConfig
+from flowhawk.reports.combine import combine_scores
 from flowhawk.reports.explain import explain_supervised
 from flowhawk.reports.scored import (
     ReportConfig,
@@ -227,6 +233,44 @@ def batches_new_to_model(models: Path, lake: Path) -> list[str]:
 @task(name="score-flows", **_MEMORY)
 def score_flows(trained: TrainedModel, frame: pd.DataFrame) -> pd.DataFrame:
     return score_frame(trained, frame)
+
+
+# --- novelty (label-free) ----------------------------------------------------------------------------------
+@task(name="current-novelty", **_MEMORY)
+def current_novelty(models: Path) -> str | None:
+    return novelty_registry(models).current()
+
+
+_NOVELTY_LOADED: dict[tuple[str, str], TrainedNovelty] = {}
+
+
+@task(name="load-novelty", **_MEMORY)
+def load_novelty(models: Path, version: str) -> TrainedNovelty:
+    """``Registry.load`` of the novelty registry, kept for the life of the process (versions never change)."""
+    key = (str(Path(models).resolve()), version)
+    if key not in _NOVELTY_LOADED:
+        _NOVELTY_LOADED.clear()
+        _NOVELTY_LOADED[key] = novelty_registry(models).load(version)  # type: ignore[assignment]
+    return _NOVELTY_LOADED[key]
+
+
+@task(name="baseline-step", **_MEMORY)
+def baseline_step(lake: Path, models: Path, config: NoveltyConfig, guard: GuardConfig,
+                  min_flows: int) -> BaselineOutcome | None:
+    """``model.novelty_lifecycle.ensure_baseline``: count the baseline, train the novelty model once complete."""
+    return ensure_baseline(Lake(lake), novelty_registry(models), config, guard, min_flows)
+
+
+@task(name="score-novelty", **_MEMORY)
+def novelty_scores(trained: TrainedNovelty, frame: pd.DataFrame) -> pd.DataFrame:
+    """``model.novelty.score_novelty`` (anomalous flows explained)."""
+    return score_novelty(trained, frame)
+
+
+@task(name="combine-scores", **_MEMORY)
+def combined_scores(n: int, supervised: pd.DataFrame | None, novelty: pd.DataFrame | None) -> pd.DataFrame:
+    """``reports.combine.combine_scores``: one verdict per flow from the models present."""
+    return combine_scores(n, supervised, novelty)
 
 
 # --- reports --------------------------------------------------------------------------------------------

@@ -44,6 +44,8 @@ SCORE_COLUMNS: tuple[pa.Field, ...] = (
     pa.field("reason", pa.string()),
     pa.field("explanation", pa.string()),
     pa.field("incident_id", pa.string()),
+    pa.field("attack_score", pa.float64()),
+    pa.field("novelty_score", pa.float64()),
 )
 SCORED_SCHEMA: pa.Schema = pa.schema(
     list(FLOW_SCHEMA) + list(SCORE_COLUMNS),
@@ -85,15 +87,24 @@ def scored_table(flows: pd.DataFrame, scores: pd.DataFrame, meta: ScoreMeta) -> 
     base = conform(flows.reset_index(drop=True))
     n = len(flows)
     extra = [
-        pa.array(scores["score"].to_numpy(dtype=np.float64), type=pa.float64()),
+        _float(scores, "score", n),
         pa.array(scores["is_anomaly"].to_numpy(dtype=bool), type=pa.bool_()),
         pa.array(scores["predicted_class"].astype("string").to_numpy(dtype=object, na_value=None),
                  type=pa.string()),
         pa.array([str(meta.model_version)] * n, type=pa.string()),
         pa.array([float(meta.threshold)] * n, type=pa.float64()),
         *(_optional_text(scores, name, n) for name in ("reason", "explanation", "incident_id")),
+        _float(scores, "attack_score", n) if "attack_score" in scores.columns else _float(scores, "score", n),
+        _float(scores, "novelty_score", n),
     ]
     return pa.Table.from_arrays(list(base.columns) + extra, schema=SCORED_SCHEMA)
+
+
+def _float(scores: pd.DataFrame, name: str, n: int) -> pa.Array:
+    """A float column of ``scores`` (NaN -> null), or all null when absent."""
+    if name not in scores.columns:
+        return pa.nulls(n, type=pa.float64())
+    return pa.array(scores[name].to_numpy(dtype=np.float64), type=pa.float64(), from_pandas=True)
 
 
 def _optional_text(scores: pd.DataFrame, name: str, n: int) -> pa.Array:
@@ -170,7 +181,8 @@ def ground_truth_metrics(frame: pd.DataFrame) -> dict | None:
         return None
     truth = (labelled["Label"].astype(int).to_numpy() == 1).astype(np.int64)
     pred = labelled["is_anomaly"].to_numpy(dtype=bool).astype(np.int64)
-    m = classification_metrics(truth, pred, labelled["score"].to_numpy(dtype=np.float64), [BENIGN, "Attack"])
+    score = labelled["score"].to_numpy(dtype=np.float64)
+    m = classification_metrics(truth, pred, score if np.isfinite(score).all() else None, [BENIGN, "Attack"])
     (tn, fp), (fn, tp) = m["confusion"]
     result = {"labelled_flows": len(labelled), "tp": tp, "fp": fp, "tn": tn, "fn": fn,
               "precision": _num(m["precision"]), "recall": _num(m["recall"]), "f1": _num(m["f1"]),
@@ -309,14 +321,19 @@ def clean_stale_temp(reports_dir: Path) -> int:
 
 
 SCORED_COLUMN_DOCS: dict[str, str] = {
-    "score": "anomaly score in [0, 1] (model's attack probability); higher is more anomalous",
-    "is_anomaly": "score >= threshold",
-    "predicted_class": "most likely class (the training labels' Attack names, 'Benign' for normal)",
-    "model_version": "registry version of the model that scored the batch",
-    "threshold": "decision threshold used for is_anomaly",
+    "score": "anomaly score in [0, 1]: the larger of attack_score and novelty_score present; null while "
+             "baselining",
+    "is_anomaly": "the supervised model flags the flow (attack_score >= threshold) or the novelty model does "
+                  "(tail probability <= its false-alert budget)",
+    "predicted_class": "the supervised class when it flags the flow, 'novel' when only the novelty model does, "
+                       "else 'Benign'; null while baselining",
+    "model_version": "registry version(s) of the model(s) that scored the batch ('baselining' before any)",
+    "threshold": "the supervised model's decision threshold (without one: 1 - the novelty budget)",
     "reason": "why the flow is anomalous, readable (null for normal flows; see reports/explain.py)",
     "explanation": "JSON: model, method, predicted class, probability, top features observed vs expected",
     "incident_id": "the incident the anomalous flow belongs to (incidents.parquet)",
+    "attack_score": "the supervised model's attack probability 1 - p(benign); null without a supervised model",
+    "novelty_score": "1 - the flow's tail probability among baseline flows; null without a novelty model",
 }
 
 
