@@ -34,6 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "the current one) and print its metrics: one row per batch and one for all of them, then "
                        "the confusion matrix and per-class report.")
     p.add_argument("version", nargs="?", help="registry version, e.g. v0003 (default: current)")
+    p.add_argument("--novelty", action="store_true", help="evaluate the label-free novelty model (its registry "
+                   "<models>/novelty) against the batches' labels instead of the supervised one")
     _paths(p, lake=True)
     _batches(p, "batches to evaluate on (default: every labelled batch)")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
@@ -200,9 +202,11 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     from flowhawk.lake.store import Lake
     from flowhawk.model.evaluate import evaluate_batches, render_confusion, render_per_class, render_table
+    from flowhawk.model.novelty_lifecycle import novelty_registry
     from flowhawk.model.registry import Registry
 
-    lake, registry = Lake(resolve_path(args, "lake")), Registry(resolve_path(args, "models"))
+    models = resolve_path(args, "models")
+    lake, registry = Lake(resolve_path(args, "lake")), novelty_registry(models) if args.novelty else Registry(models)
     version = args.version or registry.require_current()
     trained = registry.load(version)
     batches = args.batches or lake.labelled_batches()
@@ -212,7 +216,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"version": version, "metrics": results}, indent=1, default=str))
         return 0
-    print(f"{version} ({trained.task}, {trained.model_config.arch}, threshold {trained.threshold:.4f})")
+    print(f"{version} ({trained.task}, {trained.model_config.arch}, threshold {trained.threshold:.4g})")
     seen = {b["batch_id"] for b in registry.show(version)["data"].get("batches", [])} & set(batches)
     if seen:
         print(f"note: {sorted(seen)} are in {version}'s training data: these figures are optimistic")

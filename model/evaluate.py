@@ -25,9 +25,12 @@ from sklearn.metrics import (
     precision_recall_fscore_support,
 )
 
+from flowhawk.extractors.schema import BENIGN
 from flowhawk.lake.store import Lake
 from flowhawk.model.config import THRESHOLD_METRICS
 from flowhawk.model.labels import encode_labels
+from flowhawk.model.novelty import score_novelty
+from flowhawk.model.novelty_store import TrainedNovelty
 from flowhawk.model.scoring import score_frame
 from flowhawk.model.trained import TrainedModel
 
@@ -157,24 +160,35 @@ def render_per_class(metrics: dict[str, Any], digits: int = 4) -> str:
     return frame.to_string(float_format=lambda v: f"{v:.{digits}f}")
 
 
-def evaluate_batches(trained: TrainedModel, lake: Lake, batches: list[str]) -> dict[str, dict[str, Any]]:
+def evaluate_batches(trained: TrainedModel | TrainedNovelty, lake: Lake, batches: list[str]
+                     ) -> dict[str, dict[str, Any]]:
     """Metrics of ``trained`` on the labelled flows of each batch (scored batch by batch, as in production)
-    and on all of them together (key ``all``)."""
-    lookup = {name: i for i, name in enumerate(trained.class_names)}
+    and on all of them together (key ``all``). A novelty model is evaluated as attack-vs-benign: its flags
+    against ``Label`` (labels used for evaluation only), its score ``novelty_score``."""
     results: dict[str, dict[str, Any]] = {}
     parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    names = list(trained.class_names) if isinstance(trained, TrainedModel) else [BENIGN, "Attack"]
     for batch in batches:
-        frame = lake.read_flows([batch])
-        y, _ = encode_labels(frame, trained.task, trained.class_names)
-        scored = score_frame(trained, frame)
+        y, pred, score = _predictions(trained, lake.read_flows([batch]), names)
         keep = y >= 0
         if keep.any():
-            pred = scored["predicted_class"].map(lookup).to_numpy(dtype=np.int64)[keep]
-            score = scored["score"].to_numpy()[keep]
-            results[batch] = classification_metrics(y[keep], pred, score, trained.class_names)
-            parts.append((y[keep], pred, score))
+            results[batch] = classification_metrics(y[keep], pred[keep], score[keep], names)
+            parts.append((y[keep], pred[keep], score[keep]))
     if not parts:
         raise ValueError(f"batches {batches}: no labelled flows")
     y, pred, score = (np.concatenate(p) for p in zip(*parts, strict=True))
-    results["all"] = classification_metrics(y, pred, score, trained.class_names)
+    results["all"] = classification_metrics(y, pred, score, names)
     return results
+
+
+def _predictions(trained: TrainedModel | TrainedNovelty, frame: pd.DataFrame, names: list[str]
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(true class, predicted class, score) per flow of ``frame``."""
+    if isinstance(trained, TrainedModel):
+        y, _ = encode_labels(frame, trained.task, names)
+        scored = score_frame(trained, frame)
+        lookup = {name: i for i, name in enumerate(names)}
+        return y, scored["predicted_class"].map(lookup).to_numpy(dtype=np.int64), scored["score"].to_numpy()
+    y, _ = encode_labels(frame, "binary", names)
+    scored = score_novelty(trained, frame, explain="none")
+    return y, scored["is_anomaly"].to_numpy(dtype=np.int64), scored["novelty_score"].to_numpy()
