@@ -30,17 +30,28 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--guard-z", type=float, default=g.z, help=f"poisoning guard strictness (default {g.z})")
     p.add_argument("--seed", type=int, default=d.seed, help=f"default {d.seed}")
     p.add_argument("--no-promote", action="store_true", help="save as a candidate only")
+    p.add_argument("--refresh", action="store_true",
+                   help="refresh the current novelty model on new batches (--batches, default: those it has not "
+                        "seen) plus a bounded replay of its baseline; flows it flags are left out; promoted only "
+                        "if it raises no more false alerts on held-out old baseline flows")
+    p.add_argument("--replay-rows", type=int, default=20_000, help="old baseline flows replayed (refresh)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from flowhawk.lake.store import Lake
-    from flowhawk.model.novelty_lifecycle import novelty_registry, train_baseline
+    from flowhawk.model.novelty_lifecycle import novelty_registry, refresh_baseline, train_baseline
     from flowhawk.model.registry import RegistryError
 
     try:
         config = NoveltyConfig(epochs=args.epochs, budget=args.budget, objective=args.objective, seed=args.seed)
         lake, registry = Lake(resolve_path(args, "lake")), novelty_registry(resolve_path(args, "models"))
+        if args.refresh:
+            result = refresh_baseline(lake, registry, config, args.batches, args.replay_rows, seed=args.seed)
+            state = "now current" if result.promoted else f"kept as candidate; current is still {result.parent}"
+            print(f"refresh of {result.parent} on {', '.join(result.new_batches)}: {result.sizes}")
+            print(f"{result.version}: {result.reason} ({state})")
+            return 0
         outcome = train_baseline(lake, registry, config, GuardConfig(z=args.guard_z), args.batches,
                                  promote=not args.no_promote)
     except (ValueError, KeyError, RegistryError) as exc:

@@ -7,6 +7,9 @@
   the lake holds ``min_flows`` flows (all batches, labels never read) the model is trained on them with the
   poisoning guard (``model.novelty_guard``) and made current. Until then the caller reports "baselining".
 - ``train_baseline``: the same on chosen batches (``flowhawk baseline``).
+- ``refresh_baseline``: keeps the baseline current on new unlabelled batches: a bounded replay of the old
+  baseline, flows and hosts the current model flags left out (poisoning guard), and promotion only when the
+  candidate raises no more false alerts on held-out old baseline flows (``flowhawk baseline --refresh``).
 - ``drift``: how far a batch departs from the baseline, from its flows' tail probabilities. For traffic like the
   baseline the tail probability of a flow is close to uniform on [0, 1]; the Kolmogorov-Smirnov distance between
   the batch's tail probabilities and the uniform law is the drift (0 = like the baseline, 1 = nothing alike).
@@ -20,13 +23,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from flowhawk.common.files import exclusive_lock
 from flowhawk.lake.store import Lake
+from flowhawk.model.novelty import score_novelty, train_novelty
 from flowhawk.model.novelty_config import NoveltyConfig
 from flowhawk.model.novelty_guard import GuardConfig, train_guarded
 from flowhawk.model.novelty_store import TrainedNovelty
 from flowhawk.model.registry import Registry, data_manifest
+from flowhawk.model.windows import SOURCE_COLUMN
 
 NOVELTY_FOLDER = "novelty"
 BASELINE_LOCK = ".baseline.lock"
@@ -99,3 +105,58 @@ def drift(novelty_p: np.ndarray) -> dict[str, Any]:
     ks = float(max(upper.max(), lower.max(), 0.0))
     return {"ks": round(ks, 4), "flows": n, "refresh_recommended": ks > DRIFT_REFRESH,
             "rule": f"KS distance of tail probabilities from uniform; refresh recommended above {DRIFT_REFRESH}"}
+
+
+@dataclass
+class BaselineRefresh:
+    """A refresh of the novelty model on new unlabelled batches: the candidate, the decision and its figures."""
+
+    version: str
+    parent: str
+    promoted: bool
+    reason: str
+    new_batches: list[str]
+    sizes: dict[str, int]
+    false_alerts: dict[str, float]
+
+
+def refresh_baseline(lake: Lake, registry: Registry, config: NoveltyConfig, new_batches: list[str] | None = None,
+                     replay_rows: int = 20_000, holdout: float = 0.2, seed: int = 0) -> BaselineRefresh:
+    """Keep the baseline current: train a candidate on the new batches plus a bounded replay of the old
+    baseline, and promote it only if it raises no more false alerts on held-out old baseline flows.
+
+    Poisoning guard: new flows the current model flags, and every flow of a host with half or more of its new
+    flows flagged, are left out. Replay: at most ``replay_rows`` old baseline flows (seeded); ``holdout`` of the
+    old flows are never trained on and judge both models. Promotion: the candidate's false-alert rate there must
+    not exceed the current model's by more than the budget (``config.budget``)."""
+    current = registry.require_current()
+    model = registry.load(current)
+    old_batches = [b["batch_id"] for b in registry.show(current)["data"].get("batches", [])]
+    new_batches = list(new_batches) if new_batches else [b for b in lake.batches() if b not in set(old_batches)]
+    if not new_batches:
+        raise ValueError(f"{lake.root}: no batches new to the baseline {current}")
+    new = lake.read_flows(new_batches)
+    flagged = score_novelty(model, new, explain="none")["is_anomaly"].to_numpy(dtype=bool)
+    hosts = new[SOURCE_COLUMN].astype("string").fillna("")
+    share = pd.Series(flagged).groupby(hosts.to_numpy()).mean()
+    bad_hosts = set(share[share >= 0.5].index)
+    clean = new[~flagged & ~hosts.isin(bad_hosts).to_numpy()]
+    old = lake.read_flows(old_batches)
+    rng = np.random.default_rng(seed)
+    held = rng.random(len(old)) < holdout
+    replay = old[~held]
+    if len(replay) > replay_rows:  # keep time order: a sorted random subset
+        replay = replay.iloc[np.sort(rng.choice(len(replay), replay_rows, replace=False))]
+    candidate = train_novelty(pd.concat([replay, clean], ignore_index=True), config)
+    judge = old[held]
+    rates = {name: float(score_novelty(m, judge, explain="none")["is_anomaly"].mean()) if len(judge) else 0.0
+             for name, m in (("current", model), ("candidate", candidate))}
+    promote = rates["candidate"] <= rates["current"] + config.budget
+    reason = (f"false alerts on {len(judge)} held-out old baseline flows: candidate {rates['candidate']:.4f}, "
+              f"current {rates['current']:.4f} (allowed +{config.budget:g})")
+    sizes = {"new": len(new), "new_left_out": len(new) - len(clean), "replay": len(replay), "held_out": len(judge)}
+    version = registry.save(candidate, data=data_manifest(lake, old_batches + new_batches, refresh=sizes),
+                            status="promoted" if promote else "candidate", reason=reason, parent=current)
+    if promote:
+        registry.promote(version, reason="baseline refresh")
+    return BaselineRefresh(version, current, promote, reason, new_batches, sizes, rates)

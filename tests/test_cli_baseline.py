@@ -37,3 +37,12 @@ def test_baseline_then_evaluate_novelty(tmp_path, capsys):
     assert metrics["recall"] > 0.5 and metrics["fpr"] < 0.1, metrics
     assert main(["baseline", *paths, "--batches", "nope"]) == 1
     assert "nope" in capsys.readouterr().err
+    # refresh on the scan batch: the scanner's flows are left out by the poisoning guard
+    _ingest(tmp_path, "quiet2", 3, (), 8000)
+    assert main(["baseline", *paths, "--refresh", "--batches", "quiet2,scan", "--epochs", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "new_left_out" in out and "held-out old baseline flows" in out
+    refreshed = registry.list()[-1]
+    assert refreshed["version"] == "v0002" and refreshed["parent"] == "v0001", refreshed
+    data = registry.show("v0002")["data"]
+    assert data["refresh"]["new_left_out"] > 0 and data["refresh"]["held_out"] > 0
