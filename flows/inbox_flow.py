@@ -33,6 +33,7 @@ from flowhawk.flows.tasks import (
     report_exists,
     timed,
 )
+from flowhawk.lake.inbox import capture_totals, read_capture_stats
 
 
 @flow(name="process-inbox", log_prints=False, task_runner=ThreadPoolTaskRunner(max_workers=INGEST_WORKERS))
@@ -79,6 +80,9 @@ def _process_claim(claim: Any, inbox: Path, lake: Path, models: Path, options: I
         preload.wait()
     outcomes = {r["file"]: r for r in files}
     record = {"batch_id": claim.claim_id, "resumed": claim.resumed, "files": _file_rows(files), "report": None}
+    capture = read_capture_stats(claim)  # live captures: packets lost by the kernel / the disk guard
+    if capture:
+        record["capture"] = capture_totals(capture)
     if report_exists(lake, claim.claim_id):  # a resumed claim killed after its report was written
         logger.info("batch %s: report already written; filing the files away", claim.claim_id)
         finish_claim(inbox, claim, outcomes)
@@ -94,7 +98,8 @@ def _process_claim(claim: Any, inbox: Path, lake: Path, models: Path, options: I
     if state == "waiting for a model":
         return {**record, "status": state}
     summary = score_batch.fn(claim.claim_id, lake, models, todo, options.top_n, seconds,
-                             {"claim_id": claim.claim_id, "files": _file_rows(files), "baseline": state},
+                             {"claim_id": claim.claim_id, "files": _file_rows(files), "baseline": state,
+                              **({"capture": record["capture"]} if "capture" in record else {})},
                              baselining=state is not None)
     finish_claim(inbox, claim, outcomes)
     return {**record, "status": "reported" if state is None else "baselining", "report": summary["paths"],
