@@ -7,8 +7,9 @@ import re
 import signal
 import sys
 import threading
-from pathlib import Path
 from types import FrameType
+
+from flowhawk.cli.paths import add_path_options
 
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600}
 _SIZE_UNITS = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30}
@@ -37,8 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "<name>.capture.json sidecar counting the packets the kernel dropped. Stops on SIGINT or "
                        "SIGTERM, closing the current file. Needs root or CAP_NET_RAW.")
     p.add_argument("--interface", "-i", required=True, help="interface to capture on")
-    p.add_argument("--inbox", type=Path, default=None, help="inbox folder (env FLOWHAWK_INBOX; default "
-                   "./flowhawk-data/inbox)")
+    add_path_options(p, "inbox")
     p.add_argument("--rotate", type=parse_duration, default=60.0, metavar="DURATION",
                    help="close a file after this long (default 60s; 5m, 1h...)")
     p.add_argument("--max-file-size", type=parse_size, default=512 * 2**20, metavar="SIZE",
@@ -53,10 +53,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_capture(args: argparse.Namespace) -> int:
-    from flowhawk.cli.orchestrate import resolve_paths
+    from flowhawk.cli.paths import resolve_path
     from flowhawk.lake.capture import CaptureConfig, LiveCapture
 
-    inbox = resolve_paths(args)["inbox"]
+    inbox = resolve_path(args, "inbox")
     try:
         config = CaptureConfig(interface=args.interface, inbox=inbox, rotate_seconds=args.rotate,
                                max_file_bytes=args.max_file_size, min_free_bytes=args.min_free,

@@ -9,6 +9,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from flowhawk.flows.batch_tasks import warm_model
 from flowhawk.flows.ingest_flow import INGEST_WORKERS, ingest_batch
 from flowhawk.flows.model_flows import refresh_model, train_model
 from flowhawk.flows.params import (
@@ -29,7 +30,6 @@ from flowhawk.flows.tasks import (
     current_novelty,
     finish_claim,
     labelled_batches,
-    load_model,
     report_exists,
     timed,
 )
@@ -73,7 +73,7 @@ def _process_claim(claim: Any, inbox: Path, lake: Path, models: Path, options: I
     # ingest and score run inline (their tasks under this run): a subflow costs 1-2 s of API round trips
     # and heartbeat shutdown each; train and refresh, rare and long, stay subflows with their own runs
     version = current_model(models)
-    preload = load_model.submit(models, version) if version else None  # overlaps MindSpore start with ingest
+    preload = warm_model.submit(models, version) if version else None  # overlaps MindSpore start with ingest
     files = ingest_batch.fn(claim.captures, lake, claim.labels, options.source)
     timed(seconds, "ingest", t0)
     if preload is not None:
