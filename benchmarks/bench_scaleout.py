@@ -72,7 +72,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    from flowhawk.cli.backfill import dask_api
+    from flowhawk.cli.scaleout import dask_api
 
     load0 = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="bench-scaleout-") as tmp:

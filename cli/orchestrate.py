@@ -17,8 +17,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from flowhawk.cli.backfill import dask_api, dask_option, with_runner
 from flowhawk.cli.paths import add_path_options, resolve_paths
+from flowhawk.cli.scaleout import dask_api, dask_option, with_runner
 
 log = logging.getLogger(__name__)
 DEMO_MARKER = ".flowhawk-demo"
