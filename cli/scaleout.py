@@ -43,5 +43,8 @@ def dask_api(dask: str | None, configured: bool) -> Iterator[None]:
         with temporary_settings({PREFECT_API_URL: server.api_url}):
             yield
     finally:
+        from prefect.logging.handlers import APILogHandler
+
+        APILogHandler().flush()  # the run's last log lines, before their server goes away
         os.environ.pop("PREFECT_API_URL", None)
         server.stop()
