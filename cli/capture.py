@@ -48,7 +48,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "counted (default 1G)")
     p.add_argument("--snaplen", type=int, default=262_144, help="bytes kept per packet (default 262144)")
     p.add_argument("--filter", default="", help="BPF filter (tcpdump syntax)")
-    p.add_argument("--max-files", type=int, default=None, help="stop after dropping this many files")
+    p.add_argument("--max-files", type=int, default=None,
+                   help="stop after this many files (packets still in flight at the stop go into one last file)")
     p.set_defaults(func=run_capture)
 
 
