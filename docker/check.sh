@@ -119,6 +119,7 @@ api_up() { "${PODMAN[@]}" exec "$POD-flowhawk" python3 -c \
   "import urllib.request; urllib.request.urlopen('http://127.0.0.1:4200/api/health', timeout=5)"; }
 served() { "${PODMAN[@]}" logs "$POD-flowhawk" 2>&1 | grep -q 'serving'; }
 reported() { compgen -G "$WORK/data/lake/reports/batch=*/report.html" > /dev/null; }
+filed() { compgen -G "$WORK/data/inbox/done/*/drop.pcap" > /dev/null; }  # moved after its report
 
 step_stack() {
   stack_down
@@ -139,12 +140,16 @@ step_stack() {
   "${PODMAN[@]}" exec "$POD-flowhawk" prefect deployment run process-inbox/scheduled >&2
   timed "stack: capture dropped -> report written (incl. first-model training)" \
     wait_for "$STACK_TIMEOUT" "the report of the dropped capture" reported
-  ls "$WORK/data/lake/reports"/batch=*/ >&2
-  ls "$WORK/data/inbox/done" >&2
+  wait_for 120 "the capture filed in inbox/done" filed
+  ls "$WORK/data/lake/reports"/batch=*/ "$WORK/data/inbox/done"/*/ >&2
   "${PODMAN[@]}" logs "$POD-flowhawk" > "$WORK/serve.log" 2>&1
-  # podman schedules HEALTHCHECKs with systemd timers, absent here: run the image's check once by hand
-  "${PODMAN[@]}" healthcheck run "$POD-flowhawk" && log "HEALTHCHECK of the serve container: healthy" \
-    || { log "FAIL: the HEALTHCHECK of the serve container failed"; exit 1; }
+  # the image's HEALTHCHECK, run once in the serve container (containers of `play kube` do not inherit it, and
+  # podman schedules health checks with systemd timers, which this host lacks)
+  local check
+  mapfile -t check < <("${PODMAN[@]}" image inspect "$IMAGE" --format '{{json .Config.Healthcheck.Test}}' \
+    | python3 -c 'import json, sys; t = json.load(sys.stdin); print("\n".join(t[1:] if t[0] == "CMD" else ["sh", "-c", t[1]]))')
+  "${PODMAN[@]}" exec "$POD-flowhawk" "${check[@]}" && log "the image's HEALTHCHECK in the serve container: healthy" \
+    || { log "FAIL: the image's HEALTHCHECK failed in the serve container"; exit 1; }
   log "stack ok in $(echo "$(date +%s.%N) - $t0" | bc | cut -d. -f1) s after the drop"
 }
 
