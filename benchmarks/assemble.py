@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-ORDER = ["pcap", "synth", "net", "train", "registry", "flows", "analyst", "novelty"]
+ORDER = ["pcap", "synth", "net", "train", "registry", "flows", "analyst", "novelty", "scaleout", "container"]
 TITLES = {
     "pcap": "Ingest: flowhawk ingest vs raw nfstream",
     "synth": "Capture synthesiser",
@@ -15,6 +15,8 @@ TITLES = {
     "flows": "process_inbox end to end",
     "analyst": "Analyst's view: explanations on the lab capture, verdicts as labels",
     "novelty": "Novelty model without labels (issue 10) beside IsolationForest / LOF",
+    "scaleout": "Scale-out: backfill on Dask workers",
+    "container": "The container image, built and run with podman",
 }
 
 

@@ -12,10 +12,10 @@ import logging
 import os
 import sys
 
-from flowhawk.cli import baseline, ingest, kernels, model, orchestrate, synth, verdict
+from flowhawk.cli import backfill, baseline, capture, ingest, kernels, model, orchestrate, synth, verdict
 from flowhawk.model.kernels import use_kernel_cache
 
-COMMAND_MODULES = (ingest, synth, model, baseline, orchestrate, kernels, verdict)
+COMMAND_MODULES = (ingest, synth, model, baseline, orchestrate, kernels, verdict, backfill, capture)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from flowhawk.cli.paths import add_path_options, resolve_paths
+from flowhawk.cli.scaleout import dask_api, dask_option, with_runner
 
 log = logging.getLogger(__name__)
 DEMO_MARKER = ".flowhawk-demo"
@@ -47,6 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--refresh-after", type=int, default=3, metavar="N",
                    help="refresh the model once N new labelled batches arrived (0: never; default 3)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
+    dask_option(p)
     p.set_defaults(func=run_process_inbox)
 
     p = sub.add_parser("demo", help="synthesise a labelled capture and run the whole pipeline on it",
@@ -133,7 +135,7 @@ def run_process_inbox(args: argparse.Namespace) -> int:
     if not paths["inbox"].is_dir():
         print(f"flowhawk process-inbox: {paths['inbox']}: no such folder", file=sys.stderr)
         return 2
-    prefect_env()
+    configured = prefect_env()
     from flowhawk.flows.inbox_flow import process_inbox
     from flowhawk.flows.params import InboxOptions, RefreshOptions, TrainOptions
 
@@ -143,10 +145,12 @@ def run_process_inbox(args: argparse.Namespace) -> int:
         refresh = RefreshOptions(after_labelled_batches=getattr(args, "refresh_after", 3))
         options = InboxOptions(settle_seconds=args.settle_seconds, max_files=getattr(args, "max_files", 100),
                                train=train, refresh=refresh)
+        flow_obj = with_runner(process_inbox, getattr(args, "dask", None))
     except ValueError as exc:
         print(f"flowhawk process-inbox: {exc}", file=sys.stderr)
         return 2
-    state = process_inbox(paths["inbox"], paths["lake"], paths["models"], options, return_state=True)
+    with dask_api(getattr(args, "dask", None), configured):
+        state = flow_obj(paths["inbox"], paths["lake"], paths["models"], options, return_state=True)
     if not state.is_completed():
         print(f"flowhawk process-inbox: the flow run failed: {state.message}", file=sys.stderr)
         return 3

@@ -9,6 +9,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from flowhawk.flows.batch_tasks import warm_model
 from flowhawk.flows.ingest_flow import INGEST_WORKERS, ingest_batch
 from flowhawk.flows.model_flows import refresh_model, train_model
 from flowhawk.flows.params import (
@@ -29,10 +30,10 @@ from flowhawk.flows.tasks import (
     current_novelty,
     finish_claim,
     labelled_batches,
-    load_model,
     report_exists,
     timed,
 )
+from flowhawk.lake.inbox import capture_totals, read_capture_stats
 
 
 @flow(name="process-inbox", log_prints=False, task_runner=ThreadPoolTaskRunner(max_workers=INGEST_WORKERS))
@@ -72,13 +73,16 @@ def _process_claim(claim: Any, inbox: Path, lake: Path, models: Path, options: I
     # ingest and score run inline (their tasks under this run): a subflow costs 1-2 s of API round trips
     # and heartbeat shutdown each; train and refresh, rare and long, stay subflows with their own runs
     version = current_model(models)
-    preload = load_model.submit(models, version) if version else None  # overlaps MindSpore start with ingest
+    preload = warm_model.submit(models, version) if version else None  # overlaps MindSpore start with ingest
     files = ingest_batch.fn(claim.captures, lake, claim.labels, options.source)
     timed(seconds, "ingest", t0)
     if preload is not None:
         preload.wait()
     outcomes = {r["file"]: r for r in files}
     record = {"batch_id": claim.claim_id, "resumed": claim.resumed, "files": _file_rows(files), "report": None}
+    capture = read_capture_stats(claim)  # live captures: packets lost by the kernel / the disk guard
+    if capture:
+        record["capture"] = capture_totals(capture)
     if report_exists(lake, claim.claim_id):  # a resumed claim killed after its report was written
         logger.info("batch %s: report already written; filing the files away", claim.claim_id)
         finish_claim(inbox, claim, outcomes)
@@ -94,7 +98,8 @@ def _process_claim(claim: Any, inbox: Path, lake: Path, models: Path, options: I
     if state == "waiting for a model":
         return {**record, "status": state}
     summary = score_batch.fn(claim.claim_id, lake, models, todo, options.top_n, seconds,
-                             {"claim_id": claim.claim_id, "files": _file_rows(files), "baseline": state},
+                             {"claim_id": claim.claim_id, "files": _file_rows(files), "baseline": state,
+                              **({"capture": record["capture"]} if "capture" in record else {})},
                              baselining=state is not None)
     finish_claim(inbox, claim, outcomes)
     return {**record, "status": "reported" if state is None else "baselining", "report": summary["paths"],

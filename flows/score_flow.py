@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import time
 from pathlib import Path
 from typing import Any
 
@@ -17,27 +16,16 @@ from prefect.artifacts import (
     update_progress_artifact,
 )
 
+from flowhawk.flows.batch_tasks import score_and_report
 from flowhawk.flows.params import DEFAULT_LAKE, DEFAULT_MODELS, use_kernel_cache_from_env
 from flowhawk.flows.tasks import (
-    analyse_batch,
-    combined_scores,
     current_model,
     current_novelty,
-    explain_flows,
-    load_model,
-    load_novelty,
-    novelty_scores,
-    read_flows,
-    score_flows,
-    timed,
-    write_report,
 )
-from flowhawk.model.novelty_lifecycle import drift
-from flowhawk.model.novelty_store import TrainedNovelty
-from flowhawk.model.trained import TrainedModel
+from flowhawk.lake.store import Lake
 from flowhawk.reports.analyst_config import AnalystConfig
 from flowhawk.reports.config import top_anomalies
-from flowhawk.reports.scored import ReportPaths, ScoreMeta, summary_markdown
+from flowhawk.reports.scored import ReportPaths, summary_markdown
 
 
 def artifact_key(kind: str, batch_id: str) -> str:
@@ -54,67 +42,27 @@ def score_batch(batch_id: str, lake: Path = DEFAULT_LAKE, models: Path = DEFAULT
     and / or novelty model (``reports.combine``), explain the anomalies, group them into incidents, update the
     host table and write the report ``<lake>/reports/batch=<batch_id>/`` (with incidents.parquet and
     alerts.jsonl). With no model at all and ``baselining``, the report lists the flows and hosts unscored
-    (status "baselining"). Returns the report summary."""
+    (status "baselining"). Returns the report summary. All of it is one task (``score_and_report``): on a
+    Dask task runner it runs in a worker, which keeps the models loaded."""
     logger = get_run_logger()
     use_kernel_cache_from_env()
     lake_batches = list(lake_batches or [batch_id])
-    seconds = dict(timings or {})
     progress = create_progress_artifact(0.0, key=artifact_key("scoring", batch_id),
                                         description=f"scoring batch {batch_id}")
-    t0 = time.perf_counter()
     version, novelty_version = current_model(models), current_novelty(models)
     if version is None and novelty_version is None and not baselining:
         raise RuntimeError(f"{models}: no current model to score with (run train-model or baseline first)")
-    supervised = load_model(models, version) if version else None
-    novelty = load_novelty(models, novelty_version) if novelty_version else None
-    timed(seconds, "load_model", t0)
-    t0 = time.perf_counter()
-    flows = read_flows(lake, lake_batches)
-    timed(seconds, "read_flows", t0)
-    update_progress_artifact(progress, 25.0, description=f"{len(flows):,} flows read; scoring")
+    update_progress_artifact(progress, 10.0, description="scoring")
     config = AnalystConfig(alerts_per=alerts_per, half_life_h=half_life_h)
-    scores, models_used, drift_figures = _scores(flows, supervised, novelty, config, seconds)
-    model_version = " + ".join([*([version] if version else []),
-                                *([f"novelty {novelty_version}"] if novelty_version else [])]) or "baselining"
-    update_progress_artifact(progress, 70.0, description="scored; building incidents and host evidence")
-    t0 = time.perf_counter()
-    analyst = analyse_batch(lake, batch_id, flows, scores, model_version, config)
-    timed(seconds, "incidents_hosts", t0)
-    update_progress_artifact(progress, 85.0, description="writing the report")
-    threshold = float(supervised.threshold) if supervised is not None else (
-        1.0 - novelty.config.budget if novelty is not None else float("nan"))
-    meta = ScoreMeta(model_version=model_version, threshold=threshold, timings_s=seconds)
-    status = "scored" if models_used else "baselining"
-    paths, summary = write_report(lake, batch_id, flows, scores, meta, top_n,
-                                  {"lake_batches": lake_batches, "status": status, "models": models_used,
-                                   "drift": drift_figures, **(extra or {})}, analyst)
+    summary = score_and_report.submit(lake, models, version, novelty_version, batch_id, lake_batches, top_n,
+                                      timings, extra, config).result()
+    status = summary.get("status", "scored")
+    paths = ReportPaths.for_batch(Lake(lake).reports_dir, batch_id)
     update_progress_artifact(progress, 100.0, description=f"report written: {paths.directory}")
     _publish(batch_id, summary, top_anomalies_rows(paths, top_n), summary_markdown(summary))
     logger.info("batch %s (%s): %d flows, %d anomalies (%.2f %%); report %s", batch_id, status, summary["flows"],
                 summary["anomalies"], 100 * summary["anomaly_rate"], paths.html)
     return summary
-
-
-def _scores(flows: pd.DataFrame, supervised: TrainedModel | None, novelty: TrainedNovelty | None,
-            config: AnalystConfig, seconds: dict[str, float]) -> tuple[pd.DataFrame, dict[str, str], dict | None]:
-    """Each model present scores (the supervised one explains its anomalies), then one verdict per flow."""
-    s_scores = n_scores = None
-    used: dict[str, str] = {}
-    if supervised is not None:
-        t0 = time.perf_counter()
-        s_scores = score_flows(supervised, flows)
-        timed(seconds, "score", t0)
-        t0 = time.perf_counter()
-        s_scores = explain_flows(supervised, flows, s_scores, config.explain_max_flows)
-        timed(seconds, "explain", t0)
-        used["supervised"] = supervised.task
-    if novelty is not None:
-        t0 = time.perf_counter()
-        n_scores = novelty_scores(novelty, flows)
-        timed(seconds, "score_novelty", t0)
-        used["novelty"] = novelty.config.objective
-    figures = drift(n_scores["novelty_p"].to_numpy()) if n_scores is not None else None
-    return combined_scores(len(flows), s_scores, n_scores), used, figures
 
 
 def top_anomalies_rows(paths: ReportPaths, top_n: int) -> list[dict[str, Any]]:

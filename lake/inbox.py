@@ -3,7 +3,8 @@
 Layout::
 
     <inbox>/capture.pcap               new files (a sidecar <capture>.labels.csv or <stem>.labels.csv
-    <inbox>/capture.labels.csv         travels with its capture)
+    <inbox>/capture.labels.csv         travels with its capture; so does <capture>.capture.json, the
+                                       packet counts and drops of a live capture: lake.capture)
     <inbox>/processing/<claim_id>/     files claimed by one run; .lock is flock'ed while the run lives
     <inbox>/done/<claim_id>/           processed files, with _outcome.json
     <inbox>/quarantine/<claim_id>/     bad files, each beside <name>.reason.txt
@@ -29,6 +30,8 @@ from flowhawk.common.files import atomic_write_json, atomic_write_text, try_lock
 
 log = logging.getLogger(__name__)
 LABELS_SUFFIX = ".labels.csv"
+CAPTURE_STATS_SUFFIX = ".capture.json"
+_SIDECARS = (LABELS_SUFFIX, CAPTURE_STATS_SUFFIX)
 _PARTIAL_SUFFIXES = (".part", ".partial", ".tmp", ".crdownload", ".filepart")
 _LOCK = ".lock"
 _RESERVED = ("processing", "done", "quarantine")
@@ -60,6 +63,7 @@ class Claim:
     directory: Path
     captures: list[Path]
     labels: dict[str, Path] = field(default_factory=dict)
+    stats: dict[str, Path] = field(default_factory=dict)  # capture name -> its .capture.json (live captures)
     resumed: bool = False
     _fd: int | None = field(default=None, repr=False)
 
@@ -90,7 +94,7 @@ class Inbox:
         now, out = time.time(), []
         for entry in sorted(self.root.iterdir()):
             name = entry.name
-            if (name.startswith(".") or name in _RESERVED or name.endswith(LABELS_SUFFIX)
+            if (name.startswith(".") or name in _RESERVED or name.endswith(_SIDECARS)
                     or name.lower().endswith(_PARTIAL_SUFFIXES)):
                 continue
             try:
@@ -151,9 +155,10 @@ class Inbox:
 
     def _load_claim(self, directory: Path, fd: int) -> Claim:
         files = sorted(p for p in directory.iterdir() if p.is_file() and not p.name.startswith("."))
-        captures = [p for p in files if not p.name.endswith(LABELS_SUFFIX)]
+        captures = [p for p in files if not p.name.endswith(_SIDECARS)]
         labels = {c.name: s for c in captures if (s := self.sidecar(c)) is not None}
-        return Claim(directory.name, directory, captures, labels, resumed=True, _fd=fd)
+        stats = {c.name: s for c in captures if (s := _stats_sidecar(c)).is_file()}
+        return Claim(directory.name, directory, captures, labels, stats, resumed=True, _fd=fd)
 
     def _claim_new(self) -> Claim | None:
         pending = self.pending()[: self.config.max_files]
@@ -175,6 +180,8 @@ class Inbox:
             claim.captures.append(directory / capture.name)
             if sidecar is not None and _move(sidecar, directory / sidecar.name):
                 claim.labels[capture.name] = directory / sidecar.name
+            if _move(_stats_sidecar(capture), _stats_sidecar(directory / capture.name)):
+                claim.stats[capture.name] = _stats_sidecar(directory / capture.name)
         if not claim.captures:
             self._remove_claim_dir(claim)
             return None
@@ -193,8 +200,9 @@ class Inbox:
             target = bad if outcome.get("status") == "quarantined" else done
             target.mkdir(parents=True, exist_ok=True)
             _move(capture, target / capture.name)
-            if (sidecar := claim.labels.get(capture.name)) is not None:
-                _move(sidecar, target / sidecar.name)
+            for sidecar in (claim.labels.get(capture.name), claim.stats.get(capture.name)):
+                if sidecar is not None:
+                    _move(sidecar, target / sidecar.name)
             if target is bad:
                 atomic_write_text(bad / f"{capture.name}.reason.txt", f"{outcome.get('reason') or 'unknown'}\n")
             record["files"][capture.name] = {**outcome, "moved_to": str(target / capture.name)}
@@ -211,6 +219,21 @@ class Inbox:
             hidden = claim.directory
         shutil.rmtree(hidden, ignore_errors=True)
         claim.release()
+
+
+def _stats_sidecar(capture: Path) -> Path:
+    return capture.with_name(capture.name + CAPTURE_STATS_SUFFIX)
+
+
+def read_capture_stats(claim: Claim) -> dict[str, dict]:
+    """The live-capture sidecars of ``claim``: capture name -> packets, drops... (lake.capture)."""
+    return {name: json.loads(path.read_text()) for name, path in claim.stats.items() if path.is_file()}
+
+
+def capture_totals(stats: dict[str, dict]) -> dict:
+    """Packets captured and lost over the live captures of a batch (``read_capture_stats``), per file too."""
+    keys = ("packets", "kernel_dropped", "interface_dropped", "discarded_low_disk")
+    return {**{k: sum(int(s.get(k) or 0) for s in stats.values()) for k in keys}, "files": stats}
 
 
 def _move(src: Path, dst: Path) -> bool:

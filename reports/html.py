@@ -83,6 +83,10 @@ def _cards(summary: dict) -> str:
     gt = summary.get("ground_truth") or {}
     items = [("flows", summary["flows"]), ("anomalies", summary["anomalies"]),
              ("anomaly rate", f"{100 * (summary['anomaly_rate'] or 0):.2f} %")]
+    capture = summary.get("capture")  # live captures (lake.capture): packets lost before they reached a file
+    if capture:
+        items += [("packets dropped at capture", capture["kernel_dropped"] + capture["interface_dropped"]
+                   + capture["discarded_low_disk"])]
     if gt:
         items += [("precision", _fmt(gt["precision"], 3)), ("recall", _fmt(gt["recall"], 3)),
                   ("F1", _fmt(gt["f1"], 3))]

@@ -38,7 +38,9 @@ def test_dockerfile_passes_hadolint():
 
 def test_dockerfile_installs_the_project_like_the_readme():
     text = (DOCKER / "Dockerfile").read_text()
-    assert re.search(r"^FROM python:3\.11-slim", text, re.M)
+    assert re.search(r"^ARG BASE_IMAGE=python:3\.11-slim", text, re.M)  # the base is a build argument
+    assert re.search(r"^FROM \$\{BASE_IMAGE\}$", text, re.M)
+    assert re.search(r"^USER 1000:1000$", text, re.M) and re.search(r"^HEALTHCHECK .*\n?.*CMD", text, re.M)
     assert re.search(r"pip install --no-cache-dir \.(\s|$)", text)
     copied = [w for line in re.findall(r"^COPY (.+)$", text, re.M) for w in line.split()[:-1]]
     missing = [c for c in copied if not (ROOT / c).exists()]
