@@ -52,6 +52,7 @@ WRAP_MS = 2**32 / 1000  # 4,294,967.296 ms: where a uint32 microsecond differenc
 _TEXT = {"IPV4_SRC_ADDR", "IPV4_DST_ADDR", "Attack", "APPLICATION_NAME"}
 _RATES = ("SRC_TO_DST_SECOND_BYTES", "DST_TO_SRC_SECOND_BYTES")
 _BENIGN_WORDS = {"benign", "normal"}
+_INT_LIMITS = {"L4_SRC_PORT": 65536, "L4_DST_PORT": 65536, "PROTOCOL": 256}  # exclusive upper bounds
 
 
 @dataclass(frozen=True)
@@ -158,6 +159,7 @@ def _clean(chunk: pd.DataFrame, config: NfCsvConfig, stats: Counter[str]) -> pd.
             parsed = pd.to_numeric(frame[name], errors="coerce")
             bad |= parsed.isna() & frame[name].notna()
             frame[name] = parsed
+        frame[name] = _in_range(frame[name], name, stats)
     bad |= frame[list(NF_V1_FEATURES)].isna().any(axis=1)
     stats["rows with unparsable or missing values"] += int(bad.sum())
     frame = frame[~bad].copy()
@@ -173,6 +175,26 @@ def _clean(chunk: pd.DataFrame, config: NfCsvConfig, stats: Counter[str]) -> pd.
             frame[name] = frame[name].round().astype("Int64")
     frame["flow_index"] = frame.index.to_numpy(np.int64)
     return frame.reset_index(drop=True)
+
+
+def _in_range(values: pd.Series, name: str, stats: Counter[str]) -> pd.Series:
+    """``values`` with every value its column cannot hold set null (counted): inf, nan text, negatives (no NF
+    field is signed), and numbers beyond the column's integer type (a 23-digit counter)."""
+    if values.dtype.kind not in "iuf":
+        return values
+    column_type = BY_NAME[name].type
+    high = _INT_LIMITS.get(name) or (2 ** (column_type.bit_width - 1) if pa.types.is_integer(column_type) else None)
+    as_float = values.astype("float64")  # uint64 above 2^63 and floats compare alike; nan stays unset
+    bad = np.isinf(as_float) | (as_float < 0)
+    if high is not None:
+        bad |= as_float >= high
+    if name == "Label":
+        bad |= ~as_float.isin([0.0, 1.0]) & as_float.notna()
+    count = int(bad.sum())
+    if not count:
+        return values
+    stats[f"{name} out of range (inf, negative or too large) set null"] += count
+    return as_float.mask(bad)
 
 
 def _wrapped(values: pd.Series, window_ms: int) -> pd.Series:

@@ -158,7 +158,7 @@ def _write_part(path: Path, result: FileResult, extractor: Extractor, rules: Lab
                   "source_sha256": result.sha256, "extractor": extractor.name}
     offset = 0
     with pq.ParquetWriter(path, FLOW_SCHEMA, compression=config.compression) as writer:
-        for frame in _labelled_frames(extractor.frames(result.path, notes), rules, result):
+        for frame in _labelled_frames(_contained(extractor.frames(result.path, notes), result.path), rules, result):
             if not len(frame):
                 continue
             if "flow_index" not in frame.columns or frame["flow_index"].isna().all():
@@ -173,6 +173,18 @@ def _write_part(path: Path, result: FileResult, extractor: Extractor, rules: Lab
     if offset == 0:
         raise BadInputError(result.path, "no flows in file" + (f" ({'; '.join(notes.messages)})"
                                                               if notes.messages else ""))
+
+
+def _contained(frames: Iterator[pd.DataFrame], path: Path) -> Iterator[pd.DataFrame]:
+    """The extractor's frames; any error it raises other than an OSError (the machine's, not the file's: a
+    full disk, EIO) becomes a BadInputError, so one hostile file costs that file, never the run."""
+    try:
+        yield from frames
+    except (BadInputError, OSError):
+        raise
+    except Exception as exc:
+        log.exception("%s: unexpected extractor error", path)
+        raise BadInputError(path, f"extractor failed: {type(exc).__name__}: {exc}") from None
 
 
 def _packets(frame: pd.DataFrame) -> int:

@@ -106,6 +106,47 @@ def test_garbled_rows_skipped_and_counted(tmp_path: Path) -> None:
     assert "rows with unparsable or missing values: 2" in notes.messages[0]
 
 
+def _with_values(path: Path, column: str, values: list[str]) -> Path:
+    """A v2 CSV of len(values) + 1 rows; row i+1 holds values[i] in ``column`` (row 0 stays clean)."""
+    write_csv(path, [row(src=f"10.0.0.{i}") for i in range(len(values) + 1)], V2_ORDER)
+    lines = path.read_text().splitlines()
+    at = V2_ORDER.index(column)
+    for i, value in enumerate(values, start=2):
+        cells = lines[i].split(",")
+        cells[at] = value
+        lines[i] = ",".join(cells)
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("column", ["IN_BYTES", "OUT_PKTS", "L4_DST_PORT", "TCP_FLAGS"])
+def test_inf_nan_negative_and_overflowing_counters_cost_their_row(tmp_path: Path, column: str) -> None:
+    """A required counter holding inf, nan, a negative or a 23-digit number drops that row (counted), never
+    the file (issue 11: ``inf`` in IN_BYTES raised OverflowError and killed the whole ingest)."""
+    bad = ["inf", "-inf", "nan", "-5", "12345678901234567890123", "-1e30", "18446744073709551615"]
+    df, notes, _ = extract(_with_values(tmp_path / "bad.csv", column, bad))
+    assert df.IPV4_SRC_ADDR.tolist() == ["10.0.0.0"]
+    assert f"{column} out of range (inf, negative or too large) set null: 6" in notes.messages[0]
+    assert f"rows with unparsable or missing values: {len(bad)}" in notes.messages[0]
+
+
+def test_bad_optional_values_cost_only_the_value(tmp_path: Path) -> None:
+    df, notes, _ = extract(_with_values(tmp_path / "opt.csv", "DURATION_IN", ["inf", "-3", "1e25"]))
+    assert len(df) == 4 and df.DURATION_IN.isna().tolist() == [False, True, True, True]
+    df, notes, _ = extract(_with_values(tmp_path / "lab.csv", "Label", ["7", "-1"]))
+    assert len(df) == 3 and df.Label.isna().sum() == 2 and "Label out of range" in notes.messages[0]
+
+
+def test_inf_in_one_csv_does_not_stop_the_ingest_of_the_others(tmp_path: Path) -> None:
+    from flowhawk.lake.ingest import IngestConfig, ingest_paths
+
+    bad = _with_values(tmp_path / "inf.csv", "IN_BYTES", ["inf", "12345678901234567890123"])
+    good = write_csv(tmp_path / "good.csv", [row(src="10.9.9.9")], V2_ORDER)
+    summary = ingest_paths([bad, good], IngestConfig(lake=tmp_path / "lake"))
+    assert [f.status for f in summary.files] == ["ingested", "ingested"] and summary.flows == 2
+    assert "IN_BYTES out of range" in summary.files[0].notes[0]
+
+
 def test_config_validation() -> None:
     with pytest.raises(ValueError, match="chunk_rows"):
         NfCsvConfig(chunk_rows=0)
