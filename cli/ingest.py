@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -16,7 +17,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="ingest captures, Zeek conn logs or NF CSVs into the lake",
         description="Ingest pcap/pcapng captures, Zeek conn logs (TSV, JSON, gzip, IoT-23) or NF dataset CSVs "
         "into <lake>/flows/batch=<id>/ as one atomic batch. Formats are detected from content. Bad files are "
-        "moved to <lake>/quarantine/ with a reason file; the rest land. Content already in the lake is skipped. "
+        "copied to <lake>/quarantine/ with a reason file (the originals stay where they are); the rest land. "
+        "Symbolic links, FIFOs, devices and other non-regular files are refused, never read. Content already in "
+        "the lake is skipped. "
         "Exit code: 0 all good, 1 some files quarantined, 2 usage error.",
     )
     p.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="input files (directories: every file in them)")
@@ -24,7 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch", dest="batch_id", help="batch id (default: derived from the files' contents)")
     p.add_argument("--labels", type=Path, help="labels CSV (src_ip[,dst_ip],label,start_epoch,end_epoch)")
     p.add_argument("--source", choices=SOURCES, default="auto", help="input kind (default: detect from content)")
-    p.add_argument("--keep-bad", action="store_true", help="copy bad files into quarantine instead of moving them")
+    p.add_argument("--move-bad", action="store_true", help="move bad files into quarantine instead of copying them")
+    p.add_argument("--keep-bad", action="store_true", help=argparse.SUPPRESS)  # the default now; still accepted
     p.add_argument("--nfstream-defaults", action="store_true",
                    help="pcap: nfstream's own defaults instead of NF accounting (IP bytes, 120 s active timeout)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -32,11 +36,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def expand(paths: list[Path]) -> list[Path]:
-    """Directories become their files (sorted, hidden ones skipped); files stay as given."""
+    """A directory given (not through a link) becomes every entry under it (sorted, hidden ones skipped,
+    links not followed: they are listed, and refused by the ingest with a reason); anything else stays."""
     out: list[Path] = []
     for path in paths:
-        if path.is_dir():
-            out += sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
+        if path.is_dir() and not path.is_symlink():
+            found = []
+            for folder, dirs, files in os.walk(path):
+                dirs[:] = [d for d in dirs if not d.startswith(".")]
+                linked = [d for d in dirs if os.path.islink(os.path.join(folder, d))]
+                found += [Path(folder, name) for name in (*files, *linked) if not name.startswith(".")]
+            out += sorted(found)
         else:
             out.append(path)
     return out
@@ -59,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         config = IngestConfig(lake=resolve_path(args, "lake"), batch_id=args.batch_id, labels=args.labels,
-                              source=args.source, quarantine="copy" if args.keep_bad else "move",
+                              source=args.source, quarantine="move" if args.move_bad else "copy",
                               nf_compatible=not args.nfstream_defaults)
         summary = ingest_paths(expand(args.paths), config, progress=None if args.no_progress else _bar)
     except (ValueError, BadInputError, FileExistsError) as exc:

@@ -27,6 +27,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from flowhawk.common.files import atomic_write_json, atomic_write_text, try_lock
+from flowhawk.lake.inputs import not_regular
 
 log = logging.getLogger(__name__)
 LABELS_SUFFIX = ".labels.csv"
@@ -65,6 +66,7 @@ class Claim:
     labels: dict[str, Path] = field(default_factory=dict)
     stats: dict[str, Path] = field(default_factory=dict)  # capture name -> its .capture.json (live captures)
     resumed: bool = False
+    refused: dict[str, str] = field(default_factory=dict)  # entry name -> why it is not a capture (a link...)
     _fd: int | None = field(default=None, repr=False)
 
     def release(self) -> None:
@@ -88,20 +90,21 @@ class Inbox:
 
     # --- discovery ---------------------------------------------------------------------------------
     def pending(self) -> list[Path]:
-        """Captures ready to claim (oldest name first): settled, not hidden, not partial, not sidecars."""
+        """Entries ready to claim (by name): settled, not hidden, not partial, not sidecars. Links, FIFOs,
+        devices and folders are included (never followed or opened): the claim refuses them with a reason."""
         if not self.root.is_dir():
             return []
         now, out = time.time(), []
         for entry in sorted(self.root.iterdir()):
             name = entry.name
-            if (name.startswith(".") or name in _RESERVED or name.endswith(_SIDECARS)
-                    or name.lower().endswith(_PARTIAL_SUFFIXES)):
+            if (name.startswith(".") or name in _RESERVED or name.lower().endswith(_PARTIAL_SUFFIXES)
+                    or (name.endswith(_SIDECARS) and not entry.is_symlink())):
                 continue
             try:
-                st = entry.stat()
+                st = entry.lstat()
             except FileNotFoundError:
                 continue  # taken by a concurrent run
-            if entry.is_file() and now - st.st_mtime >= self.config.settle_seconds:
+            if now - st.st_mtime >= self.config.settle_seconds:
                 out.append(entry)
         return out
 
@@ -110,7 +113,7 @@ class Inbox:
         """``<name>.labels.csv`` or ``<stem>.labels.csv`` beside ``capture``, when present."""
         for candidate in (capture.with_name(capture.name + LABELS_SUFFIX),
                           capture.with_name(capture.stem + LABELS_SUFFIX)):
-            if candidate.is_file():
+            if candidate.is_file() and not candidate.is_symlink():  # a linked sidecar is never read
                 return candidate
         return None
 
@@ -154,11 +157,28 @@ class Inbox:
             os.close(fd)
 
     def _load_claim(self, directory: Path, fd: int) -> Claim:
-        files = sorted(p for p in directory.iterdir() if p.is_file() and not p.name.startswith("."))
-        captures = [p for p in files if not p.name.endswith(_SIDECARS)]
-        labels = {c.name: s for c in captures if (s := self.sidecar(c)) is not None}
-        stats = {c.name: s for c in captures if (s := _stats_sidecar(c)).is_file()}
-        return Claim(directory.name, directory, captures, labels, stats, resumed=True, _fd=fd)
+        entries = sorted(p for p in directory.iterdir() if not p.name.startswith("."))
+        claim = Claim(directory.name, directory, [], {}, resumed=True, _fd=fd)
+        for entry in entries:
+            if not entry.name.endswith(_SIDECARS) or entry.is_symlink():
+                self._take(claim, entry)
+        return claim
+
+    def _take(self, claim: Claim, entry: Path) -> None:
+        """Record an entry of the claim folder: a capture (with its sidecars), or refused with its reason."""
+        try:
+            reason = not_regular(entry, entry.lstat())
+        except FileNotFoundError:
+            return
+        if (sidecar := self.sidecar(entry)) is not None:
+            claim.labels[entry.name] = sidecar
+        if (stats := _stats_sidecar(entry)).is_file() and not stats.is_symlink():
+            claim.stats[entry.name] = stats
+        if reason:
+            claim.refused[entry.name] = reason
+            log.warning("%s: %s (refused)", entry, reason)
+        else:
+            claim.captures.append(entry)
 
     def _claim_new(self) -> Claim | None:
         pending = self.pending()[: self.config.max_files]
@@ -177,11 +197,13 @@ class Inbox:
             sidecar = self.sidecar(capture)
             if not _move(capture, directory / capture.name):
                 continue  # a concurrent run took it first
-            claim.captures.append(directory / capture.name)
-            if sidecar is not None and _move(sidecar, directory / sidecar.name):
-                claim.labels[capture.name] = directory / sidecar.name
-            if _move(_stats_sidecar(capture), _stats_sidecar(directory / capture.name)):
-                claim.stats[capture.name] = _stats_sidecar(directory / capture.name)
+            if sidecar is not None:
+                _move(sidecar, directory / sidecar.name)
+            _move(_stats_sidecar(capture), _stats_sidecar(directory / capture.name))
+            self._take(claim, directory / capture.name)
+        if claim.refused and not claim.captures:  # nothing to ingest: file the refused entries away now
+            self.finish(claim, {})
+            return None
         if not claim.captures:
             self._remove_claim_dir(claim)
             return None
@@ -195,6 +217,14 @@ class Inbox:
         outcome record (also written to ``done/<claim>/_outcome.json``)."""
         done, bad = self.done_dir / claim.claim_id, self.quarantine_dir / claim.claim_id
         record = {"claim_id": claim.claim_id, "finished": datetime.now(timezone.utc).isoformat(), "files": {}}
+        for name, why in claim.refused.items():
+            bad.mkdir(parents=True, exist_ok=True)
+            _move(claim.directory / name, bad / name)
+            for sidecar in (claim.labels.get(name), claim.stats.get(name)):
+                if sidecar is not None:
+                    _move(sidecar, bad / sidecar.name)
+            atomic_write_text(bad / f"{name}.reason.txt", f"{why}\n")
+            record["files"][name] = {"status": "quarantined", "reason": why, "moved_to": str(bad / name)}
         for capture in claim.captures:
             outcome = outcomes.get(capture.name, {"status": "unknown"})
             target = bad if outcome.get("status") == "quarantined" else done

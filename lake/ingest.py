@@ -20,13 +20,14 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 
-from flowhawk.common.files import atomic_write_json, replace_dir, sha256_file, tmp_sibling
+from flowhawk.common.files import atomic_write_json, replace_dir, tmp_sibling
 from flowhawk.extractors.base import SOURCES, BadInputError, ExtractNotes, Extractor, sniff_format
 from flowhawk.extractors.labels import LabelRules
 from flowhawk.extractors.nfcsv_to_flows import NfCsvExtractor
 from flowhawk.extractors.pcap_to_flows import PcapConfig, PcapExtractor
 from flowhawk.extractors.schema import FLOW_SCHEMA, SCHEMA_VERSION, conform
 from flowhawk.extractors.zeek_to_flows import ZeekConnExtractor
+from flowhawk.lake.inputs import InputFile, check_unchanged, open_input
 from flowhawk.lake.store import MANIFEST, Lake, validate_batch_id
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ class IngestConfig:
     batch_id: str | None = None
     labels: Path | None = None
     source: str = "auto"
-    quarantine: str = "move"  # "move" the bad file into quarantine, or "copy" it (read-only inputs)
+    quarantine: str = "copy"  # "copy" a bad file into quarantine (the original stays), or "move" it
     compression: str = "zstd"
     nf_compatible: bool = True  # pcap: NF accounting (IP bytes, 120 s active timeout); False = nfstream defaults
 
@@ -66,9 +67,10 @@ class FileResult:
     reason: str | None = None
     notes: list[str] = field(default_factory=list)
     labelled: dict[str, int] = field(default_factory=dict)
+    hashed: InputFile | None = field(default=None, repr=False)  # identity checked again after extraction
 
     def to_dict(self) -> dict:
-        return {k: (str(v) if isinstance(v, Path) else v) for k, v in self.__dict__.items()}
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in self.__dict__.items() if k != "hashed"}
 
 
 @dataclass
@@ -198,15 +200,8 @@ def _load_rules(config: IngestConfig) -> LabelRules | None:
 
 
 def _hash_and_sniff(result: FileResult, config: IngestConfig) -> None:
-    if not result.path.exists():
-        raise BadInputError(result.path, "no such file")
-    try:
-        result.sha256 = sha256_file(result.path)
-        result.size_bytes = result.path.stat().st_size
-    except PermissionError:
-        raise BadInputError(result.path, "permission denied") from None
-    except OSError as exc:
-        raise BadInputError(result.path, f"unreadable: {exc.strerror or exc}") from None
+    result.hashed = open_input(result.path)  # regular files only, never through a link
+    result.sha256, result.size_bytes = result.hashed.sha256, result.hashed.size
     result.kind = sniff_format(result.path)
 
 
@@ -261,6 +256,7 @@ def _write_batch(lake: Lake, batch_id: str, todo: list[FileResult], rules: Label
             part = staging / f"part-{i:05d}.parquet"
             try:
                 _write_part(part, result, extractor_for(result.path, result.kind, config), rules, batch_id, config)
+                check_unchanged(result.hashed)  # what was read is what was hashed
                 result.status = "ingested"
             except (BadInputError, ValueError) as exc:  # ValueError: a value the schema cannot hold
                 part.unlink(missing_ok=True)

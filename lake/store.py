@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -26,6 +25,7 @@ import pyarrow.parquet as pq
 
 from flowhawk.common.files import atomic_write_text, remove_stale_temps
 from flowhawk.extractors.schema import FLOW_SCHEMA
+from flowhawk.lake.inputs import copy_regular
 
 BATCH_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 MANIFEST = "_manifest.json"
@@ -90,7 +90,7 @@ class Lake:
 
     def cleanup(self) -> int:
         """Remove temporary leftovers of killed writers; returns how many."""
-        return remove_stale_temps(self.flows_dir) + remove_stale_temps(self.reports_dir)
+        return sum(remove_stale_temps(d) for d in (self.flows_dir, self.reports_dir, self.quarantine_dir))
 
     # --- reading ----------------------------------------------------------------------------------
     def part_files(self, batches: list[str] | None = None) -> list[Path]:
@@ -118,21 +118,19 @@ class Lake:
         return ds.dataset(self.flows_dir, format="parquet", partitioning=part, schema=schema)
 
     # --- quarantine ---------------------------------------------------------------------------------
-    def quarantine(self, path: Path, sha256: str | None, reason: str, move: bool = True) -> Path:
-        """Put a bad input file in quarantine with a one-line reason file; returns its new path.
+    def quarantine(self, path: Path, sha256: str | None, reason: str, move: bool = False) -> Path:
+        """Put a bad input file in quarantine with a one-line reason file; returns its quarantine path.
 
-        ``move=False`` copies (for read-only sources); a file that no longer exists gets the reason only.
+        By default the file is copied and the original left where it is (a manual ``ingest`` must not take
+        the user's files); ``move=True`` moves it (a folder that owns its files). Only a regular file reached
+        without a link is copied or moved: a link, FIFO, device or directory gets the reason file only (its
+        target is never read), as does a file that no longer exists.
         """
         path = Path(path)
         self.quarantine_dir.mkdir(parents=True, exist_ok=True)
         target = self.quarantine_dir / f"{(sha256 or 'nohash')[:12]}-{path.name}"
-        if path.is_file():
-            try:
-                if move:
-                    shutil.move(str(path), target)
-                else:
-                    shutil.copy2(path, target)
-            except OSError:  # read-only source: keep a copy, leave the original
-                shutil.copy2(path, target)
+        kept = copy_regular(path, target)
+        if kept and move:
+            path.unlink(missing_ok=True)
         atomic_write_text(target.with_name(target.name + ".reason.txt"), f"{path}: {reason}\n")
         return target
