@@ -42,7 +42,9 @@ which put a Python call on every packet and would break the ingest speed target.
 Bad input: not a capture, empty, missing, unreadable, or no IP flows at all (e.g. an 802.11 capture) ->
 ``BadInputError``. A capture cut mid-packet or with a corrupt record length keeps the flows of the packets
 before the damage and sets ``notes.truncated`` (found by ``pcap_integrity.walk_capture``: libpcap itself
-stops silently). Any nfstream error becomes a one-line ``BadInputError`` naming the file, including a
+stops silently). A pcapng with a corrupt block in its middle is resynchronised at the next block whose length
+matches at both ends: the flows come from a temporary copy of its intact blocks, and the note says how many
+bytes were skipped. Any nfstream error becomes a one-line ``BadInputError`` naming the file, including a
 meter process that dies mid-capture (which would otherwise hang the reader); closing the frame generator
 early terminates the meters (``pcap_meters.MeterGuard``).
 """
@@ -64,7 +66,7 @@ import psutil
 
 from flowhawk.extractors.base import BadInputError, ExtractNotes, sniff_format
 from flowhawk.extractors.pcap_columns import FlowBatch
-from flowhawk.extractors.pcap_integrity import CaptureWalk, walk_capture
+from flowhawk.extractors.pcap_integrity import CaptureWalk, walk_capture, write_intact
 from flowhawk.extractors.pcap_meters import MeterGuard
 
 log = logging.getLogger(__name__)
@@ -154,21 +156,41 @@ class PcapExtractor:
         kind = sniff_format(path)  # BadInputError for missing, empty, unreadable, unknown content
         if kind not in ("pcap", "pcapng"):
             raise BadInputError(path, f"not a packet capture (content looks like {kind})")
-        walks = []
+        walks: list[CaptureWalk] = []
+        with _plain_capture(path, notes) as capture:
+            rows = yield from self._frames(path, capture, kind, notes, walks)
+        if rows == 0:
+            raise BadInputError(path, _no_flows_reason(walks[0]))
+
+    def _frames(self, path: Path, capture: Path, kind: str, notes: ExtractNotes,
+                walks: list[CaptureWalk]) -> Iterator[pd.DataFrame]:
+        """Yield the frames; return how many flows. A pcapng damaged in its middle (libpcap stops at the first
+        bad block) is metered again from a copy of its intact blocks: the walk runs before the first frame is
+        yielded, so nothing from the first attempt has left this function."""
 
         def check() -> None:  # run once the meter is busy, so the walk overlaps its work
             walks.append(_check_integrity(path, capture, kind, notes))
 
-        with _plain_capture(path, notes) as capture:
-            rows = 0
-            for frame in _stream_frames(path, capture, self.config, check):
+        rows = 0
+        with contextlib.closing(_stream_frames(path, capture, self.config, check)) as stream:
+            for frame in stream:
+                if walks[0].skipped:
+                    break  # closing the stream ends its meters
                 rows += len(frame)
                 yield frame
                 del frame  # not kept alive while the next chunk accumulates
-            if not walks:
-                check()
-        if rows == 0:
-            raise BadInputError(path, _no_flows_reason(walks[0]))
+        if not walks:
+            check()
+        if not walks[0].skipped:
+            return rows
+        with tempfile.TemporaryDirectory(prefix="flowhawk-pcapng-") as tmp:
+            intact = Path(tmp) / "intact.pcapng"
+            write_intact(capture, intact, walks[0])
+            for frame in _stream_frames(path, intact, self.config, lambda: None):
+                rows += len(frame)
+                yield frame
+                del frame
+        return rows
 
 
 def _check_integrity(path: Path, capture: Path, kind: str, notes: ExtractNotes) -> CaptureWalk:
@@ -230,14 +252,15 @@ def _stream_frames(path: Path, capture: Path, config: PcapConfig,
                    on_first_flow: Callable[[], None]) -> Iterator[pd.DataFrame]:
     """Frames of ``config.chunk_rows`` flows, converted as nfstream's meters emit them."""
     batch, done, pending, chunk = FlowBatch(), 0, 0, config.chunk_rows
-    for flow in _flows(path, capture, config):
-        batch.add(flow)
-        pending += 1
-        if pending == 1 and done == 0:
-            on_first_flow()
-        if pending == chunk:
-            yield batch.to_frame(done)
-            done, pending = done + pending, 0
+    with contextlib.closing(_flows(path, capture, config)) as flows:  # closing us ends the meters at once
+        for flow in flows:
+            batch.add(flow)
+            pending += 1
+            if pending == 1 and done == 0:
+                on_first_flow()
+            if pending == chunk:
+                yield batch.to_frame(done)
+                done, pending = done + pending, 0
     if pending:
         yield batch.to_frame(done)
 

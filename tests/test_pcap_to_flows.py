@@ -405,3 +405,51 @@ def test_l7_proto_is_master_dot_app(name, expected):
 @pytest.mark.parametrize("name", ["Unknown", "", None, "NoSuchProto", "TLS.NoSuchApp"])
 def test_l7_proto_unknown_is_nan(name):
     assert np.isnan(l7_proto(name))
+
+
+# --- pcapng damaged in its middle (issue 11) -------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def synth_pcapng() -> bytes:
+    from tests.fuzz_corpus import synth_pcap, to_pcapng
+
+    return to_pcapng(synth_pcap(seed=7, packets=2000))
+
+
+def _flow_keys(path: Path) -> tuple[set, ExtractNotes]:
+    notes = ExtractNotes()
+    frame = pd.concat(list(PcapExtractor().frames(path, notes)))
+    cols = ["IPV4_SRC_ADDR", "L4_SRC_PORT", "IPV4_DST_ADDR", "L4_DST_PORT", "PROTOCOL"]
+    return set(frame[cols].itertuples(index=False)), notes
+
+
+@pytest.mark.parametrize("damage", ["run", "scattered"])
+def test_pcapng_resynchronises_after_a_corrupt_block(tmp_path, synth_pcapng, damage):
+    """200 bytes flipped (one run across block headers at 10 % of the file, or 200 scattered bytes): the walk
+    skips to the next block whose length matches at both ends and the flows after the damage are kept (libpcap
+    alone stopped at the first bad block: 27 of 513 flows for the run)."""
+    from tests.fuzz_corpus import flip_run, flip_scattered, pcapng_boundaries
+
+    clean = tmp_path / "clean.pcapng"
+    clean.write_bytes(synth_pcapng)
+    if damage == "run":
+        start = pcapng_boundaries(synth_pcapng)[len(pcapng_boundaries(synth_pcapng)) // 10] - 40
+        broken = flip_run(synth_pcapng, start, 200, seed=3)
+    else:
+        broken = flip_scattered(synth_pcapng, 200, seed=2, skip=100)
+    bad = tmp_path / "bad.pcapng"
+    bad.write_bytes(broken)
+    want, _ = _flow_keys(clean)
+    got, notes = _flow_keys(bad)
+    assert len(want & got) >= 0.95 * len(want), (len(want & got), len(want))
+    assert notes.truncated and "bytes skipped" in notes.messages[0] and "resynchronised" in notes.messages[0]
+    walk = walk_capture(bad, "pcapng")
+    assert walk.skipped and walk.skipped_bytes < 10_000 and walk.packets > 0.95 * walk_capture(clean, "pcapng").packets
+
+
+def test_pcapng_big_endian_sections_walk_whole(tmp_path):
+    from tests.fuzz_corpus import pcap_records, synth_pcap, to_pcapng
+
+    big = tmp_path / "big.pcapng"
+    big.write_bytes(to_pcapng(synth_pcap(seed=7, packets=300), order=">"))
+    walk = walk_capture(big, "pcapng")
+    assert not walk.damaged and walk.packets == len(pcap_records(synth_pcap(seed=7, packets=300))[1])
