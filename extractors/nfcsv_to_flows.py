@@ -26,7 +26,9 @@ Cleaning rules, each counted in the notes (evidence from NF-BoT-IoT-v2_reduced_c
   (8 bytes per kept row; a false match needs a hash collision, ~N^2/2^65) — 2 rows here.
 * ``Label`` kept (0/1); ``Attack`` kept with benign spellings (benign/BENIGN/normal) normalised to 'Benign'.
 * Rows with an unparsable number or a missing NF-v1 feature, and lines the CSV parser rejects (too many fields),
-  are skipped and counted.
+  are skipped and counted. A number the column cannot hold (inf, a negative, more than the integer type holds,
+  a port above 65535) is set null and counted; when it is an NF-v1 feature its row is skipped. Bytes that are not
+  UTF-8 become U+FFFD in their value; gzip input may not inflate beyond ``decompress.MAX_RATIO``.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ import pyarrow as pa
 
 from flowhawk.common.config import config_from_mapping
 from flowhawk.extractors.base import BadInputError, ExtractNotes, read_head
+from flowhawk.extractors.decompress import open_binary
 from flowhawk.extractors.schema import BENIGN, BY_NAME, NF_V1_FEATURES, PROVENANCE
 
 log = logging.getLogger(__name__)
@@ -91,15 +94,15 @@ class NfCsvExtractor:
     def frames(self, path: Path, notes: ExtractNotes) -> Iterator[pd.DataFrame]:
         path = Path(path)
         read_head(path, 1)  # BadInputError for a missing, unreadable or directory path
-        compression = "gzip" if _is_gzip(path) else None
-        columns = _columns(path, compression)
+        columns = _columns(path)
         stats: Counter[str] = Counter()
         seen = np.empty(0, dtype=np.uint64)
         offset = 0
         # all columns are parsed (no usecols) so that a line with too many fields is rejected, not cut short
-        reader = pd.read_csv(path, chunksize=self.config.chunk_rows, compression=compression,
+        source = open_binary(path)  # gzip within the bomb limit
+        reader = pd.read_csv(source, chunksize=self.config.chunk_rows,
                              dtype={c: "string" for c in columns if c in _TEXT}, on_bad_lines="warn",
-                             encoding="utf-8-sig", low_memory=False)
+                             encoding="utf-8-sig", encoding_errors="replace", low_memory=False)
         try:
             while True:
                 with warnings.catch_warnings(record=True) as caught:
@@ -120,17 +123,14 @@ class NfCsvExtractor:
             raise BadInputError(path, f"unreadable NF CSV: {exc}") from None
         finally:
             reader.close()
+            source.close()
         _report(path, stats, notes)
 
 
-def _is_gzip(path: Path) -> bool:
-    with path.open("rb") as fh:
-        return fh.read(2) == b"\x1f\x8b"
-
-
-def _columns(path: Path, compression: str | None) -> list[str]:
+def _columns(path: Path) -> list[str]:
     try:
-        header = pd.read_csv(path, nrows=0, compression=compression, encoding="utf-8-sig").columns
+        with open_binary(path) as source:
+            header = pd.read_csv(source, nrows=0, encoding="utf-8-sig", encoding_errors="replace").columns
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError, EOFError) as exc:
         raise BadInputError(path, f"unreadable NF CSV header: {exc}") from None
     names = [str(c) for c in header]

@@ -65,6 +65,7 @@ import pandas as pd
 import psutil
 
 from flowhawk.extractors.base import BadInputError, ExtractNotes, sniff_format
+from flowhawk.extractors.decompress import bomb_error, expansion_limit
 from flowhawk.extractors.pcap_columns import FlowBatch
 from flowhawk.extractors.pcap_integrity import CaptureWalk, walk_capture, write_intact
 from flowhawk.extractors.pcap_meters import MeterGuard
@@ -222,23 +223,30 @@ def _plain_capture(path: Path, notes: ExtractNotes) -> Iterator[Path]:
     with tempfile.TemporaryDirectory(prefix="flowhawk-pcap-") as tmp:
         plain = Path(tmp) / (path.stem or "capture")
         with path.open("rb") as src, plain.open("wb") as dst:
-            damage = _gunzip(src, dst)
+            damage = _gunzip(src, dst, expansion_limit(path.stat().st_size))
+        if damage == "bomb":
+            raise bomb_error(path, expansion_limit(path.stat().st_size))
         if damage:
             notes.truncated = True
             notes.add(f"gzip stream {damage}; using the {plain.stat().st_size:,} bytes decompressed before it")
         yield plain
 
 
-def _gunzip(src: BinaryIO, dst: BinaryIO) -> str | None:
+def _gunzip(src: BinaryIO, dst: BinaryIO, limit: int) -> str | None:
     """Stream-decompress gzip (all members) keeping every byte produced before any damage; return what
-    was wrong, or None. (``gzip.open(...).read`` would drop the last block read before a truncation.)"""
-    inflate, fed = zlib.decompressobj(wbits=31), False
+    was wrong ("bomb" past ``limit`` bytes), or None. (``gzip.open(...).read`` would drop the last block read
+    before a truncation.)"""
+    inflate, fed, written = zlib.decompressobj(wbits=31), False, 0
     while block := src.read(1 << 20):
         while block:
             try:
-                dst.write(inflate.decompress(block))
+                written += dst.write(inflate.decompress(block, 1 << 24))
+                while inflate.unconsumed_tail and written <= limit:
+                    written += dst.write(inflate.decompress(inflate.unconsumed_tail, 1 << 24))
             except zlib.error as exc:
                 return f"damaged ({exc})"
+            if written > limit:
+                return "bomb"
             fed, block = True, b""
             if inflate.eof:  # a next member may follow in the unused bytes
                 block, inflate, fed = inflate.unused_data, zlib.decompressobj(wbits=31), False

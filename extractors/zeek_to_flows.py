@@ -38,7 +38,6 @@ BadInputError naming them. ``zeek_pcap_to_conn`` runs a ``zeek`` binary (when on
 from __future__ import annotations
 
 import codecs
-import gzip
 import io
 import json
 import logging
@@ -55,6 +54,7 @@ import pandas as pd
 
 from flowhawk.common.config import config_from_mapping
 from flowhawk.extractors.base import BadInputError, ExtractNotes
+from flowhawk.extractors.decompress import open_binary
 
 log = logging.getLogger(__name__)
 VERSION = "zeek-conn/1"
@@ -67,6 +67,10 @@ ZEEK_TYPES: dict[str, str] = {
     "bool": "boolean", "pattern": "string",
 }
 _NUMERIC = {"float64", "UInt64", "Int64"}
+# exclusive upper bounds of a sane value (every numeric conn field is >= 0): ports, epoch seconds before the year
+# 5000 and intervals under 30 years keep milliseconds inside int64; counts must fit int64
+_HIGH = {"port": 65536.0, "time": 1e11, "interval": 1e9}
+MAX_LINE = 1 << 20  # characters: a longer line is skipped (counted), never held whole
 # Types of the conn fields when the log has no #types (JSON lines, IoT-23 plain header).
 CONN_FIELD_TYPES: dict[str, str] = {
     "ts": "time", "id.orig_h": "addr", "id.orig_p": "port", "id.resp_h": "addr", "id.resp_p": "port",
@@ -157,10 +161,7 @@ class ZeekConnExtractor:
 def _open_text(path: Path) -> io.TextIOBase:
     if not path.is_file():
         raise BadInputError(path, "no such file" if not path.exists() else "not a regular file")
-    with path.open("rb") as fh:
-        gz = fh.read(2) == b"\x1f\x8b"
-    binary = gzip.open(path, "rb") if gz else path.open("rb")  # noqa: SIM115 - closed by the wrapper
-    return io.TextIOWrapper(binary, encoding="utf-8", errors="replace", newline="\n")
+    return io.TextIOWrapper(open_binary(path), encoding="utf-8", errors="replace", newline="\n")
 
 
 def _raw_chunks(path: Path, fh: io.TextIOBase, chunk: int,
@@ -171,7 +172,7 @@ def _raw_chunks(path: Path, fh: io.TextIOBase, chunk: int,
     rows: list = []
     index: list[int] = []
     n_data = 0
-    for line in fh:
+    for line in _lines(fh, damage):
         complete = line.endswith("\n")
         line = line.rstrip("\r\n")
         if not line.strip():
@@ -204,6 +205,17 @@ def _raw_chunks(path: Path, fh: io.TextIOBase, chunk: int,
         raise BadInputError(path, "no Zeek header (#fields), JSON records or header line found")
     if rows or n_data == 0:
         yield _frame(rows, layout), index, layout
+
+
+def _lines(fh: io.TextIOBase, damage: _Damage) -> Iterator[str]:
+    """The lines of ``fh``; one longer than MAX_LINE is read in pieces, counted as garbled and skipped."""
+    while line := fh.readline(MAX_LINE):
+        if len(line) < MAX_LINE or line.endswith("\n"):
+            yield line
+            continue
+        while (rest := fh.readline(MAX_LINE)) and not rest.endswith("\n"):
+            pass
+        damage.wrong_count += 1
 
 
 def _header_line(line: str, meta: dict[str, str]) -> _Layout | None:
@@ -291,8 +303,9 @@ def convert(values: pd.Series, zeek_type: str, unset: frozenset[str]) -> tuple[p
         stamps = pd.to_datetime(kept[failed].astype(str), utc=True, errors="coerce", format="ISO8601")
         out[failed] = (stamps - pd.Timestamp(0, tz="UTC")).dt.total_seconds()
     ok = out.notna() | is_unset
+    ok &= out.isna() | ((out >= 0) & (out < _HIGH.get(base, 2.0**63)))  # no inf, no negative, fits its column
     if dtype != "float64":
-        ok &= out.isna() | ((out == out.round()) & ((out >= 0) | (dtype == "Int64")))
+        ok &= out.isna() | (out == out.round())
         return out.where(ok).astype("Float64").astype(dtype), ~ok
     return out.where(ok), ~ok
 
