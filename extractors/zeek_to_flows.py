@@ -313,6 +313,7 @@ def convert(values: pd.Series, zeek_type: str, unset: frozenset[str]) -> tuple[p
 def _typed(raw: pd.DataFrame, layout: _Layout, damage: _Damage) -> tuple[dict[str, pd.Series], pd.Series]:
     cols: dict[str, pd.Series] = {}
     bad = pd.Series(False, index=raw.index)
+    raw = raw.loc[:, ~raw.columns.duplicated()]  # a #fields line naming a field twice: the first one counts
     for name in CONN_FIELD_TYPES:
         if name not in raw.columns:
             continue

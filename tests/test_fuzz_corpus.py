@@ -163,3 +163,15 @@ def test_nf_csv_arbitrary_bytes_spliced_in_never_raise_anything_but_bad_input(tm
     frame, _ = _extract(NfCsvExtractor(), path)
     if frame is not None:
         _check_ranges(frame)
+
+
+FOUND_BY_THE_FULL_CORPUS = {"zeek-duplicate-fields.log"}  # cases that once crashed an extractor
+
+
+def test_full_corpus_cases_that_once_crashed(tmp_path):
+    chosen = [(n, d) for n, d in cases(seed=11, size="full", captures=False) if n in FOUND_BY_THE_FULL_CORPUS]
+    assert len(chosen) == len(FOUND_BY_THE_FULL_CORPUS)
+    for name, data in chosen:
+        (tmp_path / name).write_bytes(data)
+        outcome = run_case(tmp_path / name, tmp_path / "lake")
+        assert outcome.status != "crash", outcome
