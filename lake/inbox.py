@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import secrets
 import shutil
 import time
@@ -37,6 +38,7 @@ _PARTIAL_SUFFIXES = (".part", ".partial", ".tmp", ".crdownload", ".filepart")
 _LOCK = ".lock"
 _RESERVED = ("processing", "done", "quarantine")
 _DEAD_AFTER_S = 60.0
+CLAIM_ID_RE = re.compile(r"^c-\d{8}t\d{6}-[0-9a-f]{6}$")
 
 
 @dataclass(frozen=True)
@@ -131,6 +133,9 @@ class Inbox:
             if directory.name.startswith(".") or not directory.is_dir():
                 if directory.name.startswith((".claim-", ".finished-")):
                     self._drop_dead(directory)
+                continue
+            if not CLAIM_ID_RE.match(directory.name):  # not made by a run: its name would become a report id
+                log.warning("%s: not a claim folder (name not c-<time>-<hex>); left alone", directory)
                 continue
             fd = try_lock(directory / _LOCK)
             if fd is None:
