@@ -41,6 +41,10 @@ _DEAD_AFTER_S = 60.0
 CLAIM_ID_RE = re.compile(r"^c-\d{8}t\d{6}-[0-9a-f]{6}$")
 
 
+class InboxError(RuntimeError):
+    """The inbox itself is unusable (one line naming the folder and why)."""
+
+
 @dataclass(frozen=True)
 class InboxConfig:
     """``settle_seconds``: files modified more recently are left for a later run (they may still be copied
@@ -122,6 +126,9 @@ class Inbox:
     # --- claiming ----------------------------------------------------------------------------------
     def claim(self) -> list[Claim]:
         """Abandoned claims (their process died) first, then one new claim of pending files if any."""
+        for folder in (self.processing_dir, self.done_dir, self.quarantine_dir):
+            if folder.is_symlink():  # an inbox writer could point it anywhere: the run would write there
+                raise InboxError(f"{folder}: is a symbolic link; the inbox's own folders must be real folders")
         self.processing_dir.mkdir(parents=True, exist_ok=True)
         claims = self._resume_abandoned()
         new = self._claim_new()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
 from flowhawk.lake.inbox import Inbox, InboxConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,3 +64,17 @@ def test_a_foreign_folder_in_processing_is_not_resumed(tmp_path):
     (foreign / "x.pcap").write_bytes(b"\xd4\xc3\xb2\xa1" + b"\0" * 20)
     inbox = Inbox(InboxConfig(root=inbox_dir, settle_seconds=0))
     assert inbox.claim() == [] and (foreign / "x.pcap").exists()
+
+
+def test_inbox_refuses_to_write_through_a_linked_done_or_quarantine_folder(tmp_path):
+    from flowhawk.lake.inbox import InboxError
+
+    inbox_dir, elsewhere = tmp_path / "inbox", tmp_path / "elsewhere"
+    inbox_dir.mkdir()
+    elsewhere.mkdir()
+    (inbox_dir / "done").symlink_to(elsewhere)
+    (inbox_dir / "x.pcap").write_bytes(b"\xd4\xc3\xb2\xa1" + b"\0" * 20)
+    inbox = Inbox(InboxConfig(root=inbox_dir, settle_seconds=0))
+    with pytest.raises(InboxError, match="done: is a symbolic link"):
+        inbox.claim()
+    assert (inbox_dir / "x.pcap").exists() and not any(elsewhere.iterdir())
