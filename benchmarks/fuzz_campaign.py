@@ -56,7 +56,7 @@ def main() -> None:
     seconds = time.perf_counter() - started
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    counts = tally(outcomes)
+    counts = {k: v for k, v in tally(outcomes).items() if k != "crash"}
     crashes = [o for o in outcomes if o.status == "crash"]
     lines = [f"### Fuzzing corpus ({args.size}, seed {args.seed}): {len(outcomes)} cases, {len(crashes)} crashes",
              "", f"Command: `python benchmarks/fuzz_campaign.py --size {args.size} --seed {args.seed}` "

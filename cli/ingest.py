@@ -20,7 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "copied to <lake>/quarantine/ with a reason file (the originals stay where they are); the rest land. "
         "Symbolic links, FIFOs, devices and other non-regular files are refused, never read. Content already in "
         "the lake is skipped. "
-        "Exit code: 0 all good, 1 some files quarantined, 2 usage error.",
+        "Exit code: 0 all good, 1 some files quarantined, 2 usage error, 3 the lake could not be written (disk "
+        "full, read-only): nothing was added.",
     )
     p.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="input files (directories: every file in them)")
     add_path_options(p, "lake")
@@ -75,6 +76,10 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, BadInputError, FileExistsError) as exc:
         print(f"flowhawk ingest: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # the lake's disk, not an input: full, read-only, gone. Nothing partial is left.
+        print(f"\nflowhawk ingest: cannot write to the lake {args.lake}: {exc.strerror or exc}"
+              f"{f' ({exc.filename})' if exc.filename else ''}; nothing was added", file=sys.stderr)
+        return 3
     for f in summary.files:
         if f.status == "quarantined":
             print(f"QUARANTINED {f.path}: {f.reason}", file=sys.stderr)

@@ -49,6 +49,7 @@ def _run(task: Any, files: list[Path], lake: Path, labels: dict[str, Path], sour
         future.wait()
         if future.state.is_completed():
             result = dict(future.result())
+            result["file"], result["path"] = path.name, str(path)  # a cached result may name another file
             if future.state.name == "Cached" and result["status"] == "ingested":  # same bytes seen before
                 result["status"] = "duplicate"
                 result["reason"] = f"content already in batch {result['lake_batch']} (cached ingest)"

@@ -42,3 +42,16 @@ def test_readme_analyst_schemas_match_modules(marker, module):
     block = re.search(rf"<!-- {marker}:start -->\n(.*)\n<!-- {marker}:end -->", text, flags=re.S)
     expected = importlib.import_module(f"flowhawk.reports.{module}").schema_markdown()
     assert block and block.group(1).strip() == expected.strip(), f"README {marker} is stale"
+def test_every_test_the_guarantees_section_names_exists():
+    text = README.read_text()
+    section = text[text.index("## What flowhawk guarantees"):]
+    section = section[: section.index("\n## ", 1)]
+    named, current = [], None
+    for file, test in re.findall(r"`(test_\w+\.py)?(?:::)?(test_\w+)?", section):
+        current = file or current
+        if test:
+            named.append((current, test))
+    assert len(named) >= 15
+    for file, test in named:
+        source = (README.parent / "tests" / file).read_text()
+        assert f"def {test}(" in source, f"README names {file}::{test}, which does not exist"
