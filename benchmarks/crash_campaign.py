@@ -290,6 +290,7 @@ def setup(work: Path, env: dict[str, str]) -> Campaign:
 
 def main() -> None:
     from bench_inbox import start_server
+
     from common import emit
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])

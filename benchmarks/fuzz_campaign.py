@@ -25,7 +25,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import emit
-
 from tests.fuzz_corpus import cases, lake_problem, run_case, tally
 
 

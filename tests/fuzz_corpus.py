@@ -348,6 +348,7 @@ def run_case(path: Path, lake: Path) -> Outcome:
 def lake_problem(lake: Path) -> str | None:
     """What is wrong with ``lake`` (a partial batch, a leftover temporary), or None."""
     import pyarrow.parquet as pq
+
     from flowhawk.lake.store import Lake
 
     store = Lake(lake)

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from flowhawk.extractors.base import BadInputError, ExtractNotes
 from flowhawk.extractors.nfcsv_to_flows import NfCsvExtractor
 from flowhawk.extractors.schema import BY_NAME, FLOW_SCHEMA, conform
 from flowhawk.extractors.zeek_to_flows import ZeekConnExtractor
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
 from tests.fuzz_corpus import (
     NF_COLUMNS,
     ZEEK_FIELDS,

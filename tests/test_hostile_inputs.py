@@ -11,12 +11,12 @@ import time
 from pathlib import Path
 
 import pytest
+
 from flowhawk.extractors.base import BadInputError
 from flowhawk.lake.inbox import Inbox, InboxConfig
 from flowhawk.lake.ingest import IngestConfig, ingest_paths
 from flowhawk.lake.inputs import check_unchanged, open_input
 from flowhawk.lake.store import Lake
-
 from tests.test_ingest import ROOT, make_pcap
 
 SECRET = b"root:SECRET-4f1c9e:0:0:not a capture\n"

@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
+
 from flowhawk.lake.inbox import Inbox, InboxConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,8 +27,9 @@ def test_no_pickle_eval_or_shell_on_data_in_the_sources():
 
 
 def test_prefect_tasks_persist_results_only_as_json():
-    from flowhawk.flows import tasks
     from prefect import Task
+
+    from flowhawk.flows import tasks
 
     found = [t for t in vars(tasks).values() if isinstance(t, Task)]
     assert len(found) > 10
@@ -37,9 +39,10 @@ def test_prefect_tasks_persist_results_only_as_json():
 
 def test_flows_do_not_ask_for_persisted_results():
     """Flow results are not persisted (Prefect's default serializer would be pickle); see the review."""
+    from prefect import Flow
+
     from flowhawk.flows import ingest_flow, model_flows, score_flow
     from flowhawk.flows.inbox_flow import process_inbox
-    from prefect import Flow
 
     flows = [f for m in (ingest_flow, model_flows, score_flow) for f in vars(m).values() if isinstance(f, Flow)]
     for flow in [*flows, process_inbox]:
