@@ -107,62 +107,59 @@ def _check_ranges(frame: pd.DataFrame) -> None:
             assert all(math.isfinite(v) and v >= 0 for v in values), name
 
 
+def _values_cost_rows(path: Path, data: bytes, n_rows: int, cells: list, extractor: object, note: str) -> None:
+    """``data`` holds ``n_rows`` rows with ``cells`` (column, value) written into them in turn: the file is never
+    refused, at most the touched rows are dropped (the notes say so), every number left is finite and >= 0."""
+    path.write_bytes(data)
+    frame, notes = _extract(extractor, path)
+    assert frame is not None
+    assert len(frame) >= n_rows - len({i % n_rows for i in range(len(cells))})
+    if len(frame) < n_rows:
+        assert note.format(n=n_rows - len(frame)) in notes.messages[0]
+    _check_ranges(frame)
+
+
+def _spliced(path: Path, text: bytes, data: bytes, cut: int, extractor: object) -> None:
+    path.write_bytes(text[:cut] + data + text[cut:])
+    frame, _ = _extract(extractor, path)
+    if frame is not None:
+        _check_ranges(frame)
+
+
 @_PROPS
 @given(cells=st.lists(st.tuples(st.integers(0, len(ZEEK_FIELDS) - 1), _cell), max_size=12),
        seed=st.integers(0, 1000))
 def test_zeek_any_field_values_cost_at_most_their_rows(tmp_path, cells, seed):
-    rows = zeek_rows(6, seed)
-    for i, (col, value) in enumerate(cells):
-        rows[i % len(rows)][col] = value
-    path = tmp_path / f"z{seed}.log"
-    path.write_bytes(zeek_tsv(rows))
-    frame, notes = _extract(ZeekConnExtractor(), path)
-    assert frame is not None  # the header is intact: the file is never refused for its values
-    touched = {i % len(rows) for i in range(len(cells))}
-    assert len(frame) >= len(rows) - len(touched)
-    if len(frame) < len(rows):
-        assert f"skipped {len(rows) - len(frame)} garbled line(s)" in notes.messages[0]
-    _check_ranges(frame)
+    data = zeek_tsv(_written(zeek_rows(6, seed), cells))
+    _values_cost_rows(tmp_path / f"z{seed}.log", data, 6, cells, ZeekConnExtractor(), "skipped {n} garbled line(s)")
 
 
 @_PROPS
 @given(data=st.binary(max_size=300), cut=st.integers(0, 2000))
 def test_zeek_arbitrary_bytes_spliced_in_never_raise_anything_but_bad_input(tmp_path, data, cut):
-    text = zeek_tsv(zeek_rows(4, 1))
-    path = tmp_path / "z.log"
-    path.write_bytes(text[:cut] + data + text[cut:])
-    frame, _ = _extract(ZeekConnExtractor(), path)
-    if frame is not None:
-        _check_ranges(frame)
+    _spliced(tmp_path / "z.log", zeek_tsv(zeek_rows(4, 1)), data, cut, ZeekConnExtractor())
 
 
 @_PROPS
 @given(cells=st.lists(st.tuples(st.integers(0, len(NF_COLUMNS) - 1), _cell), max_size=12),
        seed=st.integers(0, 1000))
 def test_nf_csv_any_cell_values_cost_at_most_their_rows(tmp_path, cells, seed):
-    rows = nf_rows(6, seed)
-    for i, (col, value) in enumerate(cells):
-        rows[i % len(rows)][col] = value
-    path = tmp_path / f"n{seed}.csv"
-    path.write_bytes(nf_csv(rows))
-    frame, notes = _extract(NfCsvExtractor(), path)
-    assert frame is not None
-    touched = {i % len(rows) for i in range(len(cells))}
-    assert len(frame) >= len(rows) - len(touched)
-    if len(frame) < len(rows):
-        assert "rows with unparsable or missing values" in notes.messages[0]
-    _check_ranges(frame)
+    data = nf_csv(_written(nf_rows(6, seed), cells))
+    _values_cost_rows(tmp_path / f"n{seed}.csv", data, 6, cells, NfCsvExtractor(),
+                      "rows with unparsable or missing values")
 
 
 @_PROPS
 @given(data=st.binary(max_size=300), cut=st.integers(0, 1500))
 def test_nf_csv_arbitrary_bytes_spliced_in_never_raise_anything_but_bad_input(tmp_path, data, cut):
-    text = nf_csv(nf_rows(5, 1))
-    path = tmp_path / "n.csv"
-    path.write_bytes(text[:cut] + data + text[cut:])
-    frame, _ = _extract(NfCsvExtractor(), path)
-    if frame is not None:
-        _check_ranges(frame)
+    _spliced(tmp_path / "n.csv", nf_csv(nf_rows(5, 1)), data, cut, NfCsvExtractor())
+
+
+def _written(rows: list[list[str]], cells: list) -> list[list[str]]:
+    out = [list(r) for r in rows]
+    for i, (col, value) in enumerate(cells):
+        out[i % len(out)][col] = value
+    return out
 
 
 FOUND_BY_THE_FULL_CORPUS = {"zeek-duplicate-fields.log"}  # cases that once crashed an extractor
