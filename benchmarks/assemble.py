@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-ORDER = ["pcap", "synth", "net", "train", "registry", "flows", "analyst", "novelty", "scaleout", "container"]
+ORDER = ["pcap", "synth", "net", "train", "registry", "flows", "analyst", "novelty", "scaleout", "container", "robustness"]
 TITLES = {
     "pcap": "Ingest: flowhawk ingest vs raw nfstream",
     "synth": "Capture synthesiser",
@@ -17,6 +17,7 @@ TITLES = {
     "novelty": "Novelty model without labels (issue 10) beside IsolationForest / LOF",
     "scaleout": "Scale-out: backfill on Dask workers",
     "container": "The container image, built and run with podman",
+    "robustness": "Hostile inputs, crash campaign, security review",
 }
 
 
