@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-ORDER = ["pcap", "synth", "net", "train", "registry", "flows", "analyst", "novelty", "scaleout", "container", "robustness"]
+ORDER = ["pcap", "synth", "net", "train", "registry", "flows", "analyst", "novelty", "scaleout", "container",
+         "robustness"]
 TITLES = {
     "pcap": "Ingest: flowhawk ingest vs raw nfstream",
     "synth": "Capture synthesiser",
