@@ -17,7 +17,8 @@ from flowhawk.flows.runners import LOCAL_THREADS
 from flowhawk.flows.tasks import covered_batches, current_model, current_novelty
 
 
-@flow(name="backfill", log_prints=False, task_runner=ThreadPoolTaskRunner(max_workers=LOCAL_THREADS))
+@flow(name="backfill", persist_result=False, result_serializer="json",
+      log_prints=False, task_runner=ThreadPoolTaskRunner(max_workers=LOCAL_THREADS))
 def backfill(paths: list[Path], lake: Path = DEFAULT_LAKE, models: Path = DEFAULT_MODELS, top_n: int = 25,
              source: Literal["auto", "pcap", "zeek", "nf-csv"] = "auto") -> list[dict[str, Any]]:
     """Ingest ``paths`` (each into its own lake batch) and report each lake batch that has no report yet

@@ -36,7 +36,8 @@ from flowhawk.flows.tasks import (
 from flowhawk.lake.inbox import capture_totals, read_capture_stats
 
 
-@flow(name="process-inbox", log_prints=False, task_runner=ThreadPoolTaskRunner(max_workers=INGEST_WORKERS))
+@flow(name="process-inbox", persist_result=False, result_serializer="json",
+      log_prints=False, task_runner=ThreadPoolTaskRunner(max_workers=INGEST_WORKERS))
 def process_inbox(inbox: Path = DEFAULT_INBOX, lake: Path = DEFAULT_LAKE, models: Path = DEFAULT_MODELS,
                   options: InboxOptions = DEFAULT_INBOX_OPTIONS) -> dict[str, Any]:
     """Claim new files of ``inbox`` (and batches abandoned by killed runs), ingest them into ``lake``, train

@@ -15,7 +15,8 @@ from flowhawk.flows.tasks import ingest_file, ingest_storage, lake_batches, quar
 INGEST_WORKERS = 2
 
 
-@flow(name="ingest-batch", task_runner=ThreadPoolTaskRunner(max_workers=INGEST_WORKERS), log_prints=False)
+@flow(name="ingest-batch", persist_result=False, result_serializer="json",
+      task_runner=ThreadPoolTaskRunner(max_workers=INGEST_WORKERS), log_prints=False)
 def ingest_batch(files: list[Path], lake: Path = DEFAULT_LAKE, labels: dict[str, Path] | None = None,
                  source: Literal["auto", "pcap", "zeek", "nf-csv"] = "auto") -> list[dict[str, Any]]:
     """Ingest ``files`` (each into its own lake batch, named from its content). ``labels`` maps a file name to

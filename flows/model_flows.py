@@ -23,7 +23,7 @@ from flowhawk.model.refresh import RefreshResult
 _METRIC_KEYS = ("accuracy", "precision", "recall", "f1", "benign_recall", "fpr", "macro_f1", "pr_auc")
 
 
-@flow(name="train-model", log_prints=False)
+@flow(name="train-model", persist_result=False, result_serializer="json", log_prints=False)
 def train_model(lake: Path = DEFAULT_LAKE, models: Path = DEFAULT_MODELS, options: TrainOptions = DEFAULT_TRAIN,
                 batches: list[str] | None = None, promote: Literal["auto", "always", "never"] = "auto",
                 only_if_no_model: bool = False) -> dict[str, Any]:
@@ -52,7 +52,7 @@ def train_model(lake: Path = DEFAULT_LAKE, models: Path = DEFAULT_MODELS, option
             "test": _headline(trained.metrics.get("test", {}))}
 
 
-@flow(name="refresh-model", log_prints=False)
+@flow(name="refresh-model", persist_result=False, result_serializer="json", log_prints=False)
 def refresh_model(lake: Path = DEFAULT_LAKE, models: Path = DEFAULT_MODELS, options: RefreshOptions = DEFAULT_REFRESH,
                   new_batches: list[str] | None = None) -> dict[str, Any]:
     """Fine-tune the current model on the labelled batches it has not seen (or ``new_batches``) plus a replay

@@ -33,7 +33,7 @@ def artifact_key(kind: str, batch_id: str) -> str:
     return re.sub(r"-+", "-", re.sub(r"[^a-z0-9-]", "-", f"{kind}-{batch_id}".lower())).strip("-")
 
 
-@flow(name="score-batch", log_prints=False)
+@flow(name="score-batch", persist_result=False, result_serializer="json", log_prints=False)
 def score_batch(batch_id: str, lake: Path = DEFAULT_LAKE, models: Path = DEFAULT_MODELS,
                 lake_batches: list[str] | None = None, top_n: int = 25,
                 timings: dict[str, float] | None = None, extra: dict[str, Any] | None = None,

@@ -38,15 +38,19 @@ def test_prefect_tasks_persist_results_only_as_json():
 
 
 def test_flows_do_not_ask_for_persisted_results():
-    """Flow results are not persisted (Prefect's default serializer would be pickle); see the review."""
+    """Flow results are not persisted, and if a profile turns persistence on (PREFECT_RESULTS_PERSIST_BY_DEFAULT)
+    they are written as JSON, never with Prefect's default pickle serializer; see the review."""
     from prefect import Flow
 
-    from flowhawk.flows import ingest_flow, model_flows, score_flow
+    from flowhawk.flows import backfill_flow, ingest_flow, model_flows, score_flow
     from flowhawk.flows.inbox_flow import process_inbox
 
-    flows = [f for m in (ingest_flow, model_flows, score_flow) for f in vars(m).values() if isinstance(f, Flow)]
+    modules = (backfill_flow, ingest_flow, model_flows, score_flow)
+    flows = [f for m in modules for f in vars(m).values() if isinstance(f, Flow)]
+    assert len(flows) >= 5
     for flow in [*flows, process_inbox]:
         assert flow.persist_result is not True, flow.name
+        assert flow.result_serializer == "json", flow.name
 
 
 def test_prefect_server_and_compose_bind_loopback_by_default():
