@@ -101,7 +101,7 @@ def _process_claim(claim: Any, inbox: Path, lake: Path, models: Path, options: I
     summary = score_batch.fn(claim.claim_id, lake, models, todo, options.top_n, seconds,
                              {"claim_id": claim.claim_id, "files": _file_rows(files), "baseline": state,
                               **({"capture": record["capture"]} if "capture" in record else {})},
-                             baselining=state is not None)
+                             baselining=state is not None, notify_block=options.notify_block)
     finish_claim(inbox, claim, outcomes)
     return {**record, "status": "reported" if state is None else "baselining", "report": summary["paths"],
             "flows": summary["flows"], "anomalies": summary["anomalies"]}

@@ -119,6 +119,8 @@ class InboxOptions(_Frozen):
     train: TrainOptions = TrainOptions()
     refresh: RefreshOptions = RefreshOptions()
     novelty: NoveltyOptions = NoveltyOptions()
+    notify_block: str | None = Field(None, description="Prefect notification block (e.g. 'custom-webhook/soc') "
+                                     "told of every batch with alerts; off by default")
 
 
 def use_kernel_cache_from_env() -> None:

@@ -21,6 +21,7 @@ from flowhawk.flows.params import DEFAULT_LAKE, DEFAULT_MODELS, use_kernel_cache
 from flowhawk.flows.tasks import (
     current_model,
     current_novelty,
+    notify_alerts,
 )
 from flowhawk.lake.store import Lake
 from flowhawk.reports.analyst_config import AnalystConfig
@@ -37,12 +38,14 @@ def artifact_key(kind: str, batch_id: str) -> str:
 def score_batch(batch_id: str, lake: Path = DEFAULT_LAKE, models: Path = DEFAULT_MODELS,
                 lake_batches: list[str] | None = None, top_n: int = 25,
                 timings: dict[str, float] | None = None, extra: dict[str, Any] | None = None,
-                alerts_per: str = "incident", half_life_h: float = 24.0, baselining: bool = False) -> dict[str, Any]:
+                alerts_per: str = "incident", half_life_h: float = 24.0, baselining: bool = False,
+                notify_block: str | None = None) -> dict[str, Any]:
     """Score lake batches ``lake_batches`` (default: the lake batch ``batch_id``) with the current supervised
     and / or novelty model (``reports.combine``), explain the anomalies, group them into incidents, update the
     host table and write the report ``<lake>/reports/batch=<batch_id>/`` (with incidents.parquet and
     alerts.jsonl). With no model at all and ``baselining``, the report lists the flows and hosts unscored
-    (status "baselining"). Returns the report summary. All of it is one task (``score_and_report``): on a
+    (status "baselining"). ``notify_block`` (a Prefect notification block, e.g. a webhook; off by default) is told
+    of a batch with alerts. Returns the report summary. All of it is one task (``score_and_report``): on a
     Dask task runner it runs in a worker, which keeps the models loaded."""
     logger = get_run_logger()
     use_kernel_cache_from_env()
@@ -60,6 +63,8 @@ def score_batch(batch_id: str, lake: Path = DEFAULT_LAKE, models: Path = DEFAULT
     paths = ReportPaths.for_batch(Lake(lake).reports_dir, batch_id)
     update_progress_artifact(progress, 100.0, description=f"report written: {paths.directory}")
     _publish(batch_id, summary, top_anomalies_rows(paths, top_n), summary_markdown(summary))
+    if notify_block and summary.get("alerts"):
+        notify_alerts(notify_block, summary)
     logger.info("batch %s (%s): %d flows, %d anomalies (%.2f %%); report %s", batch_id, status, summary["flows"],
                 summary["anomalies"], 100 * summary["anomaly_rate"], paths.html)
     return summary

@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 from prefect import get_run_logger, task
 from prefect.artifacts import update_progress_artifact
+from prefect.blocks.core import Block
 from prefect.cache_policies import NO_CACHE
 from prefect.tasks import exponential_backoff
 
@@ -36,6 +37,7 @@ from flowhawk.model.refresh import RefreshConfig, RefreshResult, refresh_model
 from flowhawk.model.registry import Registry
 from flowhawk.model.scoring import score_frame
 from flowhawk.model.trained import TrainedModel
+from flowhawk.reports.alerts import alert_digest
 from flowhawk.reports.analyst import AnalystResult
 from flowhawk.reports.analyst import analyse_batch as analyse
 from flowhawk.reports.analyst_config import AnalystConfig
@@ -271,6 +273,16 @@ def novelty_scores(trained: TrainedNovelty, frame: pd.DataFrame) -> pd.DataFrame
 def combined_scores(n: int, supervised: pd.DataFrame | None, novelty: pd.DataFrame | None) -> pd.DataFrame:
     """``reports.combine.combine_scores``: one verdict per flow from the models present."""
     return combine_scores(n, supervised, novelty)
+
+
+# --- alert delivery (optional) -------------------------------------------------------------------------------
+@task(name="notify-alerts", **_MEMORY)
+def notify_alerts(block_name: str, summary: dict) -> None:
+    """Tell the Prefect notification block ``block_name`` (e.g. ``custom-webhook/soc``) about a batch's alerts
+    (``reports.alerts.alert_digest``)."""
+    subject, body = alert_digest(summary)
+    block = Block.load(block_name)
+    block.notify(body=body, subject=subject)
 
 
 # --- reports --------------------------------------------------------------------------------------------

@@ -129,3 +129,16 @@ def schema_markdown() -> str:
 
     walk(schema, "", set(schema["required"]))
     return "\n".join(rows)
+
+
+def alert_digest(summary: dict) -> tuple[str, str]:
+    """(subject, body) telling a SOC channel about a batch's alerts (for a notification block)."""
+    subject = f"flowhawk: {summary.get('alerts', 0)} alert(s) in batch {summary.get('batch_id')}"
+    lines = [f"batch {summary.get('batch_id')}: {summary.get('flows', 0):,} flows, "
+             f"{summary.get('anomalies', 0):,} anomalous, {summary.get('alerts', 0)} alert(s) "
+             f"(model {summary.get('model_version')})"]
+    lines += [f"- {h['address']}: {h['anomalies']} anomalous of {h['flows']} flows"
+              for h in (summary.get("top_sources") or [])[:5]]
+    paths = summary.get("paths") or {}
+    lines += [f"{name}: {paths[name]}" for name in ("alerts_jsonl", "report_html") if name in paths]
+    return subject, "\n".join(lines)
