@@ -50,7 +50,7 @@ def community_id(proto: int | None, src: str | None, dst: str | None, sport: int
         args = ()
     try:
         return _HASHER.calc(communityid.FlowTuple(proto, src, dst, *args))
-    except communityid.Error:  # an address that is not an IP address, a port out of range
+    except (communityid.Error, ValueError):  # not an IP address (a NUL in it: ValueError), a port out of range
         return None
 
 
