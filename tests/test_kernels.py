@@ -172,3 +172,16 @@ def test_collecting_the_tests_compiles_nothing(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert " tests collected" in proc.stdout
     assert not cache.exists() and not (home / ".cache" / "flowhawk").exists(), sorted(tmp_path.rglob("*.so"))
+
+
+@pytest.mark.slow  # compiles (~5 s) in a subprocess
+def test_loading_the_kernels_keeps_subnormal_floats(tmp_path: Path) -> None:
+    """The kernels are compiled with -ffast-math but linked without it: loading them must not switch the process
+    to flush-to-zero (GCC 12 linked crtfastmath.o, and numpy in the same process then lost subnormals)."""
+    code = ("import ctypes, numpy as np; from flowhawk.model.kernels import build as b; "
+            "lib = b.build_kernels(b.KernelCache(__import__('pathlib').Path(__import__('sys').argv[1]))).path; "
+            "ctypes.CDLL(str(lib)); x = np.array([5e-324]); print(bool((x * 1.0)[0] > 0), bool(x[0] / 2 >= 0))")
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "cache")], capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split()[0] == "True", "loading the kernels set flush-to-zero / denormals-are-zero"

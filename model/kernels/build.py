@@ -31,7 +31,11 @@ from flowhawk.common.files import atomic_write_json, remove_stale_temps, tmp_sib
 KERNEL_DIR = Path(__file__).parent
 SOURCES = (KERNEL_DIR / "bilstm.cc", KERNEL_DIR / "convpool.cc")
 HEADERS = (KERNEL_DIR / "common.h",)
-BASE_FLAGS = ("-std=c++17", "-O3", "-ffast-math", "-fPIC", "--shared", "-D_GLIBCXX_USE_CXX11_ABI=0", "-pthread")
+BASE_FLAGS = ("-std=c++17", "-O3", "-ffast-math", "-fPIC", "-D_GLIBCXX_USE_CXX11_ABI=0", "-pthread")
+# Linked in a separate step WITHOUT -ffast-math: GCC < 13 links crtfastmath.o into a -ffast-math shared library,
+# whose constructor sets flush-to-zero / denormals-are-zero for the whole process when it is loaded (numpy and
+# everything else in the process would then lose subnormal floats).
+LINK_FLAGS = ("-shared", "-fPIC", "-pthread")
 VARIANTS = {"native": "native", "portable": "x86-64-v2"}  # variant -> -march
 # x86-64-v2 = CMPXCHG16B, LAHF/SAHF, POPCNT, SSE3 ("pni" in /proc/cpuinfo), SSSE3, SSE4.1, SSE4.2
 X86_64_V2 = frozenset({"cx16", "lahf_lm", "popcnt", "pni", "ssse3", "sse4_1", "sse4_2"})
@@ -120,7 +124,7 @@ def library_name(variant: str, dnnl: Path, cpu: CpuInfo) -> str:
     digest = hashlib.sha256()
     for src in (*SOURCES, *HEADERS):
         digest.update(src.read_bytes())
-    digest.update(" ".join(flags_for(variant)).encode() + str(dnnl).encode())
+    digest.update(" ".join([*flags_for(variant), "|link", *LINK_FLAGS]).encode() + str(dnnl).encode())
     if variant == "native":
         digest.update(cpu.key.encode())
     return f"{variant}-{digest.hexdigest()[:16]}.so"
@@ -155,19 +159,23 @@ def build_kernels(cache: KernelCache, variant: str = "native", force: bool = Fal
     except OSError as exc:
         raise KernelBuildError(f"cannot write the kernel cache {cache.directory}: {exc}") from exc
     tmp = tmp_sibling(out)
-    cmd = [cxx, *flags, f"-I{KERNEL_DIR}", "-o", str(tmp), *map(str, SOURCES), str(dnnl),
-           f"-Wl,-rpath,{dnnl.parent}"]
+    objects = [tmp.with_name(f"{tmp.name}-{src.stem}.o") for src in SOURCES]
+    commands = [[cxx, *flags, f"-I{KERNEL_DIR}", "-c", str(src), "-o", str(obj)]
+                for src, obj in zip(SOURCES, objects, strict=True)]
+    commands.append([cxx, *LINK_FLAGS, "-o", str(tmp), *map(str, objects), str(dnnl), f"-Wl,-rpath,{dnnl.parent}"])
     start = time.perf_counter()
     try:
-        res = subprocess.run(cmd, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S, check=False)
+        for cmd in commands:
+            res = subprocess.run(cmd, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S, check=False)
+            if res.returncode != 0:
+                raise KernelBuildError(f"g++ failed building the kernels: {res.stderr.strip()[-500:]}")
         seconds = time.perf_counter() - start
-        if res.returncode != 0:
-            raise KernelBuildError(f"g++ failed building the kernels: {res.stderr.strip()[-500:]}")
         os.replace(tmp, out)
     except (OSError, subprocess.SubprocessError) as exc:
         raise KernelBuildError(f"building {out} failed: {exc}") from exc
     finally:
-        tmp.unlink(missing_ok=True)
+        for path in (tmp, *objects):
+            path.unlink(missing_ok=True)
     _write_record(out, variant, flags, cpu, dnnl, cxx, seconds)
     return KernelBuild(out, variant, seconds, compiled=True)
 
