@@ -14,10 +14,10 @@ from typing import Any
 
 import pandas as pd
 from prefect import get_run_logger, task
-from prefect.cache_policies import NO_CACHE
 
 from flowhawk.flows.params import use_kernel_cache_from_env
 from flowhawk.flows.tasks import (
+    MEMORY_TASK,
     analyse_batch,
     combined_scores,
     explain_flows,
@@ -35,7 +35,6 @@ from flowhawk.model.trained import TrainedModel
 from flowhawk.reports.analyst_config import AnalystConfig
 from flowhawk.reports.scored import ScoreMeta
 
-_MEMORY = {"cache_policy": NO_CACHE, "persist_result": False}
 _LOAD_LOCK = threading.Lock()  # tasks on threads of one process: one load (MindSpore's context is set once)
 
 
@@ -46,14 +45,14 @@ def _models(models: Path, version: str | None, novelty_version: str | None
                 load_novelty.fn(models, novelty_version) if novelty_version else None)
 
 
-@task(name="warm-model", **_MEMORY)
+@task(name="warm-model", **MEMORY_TASK)
 def warm_model(models: Path, version: str) -> str:
     """Load ``version`` into this process's model cache (so scoring finds it ready); returns the version."""
     _models(models, version, None)
     return version
 
 
-@task(name="score-and-report", task_run_name="score {batch_id}", **_MEMORY)
+@task(name="score-and-report", task_run_name="score {batch_id}", **MEMORY_TASK)
 def score_and_report(lake: Path, models: Path, version: str | None, novelty_version: str | None, batch_id: str,
                      lake_batches: list[str], top_n: int = 25, timings: dict[str, float] | None = None,
                      extra: dict[str, Any] | None = None, config: AnalystConfig | None = None) -> dict[str, Any]:

@@ -57,7 +57,7 @@ from flowhawk.reports.scored import (
 INGEST_CACHE_VERSION = "v1"  # bump when ingest output for the same bytes changes
 CACHE_DIR = ".prefect-cache"  # under the lake: hidden from dataset discovery, removed with the lake
 _PERMANENT_OS_ERRORS = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
-_MEMORY = {"cache_policy": NO_CACHE, "persist_result": False}
+MEMORY_TASK = {"cache_policy": NO_CACHE, "persist_result": False}  # tasks that pass frames/networks in memory
 
 
 # --- retry policy ---------------------------------------------------------------------------------------
@@ -125,48 +125,48 @@ def ingest_file(path: Path, lake: Path, labels: Path | None = None, source: str 
     return result
 
 
-@task(name="quarantine-file", **_MEMORY)
+@task(name="quarantine-file", **MEMORY_TASK)
 def quarantine_file(lake: Path, path: Path, reason: str) -> str:
     """Keep a copy and the reason in the lake's quarantine (the inbox moves the original)."""
 
     return str(Lake(lake).quarantine(Path(path), None, reason, move=False))
 
 
-@task(name="lake-batches", **_MEMORY)
+@task(name="lake-batches", **MEMORY_TASK)
 def lake_batches(lake: Path) -> list[str]:
     return Lake(lake).batches()
 
 
-@task(name="labelled-batches", **_MEMORY)
+@task(name="labelled-batches", **MEMORY_TASK)
 def labelled_batches(lake: Path) -> list[str]:
     """Lake batches with at least one labelled flow."""
 
     return Lake(lake).labelled_batches()
 
 
-@task(name="read-flows", **_MEMORY)
+@task(name="read-flows", **MEMORY_TASK)
 def read_flows(lake: Path, batches: list[str] | None) -> pd.DataFrame:
     return Lake(lake).read_flows(batches)
 
 
 # --- inbox ----------------------------------------------------------------------------------------------
-@task(name="claim-inbox", **_MEMORY)
+@task(name="claim-inbox", **MEMORY_TASK)
 def claim_inbox(inbox: Path, settle_seconds: float, max_files: int) -> list[Claim]:
     return Inbox(InboxConfig(Path(inbox), settle_seconds, max_files)).claim()
 
 
-@task(name="finish-claim", **_MEMORY)
+@task(name="finish-claim", **MEMORY_TASK)
 def finish_claim(inbox: Path, claim: Claim, outcomes: dict[str, dict]) -> dict:
     return Inbox(InboxConfig(Path(inbox))).finish(claim, outcomes)
 
 
-@task(name="covered-batches", **_MEMORY)
+@task(name="covered-batches", **MEMORY_TASK)
 def covered_batches(lake: Path) -> set[str]:
     return covered_lake_batches(Lake(lake).reports_dir)
 
 
 # --- model ----------------------------------------------------------------------------------------------
-@task(name="current-model", **_MEMORY)
+@task(name="current-model", **MEMORY_TASK)
 def current_model(models: Path) -> str | None:
     return Registry(models).current()
 
@@ -174,7 +174,7 @@ def current_model(models: Path) -> str | None:
 _LOADED: dict[tuple[str, str], TrainedModel] = {}  # (registry, version) -> TrainedModel; versions never change
 
 
-@task(name="load-model", **_MEMORY)
+@task(name="load-model", **MEMORY_TASK)
 def load_model(models: Path, version: str) -> TrainedModel:
     """``Registry.load`` (checked), kept for the life of the process: a version folder is immutable, so
     ``process_inbox`` can load it while ingest runs and scoring finds it ready."""
@@ -198,7 +198,7 @@ def _epoch_logger(config: TrainConfig, progress_id: Any) -> Callable[[dict[str, 
     return on_epoch
 
 
-@task(name="train-and-register", **_MEMORY)
+@task(name="train-and-register", **MEMORY_TASK)
 def train_register(lake: Path, models: Path, config: TrainConfig, baselines: BaselineConfig,
                    batches: list[str] | None, promote: str, progress_id: Any = None) -> TrainOutcome:
     """``model.lifecycle.train_and_register``; each epoch is logged (and moves the progress artifact)."""
@@ -206,7 +206,7 @@ def train_register(lake: Path, models: Path, config: TrainConfig, baselines: Bas
                               on_epoch=_epoch_logger(config, progress_id))
 
 
-@task(name="first-model", **_MEMORY)
+@task(name="first-model", **MEMORY_TASK)
 def first_model(lake: Path, models: Path, config: TrainConfig, baselines: BaselineConfig,
                 progress_id: Any = None) -> TrainOutcome | None:
     """``model.lifecycle.ensure_first_model``: train and promote one unless a model is current."""
@@ -214,31 +214,31 @@ def first_model(lake: Path, models: Path, config: TrainConfig, baselines: Baseli
                               on_epoch=_epoch_logger(config, progress_id))
 
 
-@task(name="promote-model", **_MEMORY)
+@task(name="promote-model", **MEMORY_TASK)
 def promote_model(models: Path, version: str, reason: str) -> None:
     Registry(models).promote(version, reason)
 
 
-@task(name="refresh", **_MEMORY)
+@task(name="refresh", **MEMORY_TASK)
 def refresh(models: Path, lake: Path, new_batches: list[str] | None, config: RefreshConfig) -> RefreshResult:
     """``model.refresh.refresh_model``: fine-tune, compare on held-out flows, promote only if not worse."""
 
     return refresh_model(Registry(models), Lake(lake), new_batches, config)
 
 
-@task(name="batches-new-to-model", **_MEMORY)
+@task(name="batches-new-to-model", **MEMORY_TASK)
 def batches_new_to_model(models: Path, lake: Path) -> list[str]:
     """``Registry.batches_new_to_current`` of the lake's labelled batches."""
     return Registry(models).batches_new_to_current(Lake(lake).labelled_batches())
 
 
-@task(name="score-flows", **_MEMORY)
+@task(name="score-flows", **MEMORY_TASK)
 def score_flows(trained: TrainedModel, frame: pd.DataFrame) -> pd.DataFrame:
     return score_frame(trained, frame)
 
 
 # --- novelty (label-free) ----------------------------------------------------------------------------------
-@task(name="current-novelty", **_MEMORY)
+@task(name="current-novelty", **MEMORY_TASK)
 def current_novelty(models: Path) -> str | None:
     return novelty_registry(models).current()
 
@@ -246,7 +246,7 @@ def current_novelty(models: Path) -> str | None:
 _NOVELTY_LOADED: dict[tuple[str, str], TrainedNovelty] = {}
 
 
-@task(name="load-novelty", **_MEMORY)
+@task(name="load-novelty", **MEMORY_TASK)
 def load_novelty(models: Path, version: str) -> TrainedNovelty:
     """``Registry.load`` of the novelty registry, kept for the life of the process (versions never change)."""
     key = (str(Path(models).resolve()), version)
@@ -256,27 +256,27 @@ def load_novelty(models: Path, version: str) -> TrainedNovelty:
     return _NOVELTY_LOADED[key]
 
 
-@task(name="baseline-step", **_MEMORY)
+@task(name="baseline-step", **MEMORY_TASK)
 def baseline_step(lake: Path, models: Path, config: NoveltyConfig, guard: GuardConfig,
                   min_flows: int) -> BaselineOutcome | None:
     """``model.novelty_lifecycle.ensure_baseline``: count the baseline, train the novelty model once complete."""
     return ensure_baseline(Lake(lake), novelty_registry(models), config, guard, min_flows)
 
 
-@task(name="score-novelty", **_MEMORY)
+@task(name="score-novelty", **MEMORY_TASK)
 def novelty_scores(trained: TrainedNovelty, frame: pd.DataFrame) -> pd.DataFrame:
     """``model.novelty.score_novelty`` (anomalous flows explained)."""
     return score_novelty(trained, frame)
 
 
-@task(name="combine-scores", **_MEMORY)
+@task(name="combine-scores", **MEMORY_TASK)
 def combined_scores(n: int, supervised: pd.DataFrame | None, novelty: pd.DataFrame | None) -> pd.DataFrame:
     """``reports.combine.combine_scores``: one verdict per flow from the models present."""
     return combine_scores(n, supervised, novelty)
 
 
 # --- alert delivery (optional) -------------------------------------------------------------------------------
-@task(name="notify-alerts", **_MEMORY)
+@task(name="notify-alerts", **MEMORY_TASK)
 def notify_alerts(block_name: str, summary: dict) -> None:
     """Tell the Prefect notification block ``block_name`` (e.g. ``custom-webhook/soc``) about a batch's alerts
     (``reports.alerts.alert_digest``)."""
@@ -286,28 +286,28 @@ def notify_alerts(block_name: str, summary: dict) -> None:
 
 
 # --- reports --------------------------------------------------------------------------------------------
-@task(name="explain-flows", **_MEMORY)
+@task(name="explain-flows", **MEMORY_TASK)
 def explain_flows(trained: TrainedModel, flows: pd.DataFrame, scores: pd.DataFrame, max_flows: int) -> pd.DataFrame:
     """``reports.explain.explain_supervised``: reason and explanation columns added to ``scores``."""
     explained = explain_supervised(trained, flows, scores, max_flows=max_flows)
     return scores.assign(reason=explained["reason"].to_numpy(), explanation=explained["explanation"].to_numpy())
 
 
-@task(name="analyse-batch", **_MEMORY)
+@task(name="analyse-batch", **MEMORY_TASK)
 def analyse_batch(lake: Path, batch_id: str, flows: pd.DataFrame, scores: pd.DataFrame, model_version: str,
                   config: AnalystConfig) -> AnalystResult:
     """``reports.analyst.analyse_batch``: incidents, the lake's host table, alerts (allowlist applied)."""
     return analyse(Path(lake), batch_id, flows, scores, model_version, config)
 
 
-@task(name="write-report", **_MEMORY)
+@task(name="write-report", **MEMORY_TASK)
 def write_report(lake: Path, batch_id: str, flows: pd.DataFrame, scores: pd.DataFrame, meta: ScoreMeta, top_n: int,
                  extra: dict | None, analyst: AnalystResult | None = None) -> tuple[ReportPaths, dict]:
     return write_scored_report(Lake(lake).reports_dir, batch_id, flows, scores, meta, ReportConfig(top_n=top_n),
                                extra, analyst)
 
 
-@task(name="report-exists", **_MEMORY)
+@task(name="report-exists", **MEMORY_TASK)
 def report_exists(lake: Path, batch_id: str) -> bool:
     return report_complete(Lake(lake).reports_dir, batch_id)
 
