@@ -7,22 +7,27 @@ import argparse
 import os
 from pathlib import Path
 
-from flowhawk.common.config import DATA_ROOT, ENV_PATHS
+from flowhawk.common.config import DATA_ROOT, DEFAULT_CACHE, ENV_CACHE, ENV_PATHS
+from flowhawk.common.objectstore import resolve_location
 
-HELP = {"inbox": "inbox folder", "lake": "lake root", "models": "model registry root"}
+HELP = {"inbox": "inbox folder", "lake": "lake root: a folder or s3://bucket/prefix",
+        "models": "model registry root: a folder or s3://bucket/prefix"}
 
 
 def add_path_options(parser: argparse.ArgumentParser, *names: str) -> None:
     """``--inbox`` / ``--lake`` / ``--models`` options (default: environment, then ./flowhawk-data/<name>)."""
     for name in names:
-        parser.add_argument(f"--{name}", type=Path, default=None,
+        parser.add_argument(f"--{name}", type=str, default=None,
                             help=f"{HELP[name]} (env {ENV_PATHS[name]}; default ./{DATA_ROOT}/{name})")
 
 
 def resolve_path(args: argparse.Namespace, name: str) -> Path:
-    """Option, then environment variable, then ./flowhawk-data/<name>; made absolute."""
+    """Option, then environment variable, then ./flowhawk-data/<name>; made absolute. An ``s3://`` lake or
+    registry resolves to its local working copy (under FLOWHAWK_CACHE, default ~/.cache/flowhawk/stores)."""
     value = getattr(args, name, None) or os.environ.get(ENV_PATHS[name]) or DATA_ROOT / name
-    return Path(value).expanduser().resolve()
+    if name == "inbox" and "://" in str(value):
+        raise SystemExit(f"--inbox {value}: the inbox is a local folder (captures arrive on this machine)")
+    return resolve_location(value, Path(os.environ.get(ENV_CACHE) or DEFAULT_CACHE))
 
 
 def resolve_paths(args: argparse.Namespace,

@@ -12,18 +12,19 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from flowhawk.flows.batch_tasks import score_and_report
 from flowhawk.flows.ingest_flow import ingest_batch
-from flowhawk.flows.params import DEFAULT_LAKE, DEFAULT_MODELS
+from flowhawk.flows.params import DEFAULT_LAKE, DEFAULT_MODELS, Location, local_root
 from flowhawk.flows.runners import LOCAL_THREADS
 from flowhawk.flows.tasks import covered_batches, current_model, current_novelty
 
 
 @flow(name="backfill", persist_result=False, result_serializer="json",
       log_prints=False, task_runner=ThreadPoolTaskRunner(max_workers=LOCAL_THREADS))
-def backfill(paths: list[Path], lake: Path = DEFAULT_LAKE, models: Path = DEFAULT_MODELS, top_n: int = 25,
+def backfill(paths: list[Path], lake: Location = DEFAULT_LAKE, models: Location = DEFAULT_MODELS, top_n: int = 25,
              source: Literal["auto", "pcap", "zeek", "nf-csv"] = "auto") -> list[dict[str, Any]]:
     """Ingest ``paths`` (each into its own lake batch) and report each lake batch that has no report yet
     (report id = lake batch id). Returns one row per file: status, flows, lake batch, report summary path,
     anomalies. Needs a current model (train one first); bad files are quarantined in the lake, not raised."""
+    lake, models = local_root(lake), local_root(models)
     logger = get_run_logger()
     version, novelty_version = current_model(models), current_novelty(models)
     if version is None and novelty_version is None:

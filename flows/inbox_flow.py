@@ -18,6 +18,8 @@ from flowhawk.flows.params import (
     DEFAULT_LAKE,
     DEFAULT_MODELS,
     InboxOptions,
+    Location,
+    local_root,
     use_kernel_cache_from_env,
 )
 from flowhawk.flows.score_flow import score_batch
@@ -38,11 +40,12 @@ from flowhawk.lake.inbox import capture_totals, read_capture_stats
 
 @flow(name="process-inbox", persist_result=False, result_serializer="json",
       log_prints=False, task_runner=ThreadPoolTaskRunner(max_workers=INGEST_WORKERS))
-def process_inbox(inbox: Path = DEFAULT_INBOX, lake: Path = DEFAULT_LAKE, models: Path = DEFAULT_MODELS,
+def process_inbox(inbox: Path = DEFAULT_INBOX, lake: Location = DEFAULT_LAKE, models: Location = DEFAULT_MODELS,
                   options: InboxOptions = DEFAULT_INBOX_OPTIONS) -> dict[str, Any]:
     """Claim new files of ``inbox`` (and batches abandoned by killed runs), ingest them into ``lake``, train
     a first model when there is none and labels are available, score and report each batch, then move its
     files to ``done/`` or ``quarantine/``. Refreshes the model when enough new labelled batches arrived."""
+    lake, models = local_root(lake), local_root(models)
     logger = get_run_logger()
     use_kernel_cache_from_env()
     batches: list[dict[str, Any]] = []

@@ -8,7 +8,7 @@ from typing import Any, Literal
 from prefect import flow, get_run_logger, unmapped
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flowhawk.flows.params import DEFAULT_LAKE
+from flowhawk.flows.params import DEFAULT_LAKE, Location, local_root
 from flowhawk.flows.tasks import ingest_file, ingest_storage, lake_batches, quarantine_file
 
 # nfstream runs its own meter process per capture: two files at a time keep both cores busy.
@@ -17,12 +17,13 @@ INGEST_WORKERS = 2
 
 @flow(name="ingest-batch", persist_result=False, result_serializer="json",
       task_runner=ThreadPoolTaskRunner(max_workers=INGEST_WORKERS), log_prints=False)
-def ingest_batch(files: list[Path], lake: Path = DEFAULT_LAKE, labels: dict[str, Path] | None = None,
+def ingest_batch(files: list[Path], lake: Location = DEFAULT_LAKE, labels: dict[str, Path] | None = None,
                  source: Literal["auto", "pcap", "zeek", "nf-csv"] = "auto") -> list[dict[str, Any]]:
     """Ingest ``files`` (each into its own lake batch, named from its content). ``labels`` maps a file name to
     its labels CSV. Returns one record per file: status ingested / duplicate / quarantined, reason, flows,
     lake_batch. A file whose task failed (after retries for transient errors) is quarantined with the error.
     """
+    lake = local_root(lake)
     logger = get_run_logger()
     files = [Path(f) for f in files]
     labels = {k: Path(v) for k, v in (labels or {}).items()}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Literal
 
 from prefect import flow, get_run_logger
@@ -13,8 +12,10 @@ from flowhawk.flows.params import (
     DEFAULT_MODELS,
     DEFAULT_REFRESH,
     DEFAULT_TRAIN,
+    Location,
     RefreshOptions,
     TrainOptions,
+    local_root,
     use_kernel_cache_from_env,
 )
 from flowhawk.flows.tasks import first_model, refresh, train_register
@@ -24,13 +25,15 @@ _METRIC_KEYS = ("accuracy", "precision", "recall", "f1", "benign_recall", "fpr",
 
 
 @flow(name="train-model", persist_result=False, result_serializer="json", log_prints=False)
-def train_model(lake: Path = DEFAULT_LAKE, models: Path = DEFAULT_MODELS, options: TrainOptions = DEFAULT_TRAIN,
-                batches: list[str] | None = None, promote: Literal["auto", "always", "never"] = "auto",
+def train_model(lake: Location = DEFAULT_LAKE, models: Location = DEFAULT_MODELS,
+                options: TrainOptions = DEFAULT_TRAIN, batches: list[str] | None = None,
+                promote: Literal["auto", "always", "never"] = "auto",
                 only_if_no_model: bool = False) -> dict[str, Any]:
     """Train a detector on the labelled flows of ``batches`` (default: every lake batch with labels) and save
     it as a new registry version (``model.lifecycle``). ``promote``: auto = only a first model becomes current
     (decided under the models folder's lock); ``only_if_no_model``: do nothing when a model is current (the
     inbox's first-model rule). Returns version, metrics, batches."""
+    lake, models = local_root(lake), local_root(models)
     logger = get_run_logger()
     use_kernel_cache_from_env()
     config = options.to_train_config()
@@ -53,11 +56,12 @@ def train_model(lake: Path = DEFAULT_LAKE, models: Path = DEFAULT_MODELS, option
 
 
 @flow(name="refresh-model", persist_result=False, result_serializer="json", log_prints=False)
-def refresh_model(lake: Path = DEFAULT_LAKE, models: Path = DEFAULT_MODELS, options: RefreshOptions = DEFAULT_REFRESH,
-                  new_batches: list[str] | None = None) -> dict[str, Any]:
+def refresh_model(lake: Location = DEFAULT_LAKE, models: Location = DEFAULT_MODELS,
+                  options: RefreshOptions = DEFAULT_REFRESH, new_batches: list[str] | None = None) -> dict[str, Any]:
     """Fine-tune the current model on the labelled batches it has not seen (or ``new_batches``) plus a replay
     sample of old ones; promote the candidate only if it is not worse on held-out flows (``model.refresh``).
     The candidate is kept in the registry either way, with the decision as its reason."""
+    lake, models = local_root(lake), local_root(models)
     logger = get_run_logger()
     use_kernel_cache_from_env()
     result = refresh(models, lake, new_batches, options.to_refresh_config())

@@ -12,7 +12,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from flowhawk.common.config import DATA_ROOT
+from flowhawk.common.config import DATA_ROOT, DEFAULT_CACHE, ENV_CACHE
+from flowhawk.common.objectstore import resolve_location
 from flowhawk.model.baselines import BaselineConfig
 from flowhawk.model.config import BASELINES as BASELINE_NAMES
 from flowhawk.model.config import TrainConfig
@@ -26,6 +27,13 @@ from flowhawk.model.refresh import RefreshConfig
 DEFAULT_INBOX = DATA_ROOT / "inbox"
 DEFAULT_LAKE = DATA_ROOT / "lake"
 DEFAULT_MODELS = DATA_ROOT / "models"
+Location = str | Path  # a lake or registry: a folder, or s3://bucket/prefix (str first: pydantic keeps URLs whole)
+
+
+def local_root(location: Location) -> Path:
+    """The folder a flow works in for ``location``: the local working copy of an ``s3://`` URL (under
+    FLOWHAWK_CACHE, default ~/.cache/flowhawk/stores), or the folder made absolute."""
+    return resolve_location(location, Path(os.environ.get(ENV_CACHE) or DEFAULT_CACHE))
 
 
 class _Frozen(BaseModel):

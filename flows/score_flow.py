@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -17,7 +16,7 @@ from prefect.artifacts import (
 )
 
 from flowhawk.flows.batch_tasks import score_and_report
-from flowhawk.flows.params import DEFAULT_LAKE, DEFAULT_MODELS, use_kernel_cache_from_env
+from flowhawk.flows.params import DEFAULT_LAKE, DEFAULT_MODELS, Location, local_root, use_kernel_cache_from_env
 from flowhawk.flows.tasks import (
     current_model,
     current_novelty,
@@ -35,7 +34,7 @@ def artifact_key(kind: str, batch_id: str) -> str:
 
 
 @flow(name="score-batch", persist_result=False, result_serializer="json", log_prints=False)
-def score_batch(batch_id: str, lake: Path = DEFAULT_LAKE, models: Path = DEFAULT_MODELS,
+def score_batch(batch_id: str, lake: Location = DEFAULT_LAKE, models: Location = DEFAULT_MODELS,
                 lake_batches: list[str] | None = None, top_n: int = 25,
                 timings: dict[str, float] | None = None, extra: dict[str, Any] | None = None,
                 alerts_per: str = "incident", half_life_h: float = 24.0, baselining: bool = False,
@@ -47,6 +46,7 @@ def score_batch(batch_id: str, lake: Path = DEFAULT_LAKE, models: Path = DEFAULT
     (status "baselining"). ``notify_block`` (a Prefect notification block, e.g. a webhook; off by default) is told
     of a batch with alerts. Returns the report summary. All of it is one task (``score_and_report``): on a
     Dask task runner it runs in a worker, which keeps the models loaded."""
+    lake, models = local_root(lake), local_root(models)
     logger = get_run_logger()
     use_kernel_cache_from_env()
     lake_batches = list(lake_batches or [batch_id])

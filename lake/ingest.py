@@ -38,7 +38,7 @@ ProgressFn = Callable[["FileResult", int, int], None]
 class IngestConfig:
     """How to ingest: where to, which batch, labels, forced source kind, quarantine behaviour."""
 
-    lake: Path
+    lake: Path  # a local folder, or the working copy of an object-store lake (common.objectstore.working_copy)
     batch_id: str | None = None
     labels: Path | None = None
     source: str = "auto"
@@ -274,6 +274,7 @@ def _write_batch(lake: Lake, batch_id: str, todo: list[FileResult], rules: Label
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    lake.publish_batch(batch_id)  # object store: parts, then the manifest (a kill here: lake.cleanup finishes it)
 
 
 def _manifest(batch_id: str, good: list[FileResult], parts: dict[int, str]) -> dict:

@@ -10,6 +10,10 @@ Layout (Hive partitioning, readable as one table by pandas, ``pyarrow.dataset`` 
 A batch is written into ``<lake>/flows/.tmp-batch=<id>-...`` and renamed into place when complete, so it is
 either whole or absent. The ingest ledger (which file contents are already in the lake) is derived from the
 batch manifests, so it can never disagree with the data.
+
+On an object store (``Lake`` of a working copy bound to ``s3://...``, see ``common.objectstore``) the same
+layout lives under the URL; a batch's manifest is its commit marker, uploaded after its parts (``publish_batch``),
+and the store's committed batches are the lake: listed from the store, pulled into the working copy when read.
 """
 
 from __future__ import annotations
@@ -23,7 +27,8 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from flowhawk.common.files import atomic_write_text, remove_stale_temps
+from flowhawk.common.files import atomic_write_bytes, atomic_write_text, remove_stale_temps
+from flowhawk.common.objectstore import STALE_UPLOAD_S, Mirror
 from flowhawk.extractors.schema import FLOW_SCHEMA
 from flowhawk.lake.inputs import copy_regular
 
@@ -41,13 +46,15 @@ def validate_batch_id(batch_id: str) -> str:
 
 
 class Lake:
-    """A lake rooted at ``root`` (created on first write)."""
+    """A lake rooted at ``root`` (created on first write); mirrored to an object store when ``root`` is a bound
+    working copy (``self.mirror``)."""
 
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root)
         self.flows_dir = self.root / "flows"
         self.reports_dir = self.root / "reports"
         self.quarantine_dir = self.root / "quarantine"
+        self.mirror = Mirror.of(self.root)
 
     # --- batches -----------------------------------------------------------------------------------
     def batch_dir(self, batch_id: str) -> Path:
@@ -55,23 +62,49 @@ class Lake:
 
     def batches(self) -> list[str]:
         """Complete batches, oldest first (by manifest write time, then id)."""
+        manifests = self._manifests()
+        return sorted(manifests, key=lambda bid: (manifests[bid].get("created", ""), bid))
+
+    def _manifests(self) -> dict[str, dict]:
+        """batch id -> manifest of every committed batch (on an object store: those whose marker is there)."""
+        if self.mirror is not None:
+            return {unit[6:]: self._remote_manifest(unit) for unit in self.mirror.committed("flows", MANIFEST)
+                    if unit.startswith("batch=")}
         if not self.flows_dir.is_dir():
-            return []
-        found = []
-        for entry in self.flows_dir.iterdir():
-            manifest = entry / MANIFEST
-            if entry.name.startswith("batch=") and manifest.is_file():
-                found.append((json.loads(manifest.read_text()).get("created", ""), entry.name[6:]))
-        return [bid for _, bid in sorted(found)]
+            return {}
+        return {entry.name[6:]: json.loads((entry / MANIFEST).read_text()) for entry in self.flows_dir.iterdir()
+                if entry.name.startswith("batch=") and (entry / MANIFEST).is_file()}
+
+    def _remote_manifest(self, unit: str) -> dict:
+        """A committed batch's manifest, cached in the working copy (a committed manifest never changes)."""
+        local = self.flows_dir / unit / MANIFEST
+        cached = self.root / ".manifests" / f"{unit}.json"
+        if not local.is_file() and not cached.is_file():
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(cached, self.mirror.store.read_bytes(f"flows/{unit}/{MANIFEST}"))
+        return json.loads((local if local.is_file() else cached).read_text())
 
     def has_batch(self, batch_id: str) -> bool:
+        if self.mirror is not None:
+            return self.mirror.store.exists(f"flows/batch={validate_batch_id(batch_id)}/{MANIFEST}")
         return (self.batch_dir(batch_id) / MANIFEST).is_file()
 
     def batch_manifest(self, batch_id: str) -> dict:
-        path = self.batch_dir(batch_id) / MANIFEST
-        if not path.is_file():
-            raise KeyError(f"{self.root}: no batch {batch_id!r}")
-        return json.loads(path.read_text())
+        manifest = self._manifests().get(validate_batch_id(batch_id))
+        if manifest is None:
+            raise KeyError(f"{self.location}: no batch {batch_id!r}")
+        return manifest
+
+    @property
+    def location(self) -> str:
+        """The lake as a user names it: the object-store URL, or the folder."""
+        return self.mirror.store.url if self.mirror is not None else str(self.root)
+
+    def publish_batch(self, batch_id: str) -> None:
+        """On an object store, upload a batch complete in the working copy: parts first, the manifest (the
+        commit marker) last. No-op for a local lake."""
+        if self.mirror is not None:
+            self.mirror.push(f"flows/batch={validate_batch_id(batch_id)}", MANIFEST)
 
     def ledger(self) -> dict[str, str]:
         """sha256 of every ingested file content -> the batch holding it."""
@@ -88,16 +121,28 @@ class Lake:
                 out.append(batch)
         return out
 
-    def cleanup(self) -> int:
-        """Remove temporary leftovers of killed writers; returns how many."""
-        return sum(remove_stale_temps(d) for d in (self.flows_dir, self.reports_dir, self.quarantine_dir))
+    def cleanup(self, stale_upload_s: float = STALE_UPLOAD_S) -> int:
+        """Remove temporary leftovers of killed writers; returns how many. On an object store also: publish
+        batches committed in the working copy but not in the store (a writer killed between the two), and
+        delete uncommitted uploads older than ``stale_upload_s`` (a killed push)."""
+        removed = sum(remove_stale_temps(d) for d in (self.flows_dir, self.reports_dir, self.quarantine_dir))
+        if self.mirror is None:
+            return removed
+        remote = set(self.mirror.committed("flows", MANIFEST))
+        for entry in sorted(self.flows_dir.glob("batch=*")) if self.flows_dir.is_dir() else []:
+            if (entry / MANIFEST).is_file() and entry.name not in remote:
+                self.mirror.push(f"flows/{entry.name}", MANIFEST)
+        return removed + self.mirror.clean_uncommitted("flows", MANIFEST, stale_upload_s)
 
     # --- reading ----------------------------------------------------------------------------------
     def part_files(self, batches: list[str] | None = None) -> list[Path]:
         chosen = self.batches() if batches is None else [validate_batch_id(b) for b in batches]
-        missing = [b for b in chosen if not self.has_batch(b)]
+        known = set(self._manifests()) if batches is not None else set(chosen)
+        missing = [b for b in chosen if b not in known]
         if missing:
-            raise KeyError(f"{self.root}: no such batch(es) {missing}")
+            raise KeyError(f"{self.location}: no such batch(es) {missing}")
+        for b in chosen if self.mirror is not None else []:
+            self.mirror.pull(f"flows/batch={b}", MANIFEST)
         return [p for b in chosen for p in sorted(self.batch_dir(b).glob("part-*.parquet"))]
 
     def read_table(self, batches: list[str] | None = None, columns: list[str] | None = None) -> pa.Table:
@@ -112,10 +157,24 @@ class Lake:
         return self.read_table(batches, columns).to_pandas()
 
     def dataset(self) -> ds.Dataset:
-        """All complete batches as one pyarrow dataset (with the Hive ``batch`` partition column)."""
+        """All complete batches as one pyarrow dataset (with the Hive ``batch`` partition column). On an object
+        store it reads the committed parts in place (nothing is downloaded; uncommitted uploads are not in it)."""
         part = ds.partitioning(pa.schema([("batch", pa.string())]), flavor="hive")
         schema = FLOW_SCHEMA.append(pa.field("batch", pa.string()))
-        return ds.dataset(self.flows_dir, format="parquet", partitioning=part, schema=schema)
+        if self.mirror is None:
+            return ds.dataset(self.flows_dir, format="parquet", partitioning=part, schema=schema)
+        store = self.mirror.store
+        return ds.dataset(self.committed_files(), filesystem=store.fs, format="parquet", partitioning=part,
+                          partition_base_dir=store.key("flows"), schema=schema)
+
+    def committed_files(self) -> list[str]:
+        """Every part of every complete batch, oldest batch first: store keys (``bucket/prefix/...``) on an
+        object store, local paths otherwise. What outside readers (DuckDB, pandas) should read."""
+        manifests = self._manifests()
+        names = [(b, f["part"]) for b in self.batches() for f in manifests[b]["files"]]
+        if self.mirror is None:
+            return [str(self.batch_dir(b) / part) for b, part in names]
+        return [self.mirror.store.key(f"flows/batch={b}/{part}") for b, part in names]
 
     # --- quarantine ---------------------------------------------------------------------------------
     def quarantine(self, path: Path, sha256: str | None, reason: str, move: bool = False) -> Path:
@@ -133,4 +192,7 @@ class Lake:
         if kept and move:
             path.unlink(missing_ok=True)
         atomic_write_text(target.with_name(target.name + ".reason.txt"), f"{path}: {reason}\n")
+        if self.mirror is not None:
+            for name in ([target.name] if kept else []) + [target.name + ".reason.txt"]:
+                self.mirror.push_file(f"quarantine/{name}")
         return target

@@ -21,6 +21,11 @@ A version is written into a ``.tmp-`` folder and renamed into place when complet
 Versions are never modified afterwards; promotion state lives in ``current.json`` (replaced atomically,
 under a lock), whose ``stack`` is the promotion history that ``rollback`` walks back.
 
+On an object store (``--models s3://...``: a working copy bound to the URL, ``common.objectstore``) versions are
+pushed after they are complete locally, ``manifest.json`` last (the commit marker); versions are listed from the
+store and pulled on first use; ``current.json`` is one object, replaced by one PUT. The promotion lock is local:
+promote from one place at a time (concurrent promotions from two machines: the last PUT wins).
+
 Everything that can go wrong with a stored version (missing, truncated, garbled, incompatible) is reported as
 one ``RegistryError`` naming the version folder and the reason, before MindSpore is ever asked to read it.
 """
@@ -41,6 +46,7 @@ import mindspore as ms
 import numpy as np
 
 from flowhawk.common.files import atomic_write_json, exclusive_lock, replace_dir, sha256_file
+from flowhawk.common.objectstore import Mirror
 from flowhawk.extractors.schema import COLUMN_NAMES, READABLE_SCHEMA_VERSIONS, SCHEMA_VERSION
 from flowhawk.lake.store import Lake
 from flowhawk.model.config import ModelConfig, TrainConfig
@@ -102,7 +108,7 @@ def data_manifest(lake: Lake, batches: list[str], **extra: Any) -> dict[str, Any
             "schema_version": manifest.get("schema_version"),
             "files": [{k: f.get(k) for k in ("name", "sha256", "rows", "part")} for f in manifest["files"]],
         })
-    return {"lake": str(Path(lake.root).resolve()), "batches": entries,
+    return {"lake": lake.location if lake.mirror else str(Path(lake.root).resolve()), "batches": entries,
             "rows": sum(e["rows"] or 0 for e in entries), **extra}
 
 
@@ -122,6 +128,7 @@ class Registry:
 
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root)
+        self.mirror = Mirror.of(self.root)
 
     # --- naming ----------------------------------------------------------------------------------------
     def path(self, version: str) -> Path:
@@ -130,7 +137,13 @@ class Registry:
         return self.root / version
 
     def versions(self) -> list[str]:
-        """Visible (complete) versions, oldest first."""
+        """Visible (complete) versions, oldest first: on an object store, those committed there."""
+        if self.mirror is not None:
+            return sorted((v for v in self.mirror.committed("", MANIFEST) if VERSION_RE.match(v)),
+                          key=lambda v: int(v[1:]))
+        return self._local_versions()
+
+    def _local_versions(self) -> list[str]:
         if not self.root.is_dir():
             return []
         found = [p.name for p in self.root.iterdir() if p.is_dir() and VERSION_RE.match(p.name)]
@@ -185,10 +198,12 @@ class Registry:
     def _place(self, tmp: Path) -> str:
         """Rename the finished temp folder to the next free version name (retrying if another writer won)."""
         for _ in range(100):
-            existing = self.versions()
+            existing = sorted({*self.versions(), *self._local_versions()}, key=lambda v: int(v[1:]))
             number = int(existing[-1][1:]) + 1 if existing else 1
             try:
                 replace_dir(tmp, self.root / f"v{number:04d}")
+                if self.mirror is not None:  # files first, manifest.json (the commit marker) last
+                    self.mirror.push(f"v{number:04d}", MANIFEST)
                 return f"v{number:04d}"
             except (FileExistsError, OSError) as exc:
                 if not (self.root / f"v{number:04d}").exists():
@@ -199,6 +214,8 @@ class Registry:
     def manifest(self, version: str) -> dict[str, Any]:
         """The version's manifest after checking every file against it (sizes, hashes, JSON, compatibility)."""
         where = self.path(version)
+        if self.mirror is not None:
+            self.mirror.pull(version, MANIFEST)
         if not where.is_dir():
             raise RegistryError(where, "no such model version")
         manifest = _read_json(where / MANIFEST, where)
@@ -293,7 +310,7 @@ class Registry:
                                     "previous": state["current"], "reason": " ".join(reason.split())})
             state["stack"].append(version)
             state["current"] = version
-            atomic_write_json(self.root / POINTER, state)
+            self._write_pointer(state)
         log.info("registry: %s is now current", version)
 
     def rollback(self, reason: str = "") -> str:
@@ -308,12 +325,19 @@ class Registry:
             state["current"] = target
             state["events"].append({"at": _now(), "action": "rollback", "version": target,
                                     "previous": dropped, "reason": " ".join(reason.split())})
-            atomic_write_json(self.root / POINTER, state)
+            self._write_pointer(state)
         log.info("registry: rolled back from %s to %s", dropped, target)
         return target
 
+    def _write_pointer(self, state: dict[str, Any]) -> None:
+        atomic_write_json(self.root / POINTER, state)
+        if self.mirror is not None:
+            self.mirror.push_file(POINTER)
+
     def _pointer(self) -> dict[str, Any]:
         path = self.root / POINTER
+        if self.mirror is not None:
+            self.mirror.pull_file(POINTER)
         if not path.exists():
             return {"format": FORMAT, "current": None, "stack": [], "events": []}
         state = _read_json(path, path)

@@ -28,6 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from flowhawk.common.files import atomic_write_bytes, exclusive_lock
+from flowhawk.common.objectstore import Mirror
 from flowhawk.reports.analyst_config import HOUR_MS, AnalystConfig, fields_markdown
 
 HOSTS_DIR, HOSTS_FILE, LEDGER_FILE, LOCK_FILE = "hosts", "hosts.parquet", "_evidence.parquet", ".lock"
@@ -156,17 +157,23 @@ class HostStore:
         self.directory = Path(lake_root) / HOSTS_DIR
         self.hosts_path = self.directory / HOSTS_FILE
         self.ledger_path = self.directory / LEDGER_FILE
+        self.mirror = Mirror.of(self.directory)  # object-store lake: one writer of the host table at a time
 
     def update(self, batch_id: str, frame: pd.DataFrame, config: AnalystConfig) -> pd.DataFrame:
         """Replace ``batch_id``'s ledger rows with those of ``frame`` (a scored batch), rewrite the host table;
         returns it."""
         with exclusive_lock(self.directory / LOCK_FILE):
+            if self.mirror is not None:  # object-store lake: start from the shared ledger
+                self.mirror.pull_file(LEDGER_FILE)
             ledger = self.read_ledger()
             ledger = pd.concat([ledger[ledger["batch_id"] != batch_id], batch_windows(frame, batch_id, config)],
                                ignore_index=True)
             hosts = aggregate_hosts(ledger, config)
             _write_parquet(self.ledger_path, pa.Table.from_pandas(ledger, schema=LEDGER_SCHEMA, preserve_index=False))
             _write_parquet(self.hosts_path, pa.Table.from_pandas(hosts, schema=HOST_SCHEMA, preserve_index=False))
+            if self.mirror is not None:  # each file is one PUT; the host table is derived from the ledger
+                self.mirror.push_file(LEDGER_FILE)
+                self.mirror.push_file(HOSTS_FILE)
         return hosts
 
     def read_ledger(self) -> pd.DataFrame:
@@ -176,6 +183,8 @@ class HostStore:
 
     def read(self) -> pd.DataFrame:
         """The host table (empty with the schema before the first scored batch)."""
+        if self.mirror is not None:
+            self.mirror.pull_file(HOSTS_FILE)
         if not self.hosts_path.is_file():
             return HOST_SCHEMA.empty_table().to_pandas()
         return pq.read_table(self.hosts_path, schema=HOST_SCHEMA).to_pandas()

@@ -23,6 +23,7 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
 from flowhawk.common.files import fsync_path, remove_stale_temps, swap_dir, tmp_sibling
+from flowhawk.common.objectstore import Mirror
 from flowhawk.extractors.schema import BENIGN, COLUMNS, FLOW_SCHEMA, conform
 from flowhawk.model.evaluate import classification_metrics
 from flowhawk.reports.config import DEFAULT_REPORT, ReportConfig
@@ -234,6 +235,9 @@ def write_report(reports_dir: Path, batch_id: str, table: pa.Table, meta: ScoreM
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    mirror = Mirror.of(reports_dir)
+    if mirror is not None:  # object-store lake: the files, then summary.json (the report's commit marker)
+        mirror.push(final.directory.name, SUMMARY_FILE)
     log.info("report for batch %s: %d flows, %d anomalies -> %s", batch_id, summary["flows"],
              summary["anomalies"], final.directory)
     return final
@@ -288,8 +292,12 @@ def covered_lake_batches(reports_dir: Path) -> set[str]:
 
 
 def report_exists(reports_dir: Path, batch_id: str) -> bool:
-    """True when the batch's report is complete (the folder only appears once all three files are in)."""
+    """True when the batch's report is complete (the folder only appears once all three files are in; on an
+    object store, once its summary.json is, and it is pulled into the working copy)."""
     paths = ReportPaths.for_batch(reports_dir, batch_id)
+    mirror = Mirror.of(reports_dir)
+    if mirror is not None and not mirror.pull(paths.directory.name, SUMMARY_FILE, refresh=True):
+        return False
     return paths.scored_flows.is_file() and paths.summary.is_file() and paths.html.is_file()
 
 
@@ -298,7 +306,11 @@ def read_summary(reports_dir: Path, batch_id: str) -> dict:
 
 
 def reported_batches(reports_dir: Path) -> list[str]:
+    """Batches with a complete report (on an object store: committed there, pulled if new or replaced)."""
     reports_dir = Path(reports_dir)
+    mirror = Mirror.of(reports_dir)
+    for unit in mirror.committed("", SUMMARY_FILE) if mirror is not None else []:
+        mirror.pull(unit, SUMMARY_FILE, refresh=True)
     if not reports_dir.is_dir():
         return []
     return sorted(p.name.split("=", 1)[1] for p in reports_dir.glob("batch=*") if (p / SCORED_FILE).is_file())
@@ -316,8 +328,10 @@ def read_scored(reports_dir: Path, columns: list[str] | None = None) -> pd.DataF
 
 
 def clean_stale_temp(reports_dir: Path) -> int:
-    """Remove temp folders of killed report writers (their process is gone); live writers' are kept."""
-    return remove_stale_temps(Path(reports_dir))
+    """Remove temp folders of killed report writers (their process is gone); live writers' are kept. On an
+    object store also the uncommitted uploads of killed pushes (older than the grace period)."""
+    mirror = Mirror.of(reports_dir)
+    return remove_stale_temps(Path(reports_dir)) + (mirror.clean_uncommitted("", SUMMARY_FILE) if mirror else 0)
 
 
 SCORED_COLUMN_DOCS: dict[str, str] = {

