@@ -24,18 +24,19 @@ def backfill(paths: list[Path], lake: Location = DEFAULT_LAKE, models: Location 
     """Ingest ``paths`` (each into its own lake batch) and report each lake batch that has no report yet
     (report id = lake batch id). Returns one row per file: status, flows, lake batch, report summary path,
     anomalies. Needs a current model (train one first); bad files are quarantined in the lake, not raised."""
+    location, registry = lake, models  # as given, for the tasks a Dask worker runs (its own working copy)
     lake, models = local_root(lake), local_root(models)
     logger = get_run_logger()
     version, novelty_version = current_model(models), current_novelty(models)
     if version is None and novelty_version is None:
         raise RuntimeError(f"{models}: no current model to score the backfill with (run train-model or baseline "
                            "first)")
-    files = ingest_batch.fn([Path(p) for p in paths], lake, None, source)
+    files = ingest_batch.fn([Path(p) for p in paths], location, None, source)
     done = covered_batches(lake)
     todo = sorted({r["lake_batch"] for r in files if r["status"] in ("ingested", "duplicate")
                    and r.get("lake_batch")} - done)
     keys = ("file", "status", "flows", "packets", "reason", "sha256", "lake_batch", "kind")
-    futures = {b: score_and_report.submit(lake, models, version, novelty_version, b, [b], top_n, extra={
+    futures = {b: score_and_report.submit(location, registry, version, novelty_version, b, [b], top_n, extra={
         "files": [{k: r.get(k) for k in keys} for r in files if r.get("lake_batch") == b]}) for b in todo}
     summaries = {b: f.result() for b, f in futures.items()}
     rows = []

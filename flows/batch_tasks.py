@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 from prefect import get_run_logger, task
 
-from flowhawk.flows.params import use_kernel_cache_from_env
+from flowhawk.flows.params import Location, local_root, use_kernel_cache_from_env
 from flowhawk.flows.tasks import (
     MEMORY_TASK,
     analyse_batch,
@@ -46,14 +46,14 @@ def _models(models: Path, version: str | None, novelty_version: str | None
 
 
 @task(name="warm-model", **MEMORY_TASK)
-def warm_model(models: Path, version: str) -> str:
+def warm_model(models: Location, version: str) -> str:
     """Load ``version`` into this process's model cache (so scoring finds it ready); returns the version."""
-    _models(models, version, None)
+    _models(local_root(models), version, None)
     return version
 
 
 @task(name="score-and-report", task_run_name="score {batch_id}", **MEMORY_TASK)
-def score_and_report(lake: Path, models: Path, version: str | None, novelty_version: str | None, batch_id: str,
+def score_and_report(lake: Location, models: Location, version: str | None, novelty_version: str | None, batch_id: str,
                      lake_batches: list[str], top_n: int = 25, timings: dict[str, float] | None = None,
                      extra: dict[str, Any] | None = None, config: AnalystConfig | None = None) -> dict[str, Any]:
     """Score the flows of ``lake_batches`` with the supervised model ``version`` and / or the novelty model
@@ -61,6 +61,7 @@ def score_and_report(lake: Path, models: Path, version: str | None, novelty_vers
     incidents and update the host table, and write the report ``<lake>/reports/batch=<batch_id>/``; returns
     its summary (with ``paths``)."""
     use_kernel_cache_from_env()  # a Dask worker is a process of its own
+    lake, models = local_root(lake), local_root(models)  # an s3:// URL: this worker's own working copy
     config = config or AnalystConfig()
     seconds = dict(timings or {})
     t0 = time.perf_counter()

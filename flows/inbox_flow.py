@@ -44,8 +44,9 @@ def process_inbox(inbox: Path = DEFAULT_INBOX, lake: Location = DEFAULT_LAKE, mo
                   options: InboxOptions = DEFAULT_INBOX_OPTIONS) -> dict[str, Any]:
     """Claim new files of ``inbox`` (and batches abandoned by killed runs), ingest them into ``lake``, train
     a first model when there is none and labels are available, score and report each batch, then move its
-    files to ``done/`` or ``quarantine/``. Refreshes the model when enough new labelled batches arrived."""
-    lake, models = local_root(lake), local_root(models)
+    files to ``done/`` or ``quarantine/``. Refreshes the model when enough new labelled batches arrived.
+    ``lake`` / ``models`` may be ``s3://`` URLs: the tasks a Dask cluster runs get the URL, so a worker on another
+    machine works in its own working copy."""
     logger = get_run_logger()
     use_kernel_cache_from_env()
     batches: list[dict[str, Any]] = []
@@ -57,7 +58,7 @@ def process_inbox(inbox: Path = DEFAULT_INBOX, lake: Location = DEFAULT_LAKE, mo
         claim_seconds = time.perf_counter() - t0
         try:
             for claim in claims:
-                batches.append(_process_claim(claim, Path(inbox), Path(lake), Path(models), options, claim_seconds))
+                batches.append(_process_claim(claim, Path(inbox), lake, models, options, claim_seconds))
         finally:
             for claim in claims:
                 claim.release()
@@ -65,20 +66,21 @@ def process_inbox(inbox: Path = DEFAULT_INBOX, lake: Location = DEFAULT_LAKE, mo
             break  # claiming more would only park more batches
     if not batches:
         logger.info("inbox %s: nothing to do", inbox)
-    refreshed = _maybe_refresh(Path(lake), Path(models), options)
+    refreshed = _maybe_refresh(local_root(lake), local_root(models), options)
     return {"batches": batches, "refresh": refreshed}
 
 
-def _process_claim(claim: Any, inbox: Path, lake: Path, models: Path, options: InboxOptions,
+def _process_claim(claim: Any, inbox: Path, location: Location, registry: Location, options: InboxOptions,
                    claim_seconds: float) -> dict[str, Any]:
     logger = get_run_logger()
+    lake, models = local_root(location), local_root(registry)  # locally; the locations go to worker tasks
     seconds = {"claim": round(claim_seconds, 3)}
     t0 = time.perf_counter()
     # ingest and score run inline (their tasks under this run): a subflow costs 1-2 s of API round trips
     # and heartbeat shutdown each; train and refresh, rare and long, stay subflows with their own runs
     version = current_model(models)
-    preload = warm_model.submit(models, version) if version else None  # overlaps MindSpore start with ingest
-    files = ingest_batch.fn(claim.captures, lake, claim.labels, options.source)
+    preload = warm_model.submit(registry, version) if version else None  # overlaps MindSpore start with ingest
+    files = ingest_batch.fn(claim.captures, location, claim.labels, options.source)
     timed(seconds, "ingest", t0)
     if preload is not None:
         preload.wait()
@@ -101,7 +103,7 @@ def _process_claim(claim: Any, inbox: Path, lake: Path, models: Path, options: I
     state = _model_state(claim, lake, models, options, seconds)
     if state == "waiting for a model":
         return {**record, "status": state}
-    summary = score_batch.fn(claim.claim_id, lake, models, todo, options.top_n, seconds,
+    summary = score_batch.fn(claim.claim_id, location, registry, todo, options.top_n, seconds,
                              {"claim_id": claim.claim_id, "files": _file_rows(files), "baseline": state,
                               **({"capture": record["capture"]} if "capture" in record else {})},
                              baselining=state is not None, notify_block=options.notify_block)

@@ -23,18 +23,18 @@ def ingest_batch(files: list[Path], lake: Location = DEFAULT_LAKE, labels: dict[
     its labels CSV. Returns one record per file: status ingested / duplicate / quarantined, reason, flows,
     lake_batch. A file whose task failed (after retries for transient errors) is quarantined with the error.
     """
-    lake = local_root(lake)
+    location, lake = lake, local_root(lake)  # the tasks get the location as given (a Dask worker resolves it)
     logger = get_run_logger()
     files = [Path(f) for f in files]
     labels = {k: Path(v) for k, v in (labels or {}).items()}
     task = ingest_file.with_options(result_storage=ingest_storage(lake))
-    results = _run(task, files, lake, labels, source)
+    results = _run(task, files, location, labels, source)
     present = set(lake_batches(lake))
     stale = [i for i, r in enumerate(results)
              if r["status"] in ("ingested", "duplicate") and r.get("lake_batch") not in present]
     if stale:  # a cached result whose lake batch has since been deleted: ingest again
         logger.warning("%d cached ingest result(s) point at missing lake batches; re-ingesting", len(stale))
-        again = _run(task.with_options(refresh_cache=True), [files[i] for i in stale], lake, labels, source)
+        again = _run(task.with_options(refresh_cache=True), [files[i] for i in stale], location, labels, source)
         for i, result in zip(stale, again, strict=True):
             results[i] = result
     counts = {s: sum(r["status"] == s for r in results) for s in ("ingested", "duplicate", "quarantined")}
@@ -43,7 +43,7 @@ def ingest_batch(files: list[Path], lake: Location = DEFAULT_LAKE, labels: dict[
     return results
 
 
-def _run(task: Any, files: list[Path], lake: Path, labels: dict[str, Path], source: str) -> list[dict]:
+def _run(task: Any, files: list[Path], lake: Location, labels: dict[str, Path], source: str) -> list[dict]:
     futures = task.map(files, lake=unmapped(lake), labels=[labels.get(f.name) for f in files],
                        source=unmapped(source))
     results = []

@@ -45,7 +45,9 @@ def score_batch(batch_id: str, lake: Location = DEFAULT_LAKE, models: Location =
     alerts.jsonl). With no model at all and ``baselining``, the report lists the flows and hosts unscored
     (status "baselining"). ``notify_block`` (a Prefect notification block, e.g. a webhook; off by default) is told
     of a batch with alerts. Returns the report summary. All of it is one task (``score_and_report``): on a
-    Dask task runner it runs in a worker, which keeps the models loaded."""
+    Dask task runner it runs in a worker, which keeps the models loaded (and gets the locations as given: a
+    worker on another machine resolves an ``s3://`` URL to its own working copy)."""
+    location, registry = lake, models
     lake, models = local_root(lake), local_root(models)
     logger = get_run_logger()
     use_kernel_cache_from_env()
@@ -57,7 +59,7 @@ def score_batch(batch_id: str, lake: Location = DEFAULT_LAKE, models: Location =
         raise RuntimeError(f"{models}: no current model to score with (run train-model or baseline first)")
     update_progress_artifact(progress, 10.0, description="scoring")
     config = AnalystConfig(alerts_per=alerts_per, half_life_h=half_life_h)
-    summary = score_and_report.submit(lake, models, version, novelty_version, batch_id, lake_batches, top_n,
+    summary = score_and_report.submit(location, registry, version, novelty_version, batch_id, lake_batches, top_n,
                                       timings, extra, config).result()
     status = summary.get("status", "scored")
     paths = ReportPaths.for_batch(Lake(lake).reports_dir, batch_id)

@@ -22,6 +22,7 @@ from prefect.tasks import exponential_backoff
 
 from flowhawk.common.files import sha256_file
 from flowhawk.extractors.base import BadInputError
+from flowhawk.flows.params import Location, local_root
 from flowhawk.lake.inbox import Claim, Inbox, InboxConfig
 from flowhawk.lake.ingest import IngestConfig, ingest_paths
 from flowhawk.lake.store import Lake
@@ -110,11 +111,12 @@ def ingest_storage(lake: Path) -> Path:
       cache_expiration=timedelta(days=90), persist_result=True, result_serializer="json",
       retries=3, retry_delay_seconds=exponential_backoff(backoff_factor=2), retry_jitter_factor=0.5,
       retry_condition_fn=retry_if_transient)
-def ingest_file(path: Path, lake: Path, labels: Path | None = None, source: str = "auto") -> dict[str, Any]:
+def ingest_file(path: Path, lake: Location, labels: Path | None = None, source: str = "auto") -> dict[str, Any]:
     """One capture into its own lake batch (``lake.ingest.ingest_paths``); a bad capture is quarantined
-    (returned with status ``quarantined`` and its reason), not raised."""
-
-    summary = ingest_paths([path], IngestConfig(lake=Path(lake), labels=labels, source=source, quarantine="copy"))
+    (returned with status ``quarantined`` and its reason), not raised. ``lake`` may be an ``s3://`` URL
+    (resolved to this process's working copy: a Dask worker on another machine has its own)."""
+    lake = local_root(lake)
+    summary = ingest_paths([path], IngestConfig(lake=lake, labels=labels, source=source, quarantine="copy"))
     result = summary.files[0].to_dict()
     result["file"] = Path(path).name
     if summary.batch_id is None and result["status"] == "duplicate":  # which batch already holds the content

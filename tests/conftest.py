@@ -79,3 +79,15 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory):
     server = start_s3_server(tmp_path_factory.mktemp("s3"))
     yield server
     server.stop()
+
+
+@pytest.fixture
+def s3(s3_server, monkeypatch):
+    """A fresh bucket; the standard AWS variables point this process at the server. Returns (server, bucket)."""
+    import uuid
+
+    for key, value in s3_server.env.items():
+        monkeypatch.setenv(key, value)
+    bucket = f"fh-{uuid.uuid4().hex[:12]}"
+    s3_server.create_bucket(bucket)
+    return s3_server, bucket

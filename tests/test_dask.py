@@ -99,3 +99,43 @@ def test_dask_spec_parsing():
     for bad in ("local:0", "remote", "tcp://host", "http://host:8786"):
         with pytest.raises(ValueError, match=r"dask|workers"):
             DaskSpec.parse(bad)
+
+
+@pytest.mark.slow
+def test_backfill_on_a_local_cluster_with_the_lake_and_registry_on_s3(trained, s3, tmp_path, monkeypatch):
+    """The lake and registry on the S3 server; the two Dask workers have a working copy of their own (another
+    FLOWHAWK_CACHE, as another machine would): same flow tables and scores as the thread pool on a local lake."""
+    import dask
+    from dask.distributed import LocalCluster
+    from prefect_dask import DaskTaskRunner
+
+    from flowhawk.common.objectstore import Mirror, ObjectStore, working_copy
+    from flowhawk.flows.backfill_flow import backfill
+    from flowhawk.lake.store import Lake
+    from flowhawk.reports.scored import reported_batches
+
+    server, bucket = s3
+    models, captures = trained
+    lake_url, models_url = f"s3://{bucket}/lake", f"s3://{bucket}/models"
+    shutil.copytree(models, working_copy(models_url, tmp_path / "setup"), dirs_exist_ok=True)
+    mirror = Mirror(working_copy(models_url, tmp_path / "setup"), ObjectStore(models_url))
+    for version in (p.name for p in models.glob("v*")):
+        mirror.push(version, "manifest.json")
+    mirror.push_file("current.json")
+    code, out, err = _cli("backfill", *map(str, captures[:2]), "--lake", str(tmp_path / "local" / "lake"),
+                          "--models", str(models))
+    assert code == 0, out + err
+    monkeypatch.setenv("FLOWHAWK_CACHE", str(tmp_path / "runner"))
+    workers_env = {**server.env, "FLOWHAWK_CACHE": str(tmp_path / "workers"),
+                   "PREFECT_API_URL": os.environ["PREFECT_API_URL"]}
+    runner = DaskTaskRunner(cluster_class=LocalCluster, cluster_kwargs={
+        "n_workers": 2, "threads_per_worker": 1, "processes": True, "dashboard_address": None, "env": workers_env})
+    dask.config.set({"distributed.worker.daemon": False})  # nfstream's meter is a child process
+    rows = backfill.with_options(task_runner=runner)(captures[:2], lake=lake_url, models=models_url)
+    assert [r["status"] for r in rows] == ["ingested", "ingested"], rows
+    assert list((tmp_path / "workers").glob("*/flows/batch=*")), "the workers did not write their own working copy"
+    check = Lake(working_copy(lake_url, tmp_path / "check"))
+    check.read_table()  # pulls the committed batches
+    assert len(reported_batches(check.reports_dir)) == 2
+    assert _flow_tables(check.root) == _flow_tables(tmp_path / "local" / "lake")
+    assert _scores(check.root) == _scores(tmp_path / "local" / "lake")

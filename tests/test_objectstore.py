@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import duckdb
@@ -26,16 +25,6 @@ from flowhawk.model.registry import Registry
 from tests.helpers import ingest_frame, make_flows
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture
-def s3(s3_server, monkeypatch):
-    """A fresh bucket; the standard AWS variables point this process at the server. Returns (server, bucket)."""
-    for key, value in s3_server.env.items():
-        monkeypatch.setenv(key, value)
-    bucket = f"fh-{uuid.uuid4().hex[:12]}"
-    s3_server.create_bucket(bucket)
-    return s3_server, bucket
 
 
 def _flows(lake: Lake) -> pd.DataFrame:
