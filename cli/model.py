@@ -185,7 +185,7 @@ def _train(args: argparse.Namespace) -> int:
     print(render_table(outcome.table))
     for note in outcome.notes:
         print(f"note: {note}")
-    print(f"\nsaved {outcome.version} in {registry.root}" + (" (now current)" if outcome.promoted else
+    print(f"\nsaved {outcome.version} in {registry.location}" + (" (now current)" if outcome.promoted else
                                                           f" (candidate; current is {registry.current()})"))
     return 0
 
@@ -211,7 +211,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     trained = registry.load(version)
     batches = args.batches or lake.labelled_batches()
     if not batches:
-        raise ValueError(f"{lake.root}: no labelled batches to evaluate on")
+        raise ValueError(f"{lake.location}: no labelled batches to evaluate on")
     results = evaluate_batches(trained, lake, batches)
     if args.json:
         print(json.dumps({"version": version, "metrics": results}, indent=1, default=str))
@@ -278,7 +278,7 @@ def run_list(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=1, default=str))
         return 0
     if not rows:
-        print(f"no model versions in {resolve_path(args, 'models')}")
+        print(f"no model versions in {Registry(resolve_path(args, 'models')).location}")
         return 0
     columns = ["version", "status", "created", "arch", "task", "f1", "macro_f1", "rows", "parent", "reason"]
     for row in rows:

@@ -34,6 +34,7 @@ from flowhawk.lake.inputs import copy_regular
 
 BATCH_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 MANIFEST = "_manifest.json"
+REPORT_MARKER = "summary.json"  # a report's file written last (its commit marker on an object store)
 
 
 def validate_batch_id(batch_id: str) -> str:
@@ -124,7 +125,7 @@ class Lake:
     def cleanup(self, stale_upload_s: float = STALE_UPLOAD_S) -> int:
         """Remove temporary leftovers of killed writers; returns how many. On an object store also: publish
         batches committed in the working copy but not in the store (a writer killed between the two), and
-        delete uncommitted uploads older than ``stale_upload_s`` (a killed push)."""
+        delete uncommitted uploads (batches, reports) older than ``stale_upload_s`` (a killed push)."""
         removed = sum(remove_stale_temps(d) for d in (self.flows_dir, self.reports_dir, self.quarantine_dir))
         if self.mirror is None:
             return removed
@@ -132,7 +133,8 @@ class Lake:
         for entry in sorted(self.flows_dir.glob("batch=*")) if self.flows_dir.is_dir() else []:
             if (entry / MANIFEST).is_file() and entry.name not in remote:
                 self.mirror.push(f"flows/{entry.name}", MANIFEST)
-        return removed + self.mirror.clean_uncommitted("flows", MANIFEST, stale_upload_s)
+        return (removed + self.mirror.clean_uncommitted("flows", MANIFEST, stale_upload_s)
+                + self.mirror.clean_uncommitted("reports", REPORT_MARKER, stale_upload_s))
 
     # --- reading ----------------------------------------------------------------------------------
     def part_files(self, batches: list[str] | None = None) -> list[Path]:

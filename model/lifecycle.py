@@ -95,7 +95,7 @@ def _train(lake: Lake, config: TrainConfig, batches: list[str] | None, baselines
     """Read, train and compare; the outcome's version is not assigned yet."""
     batches = list(batches) if batches else lake.labelled_batches()
     if not batches:
-        raise ValueError(f"{lake.root}: no labelled batches to train on (ingest captures with labels first)")
+        raise ValueError(f"{lake.location}: no labelled batches to train on (ingest captures with labels first)")
     frame = lake.read_flows(batches)
     if on_start is not None:
         on_start(len(frame), batches)

@@ -66,7 +66,7 @@ def train_baseline(lake: Lake, registry: Registry, config: NoveltyConfig, guard:
     """Train a novelty model on ``batches`` (default: all) with the poisoning guard; save it, promote it."""
     batches = list(batches) if batches else lake.batches()
     if not batches:
-        raise ValueError(f"{lake.root}: no batches to learn a baseline from (ingest captures first)")
+        raise ValueError(f"{lake.location}: no batches to learn a baseline from (ingest captures first)")
     frame = lake.read_flows(batches)
     trained, report, _ = train_guarded(frame, config, guard)
     reason = (f"baseline of {len(batches)} batch(es), {len(frame)} flows; guard left out "
@@ -134,7 +134,7 @@ def refresh_baseline(lake: Lake, registry: Registry, config: NoveltyConfig, new_
     old_batches = [b["batch_id"] for b in registry.show(current)["data"].get("batches", [])]
     new_batches = list(new_batches) if new_batches else [b for b in lake.batches() if b not in set(old_batches)]
     if not new_batches:
-        raise ValueError(f"{lake.root}: no batches new to the baseline {current}")
+        raise ValueError(f"{lake.location}: no batches new to the baseline {current}")
     new = lake.read_flows(new_batches)
     flagged = score_novelty(model, new, explain="none")["is_anomaly"].to_numpy(dtype=bool)
     hosts = new[SOURCE_COLUMN].astype("string").fillna("")

@@ -282,7 +282,7 @@ def refresh_model(registry: Registry, lake: Lake, new_batches: list[str] | None 
     if overlap:
         raise RefreshError(f"refresh: batch(es) {overlap} are already in {parent}'s training data")
     if not new_batches:
-        raise RefreshError(f"refresh: no new batches in {lake.root} since {parent}")
+        raise RefreshError(f"refresh: no new batches in {lake.location} since {parent}")
     try:
         old = lake.read_flows(old_batches)
         new = lake.read_flows(new_batches)

@@ -130,6 +130,11 @@ class Registry:
         self.root = Path(root)
         self.mirror = Mirror.of(self.root)
 
+    @property
+    def location(self) -> str:
+        """The registry as a user names it: the object-store URL, or the folder."""
+        return self.mirror.store.url if self.mirror is not None else str(self.root)
+
     # --- naming ----------------------------------------------------------------------------------------
     def path(self, version: str) -> Path:
         if not isinstance(version, str) or not VERSION_RE.match(version):

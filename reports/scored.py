@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 from flowhawk.common.files import fsync_path, remove_stale_temps, swap_dir, tmp_sibling
 from flowhawk.common.objectstore import Mirror
 from flowhawk.extractors.schema import BENIGN, COLUMNS, FLOW_SCHEMA, conform
+from flowhawk.lake.store import REPORT_MARKER
 from flowhawk.model.evaluate import classification_metrics
 from flowhawk.reports.config import DEFAULT_REPORT, ReportConfig
 from flowhawk.reports.html import render_html
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 REPORT_VERSION = 1
-SCORED_FILE, SUMMARY_FILE, HTML_FILE = "scored_flows.parquet", "summary.json", "report.html"
+SCORED_FILE, SUMMARY_FILE, HTML_FILE = "scored_flows.parquet", REPORT_MARKER, "report.html"
 SCORE_COLUMNS: tuple[pa.Field, ...] = (
     pa.field("score", pa.float64()),
     pa.field("is_anomaly", pa.bool_()),

@@ -22,6 +22,7 @@ import pytest
 from flowhawk.common.objectstore import ObjectStore, working_copy
 from flowhawk.lake.store import MANIFEST, Lake
 from flowhawk.model.registry import Registry
+from flowhawk.reports.scored import report_exists, reported_batches
 from tests.helpers import ingest_frame, make_flows
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,9 +65,13 @@ def test_upload_without_commit_marker_is_invisible_and_cleaned(s3, tmp_path):
     assert reader.dataset().count_rows() == 200
     with pytest.raises(KeyError, match="b2"):
         reader.read_table(["b2"])
+    # and a report whose summary.json (its marker) never arrived
+    store.upload(a.batch_dir("b1") / "part-00000.parquet", "reports/batch=r1/scored_flows.parquet")
+    assert reported_batches(reader.reports_dir) == [] and not report_exists(reader.reports_dir, "r1")
     assert reader.cleanup() == 0 and store.exists("flows/batch=b2/part-00000.parquet")  # young: maybe a live push
-    reader.cleanup(stale_upload_s=0)
+    assert reader.cleanup(stale_upload_s=0) == 2
     assert not store.exists("flows/batch=b2/part-00000.parquet")
+    assert not store.exists("reports/batch=r1/scored_flows.parquet")
     assert store.exists(f"flows/batch=b1/{MANIFEST}")
 
 
