@@ -19,7 +19,7 @@ verdict-labelled flow of the refresh: a false-positive verdict says "do not aler
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -29,10 +29,22 @@ from flowhawk.model.scoring import predict_proba
 from flowhawk.model.train import Prepared
 from flowhawk.model.trained import TrainedModel
 
-if TYPE_CHECKING:
-    from flowhawk.model.refresh import RefreshConfig
-
 OLD, NEW = 0, 1
+
+
+class GuardSettings(Protocol):
+    """The guard's part of ``model.refresh.RefreshConfig`` (documented there; read-only, as it is frozen)."""
+
+    @property
+    def metric(self) -> str: ...
+    @property
+    def f1_tolerance(self) -> float: ...
+    @property
+    def old_drop_tolerance(self) -> float: ...
+    @property
+    def benign_alert_tolerance(self) -> float: ...
+    @property
+    def verdict_tolerance(self) -> float: ...
 
 
 def compare(current: TrainedModel, candidate: TrainedModel, prep: Prepared, origin: np.ndarray,
@@ -71,7 +83,7 @@ def verdict_agreement(model: TrainedModel, prep: Prepared, rows: np.ndarray) -> 
     return {"n": len(rows), "flagged_false_positive": flagged, "missed_confirmed": missed, "wrong": flagged + missed}
 
 
-def decide_promotion(comparison: dict[str, Any], task: str, config: RefreshConfig,
+def decide_promotion(comparison: dict[str, Any], task: str, config: GuardSettings,
                      checks: dict[str, Any] | None = None) -> tuple[bool, str]:
     """(promote?, one-line reason with the numbers) from ``compare``'s two results (without ``checks``, only
     the F1 conditions 1 and 2 apply)."""
@@ -96,7 +108,7 @@ def decide_promotion(comparison: dict[str, Any], task: str, config: RefreshConfi
     return True, f"promoted: {text}"
 
 
-def _benign_alerts(cur: dict[str, Any], cand: dict[str, Any], config: RefreshConfig, text: str) -> tuple[bool, str]:
+def _benign_alerts(cur: dict[str, Any], cand: dict[str, Any], config: GuardSettings, text: str) -> tuple[bool, str]:
     if "benign_alerts" not in cur:
         return True, text
     n, c_flag, n_flag = cur["benign_alerts"]["n"], cur["benign_alerts"]["flagged"], cand["benign_alerts"]["flagged"]
@@ -107,7 +119,7 @@ def _benign_alerts(cur: dict[str, Any], cand: dict[str, Any], config: RefreshCon
     return True, text
 
 
-def _verdicts(cur: dict[str, Any], cand: dict[str, Any], config: RefreshConfig, text: str) -> tuple[bool, str]:
+def _verdicts(cur: dict[str, Any], cand: dict[str, Any], config: GuardSettings, text: str) -> tuple[bool, str]:
     if "verdicts" not in cand:
         return True, text
     n, c_wrong, n_wrong = cand["verdicts"]["n"], cur["verdicts"]["wrong"], cand["verdicts"]["wrong"]

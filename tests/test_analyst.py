@@ -157,20 +157,28 @@ def test_verdict_labels_most_specific_wins(tmp_path):
     assert (flood["Label"] == 1).all() and set(flood["Attack"]) == {"synflood"}
 
 
-def test_verdict_labelled_lake_relabels_reads_not_files(tmp_path):
+def _reported_pcap_batch(lake, pcap):
+    """Ingest a small capture into ``lake`` and write its report with its two UDP flows flagged as a UDP flood;
+    returns (batch, flows, flagged mask, analyst result)."""
     from flowhawk.lake.ingest import IngestConfig, ingest_paths
-    from flowhawk.lake.store import Lake
-    from flowhawk.reports.verdict_lake import VerdictLabelledLake
     from tests.test_ingest import make_pcap
 
-    batch = ingest_paths([make_pcap(tmp_path / "c.pcap")], IngestConfig(lake=tmp_path / "lake")).batch_id
-    lake = Lake(tmp_path / "lake")
+    batch = ingest_paths([make_pcap(pcap)], IngestConfig(lake=lake.root)).batch_id
     flows = lake.read_flows([batch])
     flagged = (flows["IPV4_SRC_ADDR"] == "10.0.0.9").to_numpy()  # the two UDP flows
     scores = pd.DataFrame({"score": flagged * 0.9, "is_anomaly": flagged,
                            "predicted_class": ["udpflood" if f else "Benign" for f in flagged]})
-    analyst = analyse_batch(lake.root, batch, flows, scores, "v1")
+    analyst = analyse_batch(lake.root, batch, flows, scores, "v0001")
     write_scored_report(lake.reports_dir, batch, flows, scores, META, analyst=analyst)
+    return batch, flows, flagged, analyst
+
+
+def test_verdict_labelled_lake_relabels_reads_not_files(tmp_path):
+    from flowhawk.lake.store import Lake
+    from flowhawk.reports.verdict_lake import VerdictLabelledLake
+
+    lake = Lake(tmp_path / "lake")
+    batch, flows, flagged, analyst = _reported_pcap_batch(lake, tmp_path / "c.pcap")
     before = (tmp_path / "lake" / "flows").joinpath(f"batch={batch}", "part-00000.parquet").read_bytes()
     assert VerdictLabelledLake(lake.root).verdict_batches() == []
     VerdictStore(lake.root).add_verdict("incident", analyst.incidents["incident_id"].iloc[0], "false_positive", "eve")
@@ -190,23 +198,15 @@ def test_verdict_labelled_lake_relabels_reads_not_files(tmp_path):
 def test_verdict_refresh_weights_and_guards_the_verdict_flows(tmp_path, tiny_lake, tiny_model):
     import shutil
 
-    from flowhawk.lake.ingest import IngestConfig, ingest_paths
     from flowhawk.lake.store import Lake
     from flowhawk.model.refresh import RefreshConfig, refresh_model
     from flowhawk.model.registry import Registry, data_manifest
     from flowhawk.reports.verdict_lake import VerdictLabelledLake
-    from tests.test_ingest import make_pcap
 
     lake = Lake(shutil.copytree(tiny_lake, tmp_path / "lake"))
     registry = Registry(tmp_path / "models")
     registry.promote(registry.save(tiny_model, data=data_manifest(lake, ["b1"]), export=False))
-    batch = ingest_paths([make_pcap(tmp_path / "c.pcap")], IngestConfig(lake=lake.root)).batch_id
-    flows = lake.read_flows([batch])
-    flagged = (flows["IPV4_SRC_ADDR"] == "10.0.0.9").to_numpy()  # the two UDP flows
-    scores = pd.DataFrame({"score": flagged * 0.9, "is_anomaly": flagged,
-                           "predicted_class": ["udpflood" if f else "Benign" for f in flagged]})
-    analyst = analyse_batch(lake.root, batch, flows, scores, "v0001")
-    write_scored_report(lake.reports_dir, batch, flows, scores, META, analyst=analyst)
+    batch, _, _, analyst = _reported_pcap_batch(lake, tmp_path / "c.pcap")
     VerdictStore(lake.root).add_verdict("incident", analyst.incidents["incident_id"].iloc[0], "false_positive", "eve")
     view = VerdictLabelledLake(lake.root)
     keys = view.verdict_keys()
