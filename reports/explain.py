@@ -43,7 +43,7 @@ import pandas as pd
 
 from flowhawk.model.scoring import predict_proba
 from flowhawk.model.trained import TrainedModel
-from flowhawk.model.windows import build_window_index
+from flowhawk.model.windows import WindowIndex, build_window_index
 
 EXPLANATION_VERSION = 1
 TOP_FEATURES = 3
@@ -164,18 +164,10 @@ def explain_supervised(trained: TrainedModel, frame: pd.DataFrame, scores: pd.Da
     features = trained.pipeline.transform(flows)
     index = build_window_index(flows, window=trained.train_config.window, group_by=trained.train_config.group_by)
     base = predict_proba(trained.network, features, index, rows, batch_size)
-    base_p, base_odds = base[np.arange(len(rows)), cls_idx], _log_odds(base, cls_idx)
-    weights = np.zeros((len(rows), len(blocks)), dtype=np.float64)
-    draws = 0
-    for draw in _references(trained, features, benign, blocks, reference, samples, seed):
-        draws += 1
-        for j, (_, _, block) in enumerate(blocks):
-            saved = features[:, block].copy()
-            features[:, block] = draw[..., block]
-            weights[:, j] += base_odds - _log_odds(predict_proba(trained.network, features, index, rows, batch_size),
-                                                   cls_idx)
-            features[:, block] = saved
-    weights /= draws
+    base_p = base[np.arange(len(rows)), cls_idx]
+    references = _references(trained, features, benign, blocks, reference, samples, seed)
+    weights = _occlusion_weights(trained, features, index, rows, (cls_idx, _log_odds(base, cls_idx)), blocks,
+                                 references, batch_size)
     names = [b[0] for b in blocks]
     typical = expected.iloc[0]
     score_values = scores["score"].to_numpy(dtype=float)
@@ -190,6 +182,26 @@ def explain_supervised(trained: TrainedModel, frame: pd.DataFrame, scores: pd.Da
     out.loc[rows, "reason"] = reasons
     out.loc[rows, "explanation"] = explanations
     return out
+
+
+def _occlusion_weights(trained: TrainedModel, features: np.ndarray, index: WindowIndex, rows: np.ndarray,
+                       predicted: tuple[np.ndarray, np.ndarray], blocks: list[tuple[str, str, slice]],
+                       references: Iterator[np.ndarray], batch_size: int) -> np.ndarray:
+    """(rows, columns): mean over the references of the drop of the log-odds (``predicted``: each row's class
+    index and unoccluded log-odds) when a column takes the reference's values in every flow (``features`` is
+    restored after each column)."""
+    cls_idx, base_odds = predicted
+    weights = np.zeros((len(rows), len(blocks)), dtype=np.float64)
+    draws = 0
+    for draw in references:
+        draws += 1
+        for j, (_, _, block) in enumerate(blocks):
+            saved = features[:, block].copy()
+            features[:, block] = draw[..., block]
+            occluded = predict_proba(trained.network, features, index, rows, batch_size)
+            weights[:, j] += base_odds - _log_odds(occluded, cls_idx)
+            features[:, block] = saved
+    return weights / max(draws, 1)
 
 
 def _references(trained: TrainedModel, features: np.ndarray, benign: np.ndarray,
