@@ -1,10 +1,13 @@
 """Do verdicts teach the model? Score batch A (no attacks) with the current model, mark each of its incidents a
 false positive, refresh on the verdict labels (``VerdictLabelledLake`` + ``refresh_model``, usual promotion
-guard), then compare the old and the refreshed model on batch B (false alerts: flows and incidents) and on a
-labelled attack batch (recall).
+guard, ``RefreshConfig.verdict_weight``), then compare the old model and the refresh's candidate (promoted or
+not) on batch B (false alerts: flows and incidents) and on a labelled attack batch (flow recall, attack flows
+missed by kind, attackers with at least one alert, benign flows flagged).
 
     python benchmarks/bench_verdicts.py --lake L --models M --fp-batch baseA --next-batch baseB --attack-batch lab \
-        [--out benchmarks/results/analyst.md]
+        [--verdict-weight W] [--out benchmarks/results/analyst.md]
+
+The lake and model it needs, and how the quiet day is split: benchmarks/results/analyst.md.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("--fp-batch", "--next-batch", "--attack-batch"):
         parser.add_argument(name, required=True)
     parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--verdict-weight", type=int, help="RefreshConfig.verdict_weight (default: the config's)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
 
@@ -41,17 +45,22 @@ def main(argv: list[str] | None = None) -> int:
     store = VerdictStore(args.lake)
     for incident_id in incidents["incident_id"]:
         store.add_verdict("incident", incident_id, "false_positive", "bench_verdicts", note="no attacks in batch")
-    result = refresh_model(registry, VerdictLabelledLake(args.lake), [args.fp_batch],
-                           RefreshConfig(epochs=args.epochs))
+    weight = {} if args.verdict_weight is None else {"verdict_weight": args.verdict_weight}
+    config = RefreshConfig(epochs=args.epochs, **weight)
+    result = refresh_model(registry, VerdictLabelledLake(args.lake), [args.fp_batch], config)
     after = result.version
     rows = [_measure(registry, lake, v, args.next_batch, args.attack_batch) for v in (before, after)]
     lines = [f"False positives marked: {len(incidents)} incidents of batch {args.fp_batch} "
-             f"({int(incidents['flows'].sum())} flows). Refresh: {after} "
+             f"({int(incidents['flows'].sum())} flows). Refresh (verdict_weight {config.verdict_weight}, "
+             f"{config.epochs} epochs): {after} "
              f"{'promoted' if result.promoted else 'not promoted'} ({result.reason}).", "",
              f"| model | {args.next_batch}: false alerts (flows) | {args.next_batch}: incidents | "
-             f"{args.attack_batch}: recall | {args.attack_batch}: benign flows flagged |", "|---|---:|---:|---:|---:|"]
-    lines += [f"| {v} | {r['fp_flows']} of {r['flows']} | {r['incidents']} | {r['recall']:.4f} | "
-              f"{r['attack_fp']} of {r['attack_benign']} |" for v, r in zip((before, after), rows, strict=True)]
+             f"{args.attack_batch}: recall | {args.attack_batch}: attack flows missed | {args.attack_batch}: attackers "
+             f"alerted | {args.attack_batch}: benign flows flagged |", "|---|---:|---:|---:|---|---:|---:|"]
+    status = ("current before", "promoted" if result.promoted else "candidate, rejected")
+    lines += [f"| {v} ({s}) | {r['fp_flows']} of {r['flows']} | {r['incidents']} | {r['recall']:.4f} | "
+              f"{r['missed']} | {r['attackers']} | {r['attack_fp']} of {r['attack_benign']} |"
+              for v, s, r in zip((before, after), status, rows, strict=True)]
     emit("\n".join(lines), args.out)
     return 0
 
@@ -84,7 +93,20 @@ def _measure(registry, lake, version, next_batch, attack_batch) -> dict:
     return {"flows": len(nxt), "fp_flows": int(s["is_anomaly"].sum()),
             "incidents": int(assign_incidents(frame, next_batch, AnalystConfig()).dropna().nunique()),
             "recall": float(flagged[is_attack].mean()), "attack_fp": int(flagged[~is_attack].sum()),
+            "missed": _missed(attack.loc[is_attack & ~flagged, "Attack"]),
+            "attackers": _attackers(attack[is_attack], flagged[is_attack]),
             "attack_benign": int((~is_attack).sum())}
+
+
+def _attackers(attack, flagged) -> str:
+    """Attackers (source address and attack kind) with at least one alerting flow, of all."""
+    alerted = attack.assign(alert=flagged).groupby(["IPV4_SRC_ADDR", "Attack"])["alert"].any()
+    return f"{int(alerted.sum())} of {len(alerted)}"
+
+
+def _missed(kinds) -> str:
+    counts = kinds.value_counts()
+    return ", ".join(f"{k} {n}" for k, n in counts.items()) + f" ({counts.sum()})" if len(counts) else "0"
 
 
 if __name__ == "__main__":

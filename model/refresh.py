@@ -11,12 +11,17 @@ the ``window - 1`` flows before it as context only, so replayed and held-out old
 Blocks are drawn until ``replay_rows`` old training flows are in; cost therefore follows the new data and the
 replay budget, not the history (only reading the old batches' Parquet grows with it).
 
-The candidate is compared with the current model on the same held-out flows (old and new): it is promoted
-only if its F1 (``metric``: ``auto`` = attack F1 for binary, macro-F1 for multiclass; ``macro_f1`` also weighs
-the benign class, which attack F1 barely sees on 99 %-attack data) on all held-out flows is at least the current
-one's minus ``f1_tolerance`` (0.002) and on the old held-out flows it drops by at most ``old_drop_tolerance``
-(0.01).
-Otherwise it is saved as a candidate with that reason.
+Flows an analyst's verdict labels (``verdict_rows`` of ``refresh_frames``; ``refresh_model`` finds them when the
+lake it reads is a ``VerdictSource`` such as ``reports.verdict_lake.VerdictLabelledLake``) are few and
+deliberate: a handful of false positives against a replay of ``replay_rows`` flows. All of them are trained
+on (a verdict overrides the hash role; they are never held out) and each counts ``verdict_weight`` times in the
+loss (it is drawn that many times per epoch). The guard checks them separately (``model/refresh_guard.py``).
+
+The candidate is compared with the current model on the same held-out flows (old and new) and on the
+verdict-labelled flows; ``model.refresh_guard.decide_promotion`` lists the four conditions (held-out F1 within
+``f1_tolerance``, old data drop within ``old_drop_tolerance``, no more false alerts on held-out benign flows
+than ``benign_alert_tolerance`` allows, verdicts respected up to ``verdict_tolerance``).
+Otherwise the candidate is saved with the reason it was not promoted.
 """
 
 from __future__ import annotations
@@ -25,27 +30,34 @@ import dataclasses
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import pandas as pd
 
 from flowhawk.common.config import config_from_mapping
 from flowhawk.lake.store import Lake
-from flowhawk.model.decision import attack_scores, decide
-from flowhawk.model.evaluate import classification_metrics
 from flowhawk.model.labels import encode_labels
+from flowhawk.model.refresh_guard import NEW, OLD, compare, decide_promotion
 from flowhawk.model.registry import Registry, data_manifest
-from flowhawk.model.scoring import predict_proba
 from flowhawk.model.splits import Split
 from flowhawk.model.train import Prepared, train_prepared
 from flowhawk.model.trained import TrainedModel
 from flowhawk.model.windows import build_window_index
 
 log = logging.getLogger(__name__)
-OLD, NEW = 0, 1
 TRAIN, VAL, TEST, CONTEXT = 0, 1, 2, -1
 GUARD_METRICS = ("auto", "f1", "macro_f1")
+FLOW_KEY = ["batch_id", "source_file", "flow_index"]
+
+
+@runtime_checkable
+class VerdictSource(Protocol):
+    """A lake view whose labels include analysts' verdicts and that can say which flows they label."""
+
+    def verdict_keys(self) -> pd.DataFrame:
+        """``batch_id``, ``source_file``, ``flow_index`` of every flow a verdict labels."""
+        ...
 
 
 class RefreshError(ValueError):
@@ -68,18 +80,22 @@ class RefreshConfig:
     salt: int = 0
     seed: int = 0
     metric: str = "auto"
+    verdict_weight: int = 20
+    verdict_tolerance: float = 0.0
+    benign_alert_tolerance: float = 0.0
 
     def __post_init__(self) -> None:
         if self.metric not in GUARD_METRICS:
             raise ValueError(f"RefreshConfig.metric: must be one of {GUARD_METRICS}, got {self.metric!r}")
         ints = (("replay_rows", 0, 10**9), ("epochs", 1, 1000), ("patience", 1, 1000), ("block_rows", 1, 10**6),
-                ("salt", 0, 2**31), ("seed", 0, 2**31))
+                ("salt", 0, 2**31), ("seed", 0, 2**31), ("verdict_weight", 1, 10_000))
         for name, lo, hi in ints:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
                 raise ValueError(f"RefreshConfig.{name}: must be an integer in [{lo}, {hi}], got {value!r}")
         floats = (("lr_scale", 1e-4, 10.0), ("holdout_fraction", 0.01, 0.5), ("val_fraction", 0.01, 0.5),
-                  ("f1_tolerance", 0.0, 1.0), ("old_drop_tolerance", 0.0, 1.0))
+                  ("f1_tolerance", 0.0, 1.0), ("old_drop_tolerance", 0.0, 1.0), ("verdict_tolerance", 0.0, 1.0),
+                  ("benign_alert_tolerance", 0.0, 1.0))
         for name, lo, hi in floats:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
@@ -102,6 +118,7 @@ class Refreshed:
     comparison: dict[str, Any]
     sizes: dict[str, int]
     seconds: dict[str, float]
+    checks: dict[str, Any] = dataclasses.field(default_factory=dict)  # the guard's counts (refresh_guard.compare)
 
 
 @dataclass
@@ -114,6 +131,7 @@ class RefreshResult:
     sizes: dict[str, int]
     seconds: dict[str, float]
     new_batches: list[str]
+    checks: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 # ------------------------------------------------------------------------------------------ row roles
@@ -162,12 +180,14 @@ def sample_old(old: pd.DataFrame, y_old: np.ndarray, config: RefreshConfig, wind
     return rows[sort], row_role[sort]
 
 
-def prepare_refresh(current: TrainedModel, old: pd.DataFrame, new: pd.DataFrame, config: RefreshConfig
-                    ) -> tuple[pd.DataFrame, Prepared, np.ndarray]:
+def prepare_refresh(current: TrainedModel, old: pd.DataFrame, new: pd.DataFrame, config: RefreshConfig,
+                    verdict_rows: np.ndarray | None = None) -> tuple[pd.DataFrame, Prepared, np.ndarray, np.ndarray]:
     """One frame (old sample + new), labelled with the current classes and split by row role.
 
-    Returns the frame, a ``Prepared`` for ``train_prepared`` (current pipeline, hash split) and the origin of
-    every row (OLD / NEW).
+    Returns the frame, a ``Prepared`` for ``train_prepared`` (current pipeline, hash split; every labelled row
+    of ``new`` that ``verdict_rows`` (bool per row of ``new``) marks is a training row, repeated
+    ``verdict_weight`` times in ``train_rows``), the origin of every row (OLD / NEW) and the frame positions of
+    the labelled verdict rows.
     """
 
     tc = current.train_config
@@ -181,13 +201,22 @@ def prepare_refresh(current: TrainedModel, old: pd.DataFrame, new: pd.DataFrame,
     except ValueError as exc:
         raise RefreshError(f"refresh: {exc} (a full retrain is needed for new classes)") from None
     labelled = y >= 0
+    marked = np.zeros(len(frame), bool)
+    if verdict_rows is not None:
+        marked[len(rows):] = verdict_rows
+        marked &= labelled
+        roles[marked] = TRAIN
     if not (labelled & (origin == NEW) & (roles == TRAIN)).any():
         raise RefreshError("refresh: the new batches hold no labelled flows to train on")
-    split = Split(*(np.flatnonzero(labelled & (roles == r)).astype(np.int64) for r in (TRAIN, VAL, TEST)),
-                  method="hash")
+    train, val, test = (np.flatnonzero(labelled & (roles == r)).astype(np.int64) for r in (TRAIN, VAL, TEST))
+    verdict_positions = np.flatnonzero(marked).astype(np.int64)
+    weighted = np.tile(verdict_positions, config.verdict_weight)
+    split = Split(train, np.concatenate([val, weighted]), test, method="hash")
+    train_rows = np.concatenate([train, weighted[len(verdict_positions):]])
     features = current.pipeline.transform(frame)
     index = build_window_index(frame, window=tc.window, group_by=tc.group_by)
-    return frame, Prepared(y, names, split, split.train, current.pipeline, features, index), origin
+    prep = Prepared(y, names, split, train_rows, current.pipeline, features, index)
+    return frame, prep, origin, verdict_positions
 
 
 def _labels(frame: pd.DataFrame, current: TrainedModel) -> tuple[np.ndarray, list[str]]:
@@ -198,69 +227,33 @@ def _labels(frame: pd.DataFrame, current: TrainedModel) -> tuple[np.ndarray, lis
         raise RefreshError(f"refresh: old data: {exc}") from None
 
 
-# ---------------------------------------------------------------------------------------- the guard
-def compare(current: TrainedModel, candidate: TrainedModel, prep: Prepared, origin: np.ndarray
-            ) -> dict[str, Any]:
-    """Metrics of both models (each with its own threshold) on held-out flows: all, old, new."""
-
-    test = prep.split.test
-    out: dict[str, Any] = {}
-    for name, model in (("current", current), ("candidate", candidate)):
-        probs = predict_proba(model.network, prep.features, prep.index, test)
-        pred = decide(probs, model.threshold)
-        scores = attack_scores(probs)
-        out[name] = {}
-        for part, sel in (("all", np.ones(len(test), bool)), ("old", origin[test] == OLD),
-                          ("new", origin[test] == NEW)):
-            if sel.any():
-                out[name][part] = classification_metrics(prep.y[test][sel], pred[sel], scores[sel],
-                                                         prep.class_names)
-    return out
-
-
-def decide_promotion(comparison: dict[str, Any], task: str, config: RefreshConfig) -> tuple[bool, str]:
-    """(promote?, one-line reason with the numbers)."""
-    key = config.metric if config.metric != "auto" else ("f1" if task == "binary" else "macro_f1")
-    cur, cand = comparison["current"], comparison["candidate"]
-    c_all, n_all = cur["all"][key], cand["all"][key]
-    text = f"held-out {key} {n_all:.4f} vs current {c_all:.4f} (n={cur['all']['n']})"
-    if not n_all >= c_all - config.f1_tolerance:
-        return False, f"rejected: {text}: worse by more than {config.f1_tolerance}"
-    if "old" in cur:
-        c_old, n_old = cur["old"][key], cand["old"][key]
-        text += f"; old {n_old:.4f} vs {c_old:.4f} (n={cur['old']['n']})"
-        if not n_old >= c_old - config.old_drop_tolerance:
-            return False, f"rejected: {text}: old data drop over {config.old_drop_tolerance}"
-    else:
-        text += "; no old held-out flows"
-    return True, f"promoted: {text}"
-
-
 def refresh_frames(current: TrainedModel, old: pd.DataFrame, new: pd.DataFrame,
-                   config: RefreshConfig = RefreshConfig()) -> Refreshed:
-    """Fine-tune ``current`` on ``new`` plus a replay sample of ``old``; compare; decide (nothing saved)."""
+                   config: RefreshConfig = RefreshConfig(), verdict_rows: np.ndarray | None = None) -> Refreshed:
+    """Fine-tune ``current`` on ``new`` plus a replay sample of ``old``; compare; decide (nothing saved).
+    ``verdict_rows``: bool per row of ``new``, True where the label comes from an analyst's verdict."""
 
     started = time.monotonic()
-    _, prep, origin = prepare_refresh(current, old, new, config)
+    _, prep, origin, verdicts = prepare_refresh(current, old, new, config, verdict_rows)
     prepared_at = time.monotonic()
     tc = current.train_config
     train_config = dataclasses.replace(tc, epochs=config.epochs, patience=config.patience,
                                        lr=min(1.0, tc.lr * config.lr_scale), max_train_rows=None)
     candidate = train_prepared(prep, train_config, init_from=current)
     trained_at = time.monotonic()
-    comparison = compare(current, candidate, prep, origin)
-    promote, reason = decide_promotion(comparison, tc.task, config)
+    comparison, checks = compare(current, candidate, prep, origin, verdicts)
+    promote, reason = decide_promotion(comparison, tc.task, config, checks)
     train = prep.split.train
     sizes = {"new_rows": int((origin == NEW).sum()), "old_rows_read": len(old),
              "old_rows_sampled": int((origin == OLD).sum()), "replay_train": int((origin[train] == OLD).sum()),
-             "new_train": int((origin[train] == NEW).sum()), "val": len(prep.split.val),
+             "new_train": int((origin[train] == NEW).sum()), "verdict_train": len(verdicts),
+             "val": len(prep.split.val),
              "held_out": len(prep.split.test)}
     seconds = {"prepare": round(prepared_at - started, 2), "train": round(trained_at - prepared_at, 2),
                "compare": round(time.monotonic() - trained_at, 2)}
-    candidate.metrics["refresh"] = {"comparison": comparison, "decision": reason, "sizes": sizes,
+    candidate.metrics["refresh"] = {"comparison": comparison, "checks": checks, "decision": reason, "sizes": sizes,
                                     "config": dataclasses.asdict(config)}
     log.info("refresh: %s (%s)", reason, sizes)
-    return Refreshed(candidate, promote, reason, comparison, sizes, seconds)
+    return Refreshed(candidate, promote, reason, comparison, sizes, seconds, checks)
 
 
 def refresh_model(registry: Registry, lake: Lake, new_batches: list[str] | None = None,
@@ -289,7 +282,7 @@ def refresh_model(registry: Registry, lake: Lake, new_batches: list[str] | None 
     except KeyError as exc:
         raise RefreshError(f"refresh: {exc.args[0] if exc.args else exc}") from None
     read = round(time.monotonic() - loaded, 2)
-    done = refresh_frames(current, old, new, config)
+    done = refresh_frames(current, old, new, config, _verdict_rows(lake, new))
     data = data_manifest(lake, old_batches + new_batches, refresh={
         "parent": parent, "new_batches": new_batches, "sizes": done.sizes, "config": dataclasses.asdict(config)})
     version = registry.save(done.candidate, data=data, status="promoted" if done.promote else "candidate",
@@ -297,4 +290,15 @@ def refresh_model(registry: Registry, lake: Lake, new_batches: list[str] | None 
     if done.promote:
         registry.promote(version, reason=done.reason)
     return RefreshResult(version, parent, done.promote, done.reason, done.comparison, done.sizes,
-                         {"load": round(loaded - started, 2), "read": read, **done.seconds}, list(new_batches))
+                         {"load": round(loaded - started, 2), "read": read, **done.seconds}, list(new_batches),
+                         done.checks)
+
+
+def _verdict_rows(lake: Lake, new: pd.DataFrame) -> np.ndarray | None:
+    """Bool per row of ``new``: labelled by a verdict (None when ``lake`` is not a ``VerdictSource``)."""
+    if not isinstance(lake, VerdictSource):
+        return None
+    keys = lake.verdict_keys()[FLOW_KEY]
+    if keys.empty:
+        return np.zeros(len(new), bool)
+    return pd.MultiIndex.from_frame(new[FLOW_KEY]).isin(pd.MultiIndex.from_frame(keys))

@@ -6,7 +6,9 @@ model function that reads through it, e.g. ``model.refresh.refresh_model``) repl
 ``verdict_labels`` where a verdict covers the flow (false positive -> benign; confirmed -> the
 class given, else the predicted one). Flows without a verdict keep their own labels. Nothing on disk changes:
 the flows stay as ingested, the verdicts stay append-only. ``flowhawk verdict refresh`` runs the usual refresh
-(``refresh_model``, same promotion guard) on that view, with the batches verdicts label as its new batches.
+(``refresh_model``, same promotion guard) on that view, with the batches verdicts label as its new batches; the
+view is a ``model.refresh.VerdictSource``, so the refresh weights the verdict-labelled flows
+(``RefreshConfig.verdict_weight``) and its guard rejects a candidate that contradicts them.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ def verdict_labels(lake_root: Path) -> pd.DataFrame:
     ``batch_id``, ``source_file`` and ``flow_index``): ``false_positive`` -> Label 0 / ``Benign``,
     ``confirmed`` -> Label 1 / the verdict's attack class, else the predicted class. A host verdict covers the
     host's anomalous flows in every report, an incident verdict its flows, a flow verdict the one flow; the most
-    specific wins (flow, then incident, then host). For a refresh to train on (not wired into it yet)."""
+    specific wins (flow, then incident, then host). ``VerdictLabelledLake`` applies them for a refresh."""
     verdicts = VerdictStore(Path(lake_root)).current_verdicts()
     reports_dir = Lake(lake_root).reports_dir
     if verdicts.empty:
@@ -108,6 +110,13 @@ class VerdictLabelledLake(Lake):
                 frame.loc[covered, "Attack"] = hit["Attack"].to_numpy()[covered]
         schema = pa.schema([FLOW_SCHEMA.field(c) for c in wanted])
         return pa.Table.from_pandas(frame[wanted], schema=schema, preserve_index=False)
+
+    def verdict_keys(self) -> pd.DataFrame:
+        """``batch_id``, ``source_file``, ``flow_index`` of the flows verdicts label (``model.refresh.VerdictSource``:
+        the refresh weights these flows and its guard checks them)."""
+        if self.verdict_labels is None:
+            return pd.DataFrame(columns=_KEY)
+        return self.verdict_labels.index.to_frame(index=False)[_KEY]
 
     def verdict_batches(self) -> list[str]:
         """Lake batches holding at least one flow a verdict labels."""

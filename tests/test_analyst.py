@@ -157,20 +157,28 @@ def test_verdict_labels_most_specific_wins(tmp_path):
     assert (flood["Label"] == 1).all() and set(flood["Attack"]) == {"synflood"}
 
 
-def test_verdict_labelled_lake_relabels_reads_not_files(tmp_path):
+def _reported_pcap_batch(lake, pcap):
+    """Ingest a small capture into ``lake`` and write its report with its two UDP flows flagged as a UDP flood;
+    returns (batch, flows, flagged mask, analyst result)."""
     from flowhawk.lake.ingest import IngestConfig, ingest_paths
-    from flowhawk.lake.store import Lake
-    from flowhawk.reports.verdict_lake import VerdictLabelledLake
     from tests.test_ingest import make_pcap
 
-    batch = ingest_paths([make_pcap(tmp_path / "c.pcap")], IngestConfig(lake=tmp_path / "lake")).batch_id
-    lake = Lake(tmp_path / "lake")
+    batch = ingest_paths([make_pcap(pcap)], IngestConfig(lake=lake.root)).batch_id
     flows = lake.read_flows([batch])
     flagged = (flows["IPV4_SRC_ADDR"] == "10.0.0.9").to_numpy()  # the two UDP flows
     scores = pd.DataFrame({"score": flagged * 0.9, "is_anomaly": flagged,
                            "predicted_class": ["udpflood" if f else "Benign" for f in flagged]})
-    analyst = analyse_batch(lake.root, batch, flows, scores, "v1")
+    analyst = analyse_batch(lake.root, batch, flows, scores, "v0001")
     write_scored_report(lake.reports_dir, batch, flows, scores, META, analyst=analyst)
+    return batch, flows, flagged, analyst
+
+
+def test_verdict_labelled_lake_relabels_reads_not_files(tmp_path):
+    from flowhawk.lake.store import Lake
+    from flowhawk.reports.verdict_lake import VerdictLabelledLake
+
+    lake = Lake(tmp_path / "lake")
+    batch, flows, flagged, analyst = _reported_pcap_batch(lake, tmp_path / "c.pcap")
     before = (tmp_path / "lake" / "flows").joinpath(f"batch={batch}", "part-00000.parquet").read_bytes()
     assert VerdictLabelledLake(lake.root).verdict_batches() == []
     VerdictStore(lake.root).add_verdict("incident", analyst.incidents["incident_id"].iloc[0], "false_positive", "eve")
@@ -184,6 +192,35 @@ def test_verdict_labelled_lake_relabels_reads_not_files(tmp_path):
     assert view.read_table([batch], columns=["IN_BYTES"]).equals(lake.read_table([batch], columns=["IN_BYTES"]))
     assert view.verdict_batches() == [batch] and lake.read_flows([batch])["Label"].isna().all()
     assert (tmp_path / "lake" / "flows").joinpath(f"batch={batch}", "part-00000.parquet").read_bytes() == before
+
+
+@pytest.mark.slow  # fine-tunes the session's tiny model
+def test_verdict_refresh_weights_and_guards_the_verdict_flows(tmp_path, tiny_lake, tiny_model):
+    import shutil
+
+    from flowhawk.lake.store import Lake
+    from flowhawk.model.refresh import RefreshConfig, refresh_model
+    from flowhawk.model.registry import Registry, data_manifest
+    from flowhawk.reports.verdict_lake import VerdictLabelledLake
+
+    lake = Lake(shutil.copytree(tiny_lake, tmp_path / "lake"))
+    registry = Registry(tmp_path / "models")
+    registry.promote(registry.save(tiny_model, data=data_manifest(lake, ["b1"]), export=False))
+    batch, _, _, analyst = _reported_pcap_batch(lake, tmp_path / "c.pcap")
+    VerdictStore(lake.root).add_verdict("incident", analyst.incidents["incident_id"].iloc[0], "false_positive", "eve")
+    view = VerdictLabelledLake(lake.root)
+    keys = view.verdict_keys()
+    assert list(keys.columns) == ["batch_id", "source_file", "flow_index"] and len(keys) == 2
+    config = RefreshConfig(replay_rows=150, epochs=1, block_rows=32, verdict_weight=5, verdict_tolerance=1.0)
+    result = refresh_model(registry, view, [batch], config)
+    assert result.sizes["verdict_train"] == 2 and result.sizes["new_train"] == 2  # only the verdicts label batch
+    for name in ("current", "candidate"):
+        checked = result.checks[name]["verdicts"]
+        assert checked["n"] == 2 and checked["missed_confirmed"] == 0
+        assert checked["wrong"] == checked["flagged_false_positive"] in (0, 1, 2)
+    assert "verdicts contradicted" in result.reason and "benign flagged" in result.reason
+    shown = registry.show(result.version)["data"]["refresh"]["config"]
+    assert shown["verdict_weight"] == 5 and set(result.comparison["candidate"]) <= {"all", "old", "new"}
 
 
 def test_verdict_refresh_without_verdicts_is_a_one_line_error(tmp_path, capsys):

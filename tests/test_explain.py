@@ -38,10 +38,11 @@ def trained():
     return train_model(one_field_flows(), config)
 
 
-def test_top_feature_is_the_only_field_that_differs(trained):
+@pytest.mark.parametrize("reference", ["sampled", "mean"])
+def test_top_feature_is_the_only_field_that_differs(trained, reference):
     flows = one_field_flows(seed=1)
     scores = score_frame(trained, flows)
-    explained = explain_supervised(trained, flows, scores)
+    explained = explain_supervised(trained, flows, scores, reference=reference)
     anomalous = scores["is_anomaly"].to_numpy()
     assert anomalous.sum() > 200
     assert explained["reason"][~anomalous].isna().all() and explained["reason"][anomalous].notna().all()
@@ -51,6 +52,21 @@ def test_top_feature_is_the_only_field_that_differs(trained):
     hit = next(t for t in tops if t["feature"] == "TCP_FLAGS")
     assert hit["observed"] == 2 and hit["expected"] == 27 and hit["weight"] > 0
     assert "TCP_FLAGS 2 (normal 27)" in explained["reason"][anomalous].iloc[0]
+
+
+def test_sampled_reference_is_seeded_and_validated(trained):
+    flows = one_field_flows(seed=3)
+    scores = score_frame(trained, flows)
+    sampled = {"reference": "sampled", "samples": 2}
+    once = explain_supervised(trained, flows, scores, seed=5, **sampled)
+    assert once.equals(explain_supervised(trained, flows, scores, seed=5, **sampled))
+    other = explain_supervised(trained, flows, scores, seed=6, **sampled)["explanation"].dropna().map(json.loads)
+    weights = [t["weight"] for e in once["explanation"].dropna().map(json.loads) for t in e["top"]]
+    assert weights != [t["weight"] for e in other for t in e["top"]]  # other benign draws, other weights
+    with pytest.raises(ValueError, match="reference must be one of"):
+        explain_supervised(trained, flows, scores, reference="zero")
+    with pytest.raises(ValueError, match=r"samples must be an integer in \[1, 64\]"):
+        explain_supervised(trained, flows, scores, samples=0)
 
 
 def test_cap_explains_every_source_first(trained):

@@ -8,7 +8,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from flowhawk.model.refresh import RefreshConfig, RefreshError, refresh_model, row_roles
+from flowhawk.model.refresh import (
+    TRAIN,
+    RefreshConfig,
+    RefreshError,
+    VerdictSource,
+    prepare_refresh,
+    refresh_model,
+    row_roles,
+)
+from flowhawk.model.refresh_guard import decide_promotion
 from flowhawk.model.registry import Registry, data_manifest
 from tests.helpers import ingest_frame, make_flows
 
@@ -81,6 +90,10 @@ def test_refresh_refuses_without_new_data_and_validates_config(setup):
         RefreshConfig(replay_rows=-1)
     with pytest.raises(ValueError, match=r"RefreshConfig\.metric"):
         RefreshConfig(metric="accuracy")
+    with pytest.raises(ValueError, match=r"RefreshConfig\.verdict_weight: must be an integer in \[1, 10000\]"):
+        RefreshConfig(verdict_weight=0)
+    with pytest.raises(ValueError, match=r"RefreshConfig\.benign_alert_tolerance"):
+        RefreshConfig(benign_alert_tolerance=1.5)
 
 
 def test_row_roles_are_stable_and_proportional():
@@ -125,8 +138,6 @@ def test_cli_train_evaluate_refresh(tmp_path, capsys, tiny_lake):
 
 
 def test_guard_thresholds_and_metric_choice():
-    from flowhawk.model.refresh import decide_promotion
-
     def comparison(cur_all, cand_all, cur_old, cand_old, macro=(0.93, 0.91)):
         part = lambda f1, m: {"f1": f1, "macro_f1": m, "n": 100}  # noqa: E731
         return {"current": {"all": part(cur_all, macro[0]), "old": part(cur_old, macro[0])},
@@ -145,3 +156,68 @@ def test_guard_thresholds_and_metric_choice():
                                   RefreshConfig(metric="macro_f1"))
     assert not ok and reason.startswith("rejected: held-out macro_f1 0.9100 vs current 0.9300")
     assert not decide_promotion(comparison(0.9, 0.9, 0.9, 0.9), "multiclass", config)[0]  # auto -> macro-F1
+
+
+def _guarded(benign: tuple[int, int], verdicts: tuple[int, int] | None, n_verdicts: int = 10) -> tuple[dict, dict]:
+    """``compare``'s two results where both models tie on F1, with (current, candidate) false alerts on 200
+    held-out benign flows and (current, candidate) verdict-labelled flows got wrong."""
+    part = {"f1": 0.95, "macro_f1": 0.95, "n": 1000}
+    comparison, checks = {}, {}
+    for i, name in enumerate(("current", "candidate")):
+        comparison[name] = {"all": part, "old": part}
+        checks[name] = {"benign_alerts": {"n": 200, "flagged": benign[i]}}
+        if verdicts is not None:
+            checks[name]["verdicts"] = {"n": n_verdicts, "wrong": verdicts[i]}
+    return comparison, checks
+
+
+def _guard(benign: tuple[int, int], verdicts: tuple[int, int] | None, config: RefreshConfig) -> tuple[bool, str]:
+    comparison, checks = _guarded(benign, verdicts)
+    return decide_promotion(comparison, "binary", config, checks)
+
+
+def test_guard_counts_false_alerts_on_benign_flows_and_verdicts():
+    config = RefreshConfig()
+    ok, reason = _guard((3, 3), (6, 0), config)
+    assert ok and reason.endswith("benign flagged 3 vs 3 of 200; verdicts contradicted 0 vs 6 of 10"), reason
+    ok, reason = _guard((3, 4), (6, 0), config)  # F1 ties, one more false alert
+    assert not ok and reason.endswith("more false alerts on held-out benign flows than 3"), reason
+    assert _guard((3, 4), (6, 0), RefreshConfig(benign_alert_tolerance=0.005))[0]
+    ok, reason = _guard((3, 2), (6, 1), config)  # still alerts on a marked flow
+    assert not ok and reason.endswith("verdicts contradicted 1 vs 6 of 10: contradicts more analyst verdicts than 0")
+    assert _guard((3, 2), (6, 1), RefreshConfig(verdict_tolerance=0.1))[0]
+    # a tolerance never lets a candidate respect the verdicts less than the current model does
+    assert not _guard((3, 2), (0, 1), RefreshConfig(verdict_tolerance=0.5))[0]
+    assert _guard((3, 3), None, config)[0]  # no verdicts: the term is skipped
+
+
+class _Marked:
+    """A ``VerdictSource``: the protocol ``refresh_model`` recognises a verdict-labelled lake by."""
+
+    def verdict_keys(self):
+        return None
+
+
+def test_verdict_rows_are_trained_weighted_and_never_held_out(tiny_model):
+    old = make_flows(400, seed=1)
+    new = make_flows(400, seed=2, t0=1_700_001_000_000)
+    for frame, sha in ((old, "aa"), (new, "bb")):
+        frame["source_sha256"], frame["flow_index"] = sha * 32, np.arange(len(frame))
+    marked = np.zeros(len(new), bool)
+    marked[::40] = True  # 10 flows an analyst labelled
+    config = RefreshConfig(replay_rows=200, block_rows=32, verdict_weight=7, holdout_fraction=0.3)
+    assert (row_roles(new, config)[marked] != TRAIN).any()  # their hash roles would hold some out
+    _, prep, origin, verdicts = prepare_refresh(tiny_model, old, new, config, marked)
+    assert len(verdicts) == 10 and (origin[verdicts] == 1).all()
+    first_new = int(np.flatnonzero(origin == 1)[0])
+    np.testing.assert_array_equal(verdicts - first_new, np.flatnonzero(marked))
+    assert not np.isin(verdicts, prep.split.test).any()
+    train, val = np.bincount(prep.train_rows, minlength=len(origin)), np.bincount(prep.split.val, minlength=len(origin))
+    assert (train[verdicts] == 7).all() and (val[verdicts] == 7).all()  # weight 7 in the loss and the threshold
+    others = np.setdiff1d(np.arange(len(origin)), verdicts)
+    assert train[others].max() == 1 and val[others].max() == 1
+    _, plain, _, none = prepare_refresh(tiny_model, old, new, config)  # the same frame without verdicts
+    assert len(none) == 0 and len(plain.train_rows) == len(plain.split.train)
+    np.testing.assert_array_equal(np.unique(prep.split.train), np.union1d(plain.split.train, verdicts))
+    np.testing.assert_array_equal(prep.split.test, np.setdiff1d(plain.split.test, verdicts))
+    assert isinstance(_Marked(), VerdictSource) and not isinstance(object(), VerdictSource)
