@@ -103,7 +103,7 @@ def main() -> None:
                 locals_, remotes = [], []
                 for r in range(args.rounds):  # alternate, each run on a fresh lake and working copy
                     shutil.copytree(models, work / f"local-models-{r}")
-                    env = {**os.environ, "FLOWHAWK_CACHE": str(work / f"cache-writer-{r}")}
+                    env = dict(os.environ)  # the usual cache root: compiled kernels; URLs differ per round
                     locals_.append(_backfill(captures, str(work / f"local-lake-{r}"), str(work / f"local-models-{r}"),
                                              env))
                     remotes.append(_backfill(captures, f"s3://bench/lake{r}", "s3://bench/models", env))

@@ -7,8 +7,9 @@ import argparse
 import os
 from pathlib import Path
 
-from flowhawk.common.config import DATA_ROOT, DEFAULT_CACHE, ENV_CACHE, ENV_PATHS
+from flowhawk.common.config import DATA_ROOT, ENV_PATHS, STORES_DIR
 from flowhawk.common.objectstore import resolve_location
+from flowhawk.model.kernels.build import cache_root_from_env
 
 HELP = {"inbox": "inbox folder", "lake": "lake root: a folder or s3://bucket/prefix",
         "models": "model registry root: a folder or s3://bucket/prefix"}
@@ -23,11 +24,12 @@ def add_path_options(parser: argparse.ArgumentParser, *names: str) -> None:
 
 def resolve_path(args: argparse.Namespace, name: str) -> Path:
     """Option, then environment variable, then ./flowhawk-data/<name>; made absolute. An ``s3://`` lake or
-    registry resolves to its local working copy (under FLOWHAWK_CACHE, default ~/.cache/flowhawk/stores)."""
+    registry resolves to its local working copy (under <cache root>/stores: FLOWHAWK_CACHE, else
+    ~/.cache/flowhawk, as for the kernels)."""
     value = getattr(args, name, None) or os.environ.get(ENV_PATHS[name]) or DATA_ROOT / name
     if name == "inbox" and "://" in str(value):
         raise SystemExit(f"--inbox {value}: the inbox is a local folder (captures arrive on this machine)")
-    return resolve_location(value, Path(os.environ.get(ENV_CACHE) or DEFAULT_CACHE))
+    return resolve_location(value, cache_root_from_env(os.environ) / STORES_DIR)
 
 
 def resolve_paths(args: argparse.Namespace,

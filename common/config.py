@@ -23,6 +23,6 @@ def config_from_mapping(cls: type[T], values: Mapping[str, object]) -> T:
 # variables that say otherwise. Read only by the CLI (cli/paths.py) and the flows' parameter defaults.
 DATA_ROOT = Path("flowhawk-data")
 ENV_PATHS = {"inbox": "FLOWHAWK_INBOX", "lake": "FLOWHAWK_LAKE", "models": "FLOWHAWK_MODELS"}
-# Working copies of object-store lakes and registries (``--lake s3://...``): FLOWHAWK_CACHE, else this folder.
-ENV_CACHE = "FLOWHAWK_CACHE"
-DEFAULT_CACHE = Path("~/.cache/flowhawk/stores")
+# Working copies of object-store lakes and registries (``--lake s3://...``) live in this folder of the cache root
+# (FLOWHAWK_CACHE, else $XDG_CACHE_HOME/flowhawk, else ~/.cache/flowhawk: model.kernels.cache_root_from_env).
+STORES_DIR = "stores"

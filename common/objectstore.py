@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import shutil
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,8 +32,11 @@ import pyarrow.fs as pafs
 
 from flowhawk.common.files import atomic_path, atomic_write_bytes, atomic_write_json, replace_dir, tmp_sibling
 
+log = logging.getLogger(__name__)
+
 SCHEMES = ("s3",)
 REMOTE_FILE = ".remote.json"
+STORE_ID = ".flowhawk-store.json"  # at the URL: the store's identity (hidden from unit listings: a '.' name)
 CHUNK = 8 << 20
 STALE_UPLOAD_S = 3600.0  # an uncommitted unit younger than this may belong to a push in progress
 
@@ -122,13 +127,30 @@ class ObjectStore:
 
 
 def working_copy(url: str, cache_root: Path) -> Path:
-    """The local working copy of ``url`` under ``cache_root`` (created and bound on first use)."""
+    """The local working copy of ``url`` under ``cache_root`` (created and bound on first use).
+
+    The store carries an identity (``.flowhawk-store.json``, created by the first user). A working copy made for
+    another identity (the bucket was emptied or recreated since) is stale: it is discarded, so that nothing of
+    the old store is read, or pushed into the new one, from it."""
     store = ObjectStore(url)  # fails here, with the URL, when it is not usable
+    ident = _store_identity(store)
     folder = Path(cache_root).expanduser().resolve() / hashlib.sha256(store.url.encode()).hexdigest()[:16]
+    binding = folder / REMOTE_FILE
+    if binding.is_file() and json.loads(binding.read_text(encoding="utf-8")).get("store_id") != ident:
+        log.warning("%s: working copy %s belongs to an earlier store at this URL; discarded", store.url, folder)
+        shutil.rmtree(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    if not (folder / REMOTE_FILE).is_file():
-        atomic_write_json(folder / REMOTE_FILE, {"url": store.url})
+    if not binding.is_file():
+        atomic_write_json(binding, {"url": store.url, "store_id": ident})
     return folder
+
+
+def _store_identity(store: ObjectStore) -> str:
+    try:
+        return json.loads(store.read_bytes(STORE_ID))["id"]
+    except FileNotFoundError:
+        store.write_bytes(STORE_ID, json.dumps({"id": uuid.uuid4().hex}).encode())
+        return json.loads(store.read_bytes(STORE_ID))["id"]  # two first users at once: the last PUT won
 
 
 class Mirror:

@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from flowhawk.common.config import DATA_ROOT, DEFAULT_CACHE, ENV_CACHE
+from flowhawk.common.config import DATA_ROOT, STORES_DIR
 from flowhawk.common.objectstore import resolve_location
 from flowhawk.model.baselines import BaselineConfig
 from flowhawk.model.config import BASELINES as BASELINE_NAMES
@@ -32,8 +32,8 @@ Location = str | Path  # a lake or registry: a folder, or s3://bucket/prefix (st
 
 def local_root(location: Location) -> Path:
     """The folder a flow works in for ``location``: the local working copy of an ``s3://`` URL (under
-    FLOWHAWK_CACHE, default ~/.cache/flowhawk/stores), or the folder made absolute."""
-    return resolve_location(location, Path(os.environ.get(ENV_CACHE) or DEFAULT_CACHE))
+    <cache root>/stores: FLOWHAWK_CACHE, else ~/.cache/flowhawk), or the folder made absolute."""
+    return resolve_location(location, cache_root_from_env(os.environ) / STORES_DIR)
 
 
 class _Frozen(BaseModel):

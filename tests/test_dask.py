@@ -133,7 +133,7 @@ def test_backfill_on_a_local_cluster_with_the_lake_and_registry_on_s3(trained, s
     dask.config.set({"distributed.worker.daemon": False})  # nfstream's meter is a child process
     rows = backfill.with_options(task_runner=runner)(captures[:2], lake=lake_url, models=models_url)
     assert [r["status"] for r in rows] == ["ingested", "ingested"], rows
-    assert list((tmp_path / "workers").glob("*/flows/batch=*")), "the workers did not write their own working copy"
+    assert list((tmp_path / "workers" / "stores").glob("*/flows/batch=*")), "the workers wrote no working copy"
     check = Lake(working_copy(lake_url, tmp_path / "check"))
     check.read_table()  # pulls the committed batches
     assert len(reported_batches(check.reports_dir)) == 2

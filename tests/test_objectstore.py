@@ -211,3 +211,16 @@ def test_process_inbox_and_refresh_on_s3(s3, tmp_path, monkeypatch, prefect_harn
     assert Registry(working_copy(models_url, tmp_path / "third")).versions() == ["v0001", refreshed.version]
     shown = setup.show(refreshed.version)
     assert shown["data"]["lake"] == lake_url and shown["manifest"]["parent"] == "v0001"
+
+
+def test_working_copy_of_an_emptied_store_is_discarded_not_pushed_back(s3, tmp_path):
+    _, bucket = s3
+    url = f"s3://{bucket}/lake"
+    local = working_copy(url, tmp_path / "A")
+    ingest_frame(local, make_flows(100, seed=4), "b1")
+    store = ObjectStore(url)
+    store.delete([e.rel for e in store.list()])  # the bucket emptied (or recreated), its identity too
+    again = Lake(working_copy(url, tmp_path / "A"))
+    assert again.root == local and not again.batch_dir("b1").exists()
+    again.cleanup()
+    assert again.batches() == [] and store.list("flows") == []
