@@ -47,6 +47,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=int, default=None, help="epochs when a first model is trained")
     p.add_argument("--refresh-after", type=int, default=3, metavar="N",
                    help="refresh the model once N new labelled batches arrived (0: never; default 3)")
+    p.add_argument("--novelty-refresh-after", type=int, default=10, metavar="N",
+                   help="refresh the novelty model once N batches are new to it, sooner when one drifted (0: never; "
+                        "default 10)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     dask_option(p)
     p.set_defaults(func=run_process_inbox)
@@ -137,14 +140,15 @@ def run_process_inbox(args: argparse.Namespace) -> int:
         return 2
     configured = prefect_env()
     from flowhawk.flows.inbox_flow import process_inbox
-    from flowhawk.flows.params import InboxOptions, RefreshOptions, TrainOptions
+    from flowhawk.flows.params import InboxOptions, NoveltyOptions, RefreshOptions, TrainOptions
 
     try:
         train = TrainOptions(**{k: v for k, v in (("epochs", args.epochs), ("split", getattr(args, "split", None)))
                                 if v is not None})
         refresh = RefreshOptions(after_labelled_batches=getattr(args, "refresh_after", 3))
+        novelty = NoveltyOptions(refresh_after_batches=getattr(args, "novelty_refresh_after", 10))
         options = InboxOptions(settle_seconds=args.settle_seconds, max_files=getattr(args, "max_files", 100),
-                               train=train, refresh=refresh)
+                               train=train, refresh=refresh, novelty=novelty)
         flow_obj = with_runner(process_inbox, getattr(args, "dask", None))
     except ValueError as exc:
         print(f"flowhawk process-inbox: {exc}", file=sys.stderr)

@@ -7,7 +7,7 @@ import argparse
 import os
 from pathlib import Path
 
-from flowhawk.common.config import DATA_ROOT, ENV_PATHS, STORES_DIR
+from flowhawk.common.config import DATA_ROOT, ENV_PATHS, stores_root
 from flowhawk.common.objectstore import resolve_location
 from flowhawk.model.kernels.build import cache_root_from_env
 
@@ -24,12 +24,12 @@ def add_path_options(parser: argparse.ArgumentParser, *names: str) -> None:
 
 def resolve_path(args: argparse.Namespace, name: str) -> Path:
     """Option, then environment variable, then ./flowhawk-data/<name>; made absolute. An ``s3://`` lake or
-    registry resolves to its local working copy (under <cache root>/stores: FLOWHAWK_CACHE, else
-    ~/.cache/flowhawk, as for the kernels)."""
+    registry resolves to its local working copy (under FLOWHAWK_STORE_CACHE, else <cache root>/stores beside
+    the kernels: FLOWHAWK_CACHE, else ~/.cache/flowhawk)."""
     value = getattr(args, name, None) or os.environ.get(ENV_PATHS[name]) or DATA_ROOT / name
     if name == "inbox" and "://" in str(value):
         raise SystemExit(f"--inbox {value}: the inbox is a local folder (captures arrive on this machine)")
-    return resolve_location(value, cache_root_from_env(os.environ) / STORES_DIR)
+    return resolve_location(value, stores_root(os.environ, cache_root_from_env(os.environ)))
 
 
 def resolve_paths(args: argparse.Namespace,

@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 from prefect import get_run_logger, task
 
-from flowhawk.flows.params import Location, local_root, use_kernel_cache_from_env
+from flowhawk.flows.params import Location, local_root, use_kernel_settings_from_env
 from flowhawk.flows.tasks import (
     MEMORY_TASK,
     analyse_batch,
@@ -48,6 +48,7 @@ def _models(models: Path, version: str | None, novelty_version: str | None
 @task(name="warm-model", **MEMORY_TASK)
 def warm_model(models: Location, version: str) -> str:
     """Load ``version`` into this process's model cache (so scoring finds it ready); returns the version."""
+    use_kernel_settings_from_env()  # before any network is built: a Dask worker's thread count
     _models(local_root(models), version, None)
     return version
 
@@ -60,7 +61,7 @@ def score_and_report(lake: Location, models: Location, version: str | None, nove
     ``novelty_version`` (none: the batch is reported unscored, "baselining"), explain the anomalies, build
     incidents and update the host table, and write the report ``<lake>/reports/batch=<batch_id>/``; returns
     its summary (with ``paths``)."""
-    use_kernel_cache_from_env()  # a Dask worker is a process of its own
+    use_kernel_settings_from_env()  # a Dask worker is a process of its own
     lake, models = local_root(lake), local_root(models)  # an s3:// URL: this worker's own working copy
     config = config or AnalystConfig()
     seconds = dict(timings or {})

@@ -20,7 +20,7 @@ from flowhawk.flows.params import (
     InboxOptions,
     Location,
     local_root,
-    use_kernel_cache_from_env,
+    use_kernel_settings_from_env,
 )
 from flowhawk.flows.score_flow import score_batch
 from flowhawk.flows.tasks import (
@@ -32,6 +32,7 @@ from flowhawk.flows.tasks import (
     current_novelty,
     finish_claim,
     labelled_batches,
+    refresh_novelty,
     report_exists,
     timed,
 )
@@ -44,11 +45,12 @@ def process_inbox(inbox: Path = DEFAULT_INBOX, lake: Location = DEFAULT_LAKE, mo
                   options: InboxOptions = DEFAULT_INBOX_OPTIONS) -> dict[str, Any]:
     """Claim new files of ``inbox`` (and batches abandoned by killed runs), ingest them into ``lake``, train
     a first model when there is none and labels are available, score and report each batch, then move its
-    files to ``done/`` or ``quarantine/``. Refreshes the model when enough new labelled batches arrived.
-    ``lake`` / ``models`` may be ``s3://`` URLs: the tasks a Dask cluster runs get the URL, so a worker on another
-    machine works in its own working copy."""
+    files to ``done/`` or ``quarantine/``. Refreshes the model when enough new labelled batches arrived, and the
+    novelty model when enough batches are new to it (or one drifted). ``lake`` / ``models`` may be ``s3://``
+    URLs: the tasks a Dask cluster runs get the URL, so a worker on another machine works in its own working
+    copy."""
     logger = get_run_logger()
-    use_kernel_cache_from_env()
+    use_kernel_settings_from_env()
     batches: list[dict[str, Any]] = []
     while len(batches) < options.max_batches:
         t0 = time.perf_counter()
@@ -67,7 +69,8 @@ def process_inbox(inbox: Path = DEFAULT_INBOX, lake: Location = DEFAULT_LAKE, mo
     if not batches:
         logger.info("inbox %s: nothing to do", inbox)
     refreshed = _maybe_refresh(local_root(lake), local_root(models), options)
-    return {"batches": batches, "refresh": refreshed}
+    return {"batches": batches, "refresh": refreshed,
+            "novelty_refresh": _maybe_refresh_baseline(local_root(lake), local_root(models), options, batches)}
 
 
 def _process_claim(claim: Any, inbox: Path, location: Location, registry: Location, options: InboxOptions,
@@ -109,7 +112,7 @@ def _process_claim(claim: Any, inbox: Path, location: Location, registry: Locati
                              baselining=state is not None, notify_block=options.notify_block)
     finish_claim(inbox, claim, outcomes)
     return {**record, "status": "reported" if state is None else "baselining", "report": summary["paths"],
-            "flows": summary["flows"], "anomalies": summary["anomalies"]}
+            "flows": summary["flows"], "anomalies": summary["anomalies"], "drift": summary.get("drift")}
 
 
 def _model_state(claim: Any, lake: Path, models: Path, options: InboxOptions, seconds: dict[str, float]
@@ -161,3 +164,24 @@ def _maybe_refresh(lake: Path, models: Path, options: InboxOptions) -> dict[str,
         get_run_logger().warning("refresh of %s failed: %s", version, state.message)
         return {"error": state.message}
     return state.result()
+
+
+def _maybe_refresh_baseline(lake: Path, models: Path, options: InboxOptions, batches: list[dict[str, Any]]
+                            ) -> dict[str, Any] | None:
+    """Keep the label-free baseline current (``NoveltyOptions.refresh_after_batches`` / ``refresh_on_drift``).
+    Like the supervised refresh, a failure is logged and does not fail the run."""
+    novelty = options.novelty
+    drifted = novelty.refresh_on_drift and any((b.get("drift") or {}).get("refresh_recommended") for b in batches)
+    state = refresh_novelty(lake, models, novelty.to_novelty_config(), novelty.refresh_after_batches, drifted,
+                            return_state=True)
+    if not state.is_completed():
+        get_run_logger().warning("novelty refresh failed: %s", state.message)
+        return {"error": state.message}
+    result = state.result()
+    if result is None:
+        return None
+    get_run_logger().info("novelty refresh on %d batch(es)%s: %s %s (%s)", len(result.new_batches),
+                          " (drift)" if drifted else "", result.version,
+                          "promoted" if result.promoted else "kept as candidate", result.reason)
+    return {"version": result.version, "parent": result.parent, "promoted": result.promoted, "reason": result.reason,
+            "new_batches": result.new_batches, "sizes": result.sizes, "drift_triggered": drifted}

@@ -16,7 +16,7 @@ from flowhawk.flows.params import (
     RefreshOptions,
     TrainOptions,
     local_root,
-    use_kernel_cache_from_env,
+    use_kernel_settings_from_env,
 )
 from flowhawk.flows.tasks import first_model, refresh, train_register
 from flowhawk.model.refresh import RefreshResult
@@ -35,7 +35,7 @@ def train_model(lake: Location = DEFAULT_LAKE, models: Location = DEFAULT_MODELS
     inbox's first-model rule). Returns version, metrics, batches."""
     lake, models = local_root(lake), local_root(models)
     logger = get_run_logger()
-    use_kernel_cache_from_env()
+    use_kernel_settings_from_env()
     config = options.to_train_config()
     progress = create_progress_artifact(0.0, description=f"training ({config.epochs} epochs max)")
     if only_if_no_model:
@@ -63,7 +63,7 @@ def refresh_model(lake: Location = DEFAULT_LAKE, models: Location = DEFAULT_MODE
     The candidate is kept in the registry either way, with the decision as its reason."""
     lake, models = local_root(lake), local_root(models)
     logger = get_run_logger()
-    use_kernel_cache_from_env()
+    use_kernel_settings_from_env()
     result = refresh(models, lake, new_batches, options.to_refresh_config())
     logger.info("refresh of %s on %d new batch(es) -> %s: %s", result.parent, len(result.new_batches),
                 result.version, result.reason)

@@ -12,13 +12,14 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from flowhawk.common.config import DATA_ROOT, STORES_DIR
+from flowhawk.common.config import DATA_ROOT, stores_root
 from flowhawk.common.objectstore import resolve_location
 from flowhawk.model.baselines import BaselineConfig
 from flowhawk.model.config import BASELINES as BASELINE_NAMES
 from flowhawk.model.config import TrainConfig
 from flowhawk.model.kernels import use_kernel_cache
 from flowhawk.model.kernels.build import KernelCache, cache_root_from_env
+from flowhawk.model.network import set_threads
 from flowhawk.model.novelty_config import NoveltyConfig
 from flowhawk.model.novelty_guard import GuardConfig
 from flowhawk.model.novelty_lifecycle import DEFAULT_BASELINE_FLOWS
@@ -27,13 +28,14 @@ from flowhawk.model.refresh import RefreshConfig
 DEFAULT_INBOX = DATA_ROOT / "inbox"
 DEFAULT_LAKE = DATA_ROOT / "lake"
 DEFAULT_MODELS = DATA_ROOT / "models"
+KERNEL_THREADS_ENV = "FLOWHAWK_KERNEL_THREADS"
 Location = str | Path  # a lake or registry: a folder, or s3://bucket/prefix (str first: pydantic keeps URLs whole)
 
 
 def local_root(location: Location) -> Path:
     """The folder a flow works in for ``location``: the local working copy of an ``s3://`` URL (under
-    <cache root>/stores: FLOWHAWK_CACHE, else ~/.cache/flowhawk), or the folder made absolute."""
-    return resolve_location(location, cache_root_from_env(os.environ) / STORES_DIR)
+    FLOWHAWK_STORE_CACHE, else <cache root>/stores), or the folder made absolute."""
+    return resolve_location(location, stores_root(os.environ, cache_root_from_env(os.environ)))
 
 
 class _Frozen(BaseModel):
@@ -105,6 +107,10 @@ class NoveltyOptions(_Frozen):
     guard_z: float = Field(_GUARD.z, ge=1, le=100, description="poisoning guard: baseline flows this many robust "
                            "standard deviations above the median error are left out before the final training")
     seed: int = Field(_NOVELTY.seed, ge=0)
+    refresh_after_batches: int = Field(10, ge=0, le=100_000,
+                                       description="refresh the novelty model once this many batches are new to it "
+                                                   "(poisoning guard and promotion guard apply; 0 = never by itself)")
+    refresh_on_drift: bool = Field(True, description="refresh sooner when a scored batch's drift recommends it")
 
     def to_novelty_config(self) -> NoveltyConfig:
         return NoveltyConfig(budget=self.budget, epochs=self.epochs, objective=self.objective, seed=self.seed)
@@ -131,10 +137,17 @@ class InboxOptions(_Frozen):
                                      "told of every batch with alerts; off by default")
 
 
-def use_kernel_cache_from_env() -> None:
-    """Point the fused kernels at FLOWHAWK_CACHE (then XDG_CACHE_HOME/flowhawk, ~/.cache/flowhawk): flow runs
-    started by ``flowhawk serve`` are processes of their own and would not see the CLI's setting."""
+def use_kernel_settings_from_env() -> None:
+    """The fused kernels' settings from the environment: the cache at FLOWHAWK_CACHE (then
+    XDG_CACHE_HOME/flowhawk, ~/.cache/flowhawk), and FLOWHAWK_KERNEL_THREADS threads when set (a Dask worker
+    gets its own thread count, ``runners.task_runner``, not the machine's cores). Flow runs started by
+    ``flowhawk serve`` and Dask workers are processes of their own and would not see the CLI's settings."""
     use_kernel_cache(KernelCache(cache_root_from_env(os.environ)))
+    threads = os.environ.get(KERNEL_THREADS_ENV)
+    if threads:
+        if not threads.isdigit() or not 1 <= int(threads) <= 256:
+            raise ValueError(f"{KERNEL_THREADS_ENV}={threads!r}: must be an integer in [1, 256]")
+        set_threads(int(threads))
 
 
 def paths_dict(inbox: Path | None = None, lake: Path | None = None, models: Path | None = None) -> dict[str, str]:

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
+from flowhawk.flows.params import KERNEL_THREADS_ENV
+
 LOCAL_THREADS = 2  # nfstream runs its own meter process per capture: two files at a time keep both cores busy
 _LOCAL = re.compile(r"^local(?::(\d+))?$")
 _ADDRESS = re.compile(r"^(tcp|tls)://[A-Za-z0-9.\-\[\]:]+:\d{1,5}$")
@@ -59,6 +61,7 @@ def task_runner(spec: DaskSpec | None) -> TaskRunner:
         return DaskTaskRunner(address=spec.address)
     # one thread per worker process: nfstream and MindSpore each use the worker's core; processes, not
     # threads, so that MindSpore graphs and nfstream meters never share an interpreter
+    # the fused kernels sized to the worker (one thread), not to the machine (params.use_kernel_settings_from_env)
     return DaskTaskRunner(cluster_class="distributed.LocalCluster",
                           cluster_kwargs={"n_workers": spec.workers, "threads_per_worker": 1, "processes": True,
-                                          "dashboard_address": None})
+                                          "dashboard_address": None, "env": {KERNEL_THREADS_ENV: "1"}})

@@ -16,7 +16,7 @@ from prefect.artifacts import (
 )
 
 from flowhawk.flows.batch_tasks import score_and_report
-from flowhawk.flows.params import DEFAULT_LAKE, DEFAULT_MODELS, Location, local_root, use_kernel_cache_from_env
+from flowhawk.flows.params import DEFAULT_LAKE, DEFAULT_MODELS, Location, local_root, use_kernel_settings_from_env
 from flowhawk.flows.tasks import (
     current_model,
     current_novelty,
@@ -50,7 +50,7 @@ def score_batch(batch_id: str, lake: Location = DEFAULT_LAKE, models: Location =
     location, registry = lake, models
     lake, models = local_root(lake), local_root(models)
     logger = get_run_logger()
-    use_kernel_cache_from_env()
+    use_kernel_settings_from_env()
     lake_batches = list(lake_batches or [batch_id])
     progress = create_progress_artifact(0.0, key=artifact_key("scoring", batch_id),
                                         description=f"scoring batch {batch_id}")

@@ -32,7 +32,13 @@ from flowhawk.model.lifecycle import TrainOutcome, ensure_first_model, train_and
 from flowhawk.model.novelty import score_novelty
 from flowhawk.model.novelty_config import NoveltyConfig
 from flowhawk.model.novelty_guard import GuardConfig
-from flowhawk.model.novelty_lifecycle import BaselineOutcome, ensure_baseline, novelty_registry
+from flowhawk.model.novelty_lifecycle import (
+    BaselineOutcome,
+    BaselineRefresh,
+    ensure_baseline,
+    maybe_refresh_baseline,
+    novelty_registry,
+)
 from flowhawk.model.novelty_store import TrainedNovelty
 from flowhawk.model.refresh import RefreshConfig, RefreshResult, refresh_model
 from flowhawk.model.registry import Registry
@@ -263,6 +269,13 @@ def baseline_step(lake: Path, models: Path, config: NoveltyConfig, guard: GuardC
                   min_flows: int) -> BaselineOutcome | None:
     """``model.novelty_lifecycle.ensure_baseline``: count the baseline, train the novelty model once complete."""
     return ensure_baseline(Lake(lake), novelty_registry(models), config, guard, min_flows)
+
+
+@task(name="refresh-novelty", **MEMORY_TASK)
+def refresh_novelty(lake: Path, models: Path, config: NoveltyConfig, after_batches: int,
+                    drifted: bool) -> BaselineRefresh | None:
+    """``model.novelty_lifecycle.maybe_refresh_baseline``: keep the baseline current (None: not time yet)."""
+    return maybe_refresh_baseline(Lake(lake), novelty_registry(models), config, after_batches, drifted)
 
 
 @task(name="score-novelty", **MEMORY_TASK)

@@ -160,3 +160,17 @@ def refresh_baseline(lake: Lake, registry: Registry, config: NoveltyConfig, new_
     if promote:
         registry.promote(version, reason="baseline refresh")
     return BaselineRefresh(version, current, promote, reason, new_batches, sizes, rates)
+
+
+def maybe_refresh_baseline(lake: Lake, registry: Registry, config: NoveltyConfig, after_batches: int,
+                           drifted: bool = False) -> BaselineRefresh | None:
+    """The inbox's rule: refresh the current novelty model once ``after_batches`` lake batches are new to it (and
+    to the candidates already tried from it, so a rejected candidate is not retried on the same batches), or as
+    soon as one is when a batch ``drifted`` (``drift``: refresh recommended). None when it is not time, or when
+    there is no novelty model or ``after_batches`` is 0 (automatic refresh off)."""
+    if after_batches < 1 or registry.current() is None:
+        return None
+    new = registry.batches_new_to_current(lake.batches())
+    if not new or (len(new) < after_batches and not drifted):
+        return None
+    return refresh_baseline(lake, registry, config, new)

@@ -104,7 +104,7 @@ def test_dask_spec_parsing():
 @pytest.mark.slow
 def test_backfill_on_a_local_cluster_with_the_lake_and_registry_on_s3(trained, s3, tmp_path, monkeypatch):
     """The lake and registry on the S3 server; the two Dask workers have a working copy of their own (another
-    FLOWHAWK_CACHE, as another machine would): same flow tables and scores as the thread pool on a local lake."""
+    FLOWHAWK_STORE_CACHE, as another machine would): same flow tables and scores as the thread pool on a local lake."""
     import dask
     from dask.distributed import LocalCluster
     from prefect_dask import DaskTaskRunner
@@ -125,17 +125,40 @@ def test_backfill_on_a_local_cluster_with_the_lake_and_registry_on_s3(trained, s
     code, out, err = _cli("backfill", *map(str, captures[:2]), "--lake", str(tmp_path / "local" / "lake"),
                           "--models", str(models))
     assert code == 0, out + err
-    monkeypatch.setenv("FLOWHAWK_CACHE", str(tmp_path / "runner"))
-    workers_env = {**server.env, "FLOWHAWK_CACHE": str(tmp_path / "workers"),
+    monkeypatch.setenv("FLOWHAWK_STORE_CACHE", str(tmp_path / "runner"))
+    workers_env = {**server.env, "FLOWHAWK_STORE_CACHE": str(tmp_path / "workers"),
                    "PREFECT_API_URL": os.environ["PREFECT_API_URL"]}
     runner = DaskTaskRunner(cluster_class=LocalCluster, cluster_kwargs={
         "n_workers": 2, "threads_per_worker": 1, "processes": True, "dashboard_address": None, "env": workers_env})
     dask.config.set({"distributed.worker.daemon": False})  # nfstream's meter is a child process
     rows = backfill.with_options(task_runner=runner)(captures[:2], lake=lake_url, models=models_url)
     assert [r["status"] for r in rows] == ["ingested", "ingested"], rows
-    assert list((tmp_path / "workers" / "stores").glob("*/flows/batch=*")), "the workers wrote no working copy"
+    assert list((tmp_path / "workers").glob("*/flows/batch=*")), "the workers wrote no working copy"
     check = Lake(working_copy(lake_url, tmp_path / "check"))
     check.read_table()  # pulls the committed batches
     assert len(reported_batches(check.reports_dir)) == 2
     assert _flow_tables(check.root) == _flow_tables(tmp_path / "local" / "lake")
     assert _scores(check.root) == _scores(tmp_path / "local" / "lake")
+
+
+def test_kernel_threads_sized_to_the_worker(monkeypatch, fused_kernels):
+    from flowhawk.flows.params import use_kernel_settings_from_env
+    from flowhawk.flows.runners import task_runner
+    from flowhawk.model.kernels import kernel_threads
+
+    assert task_runner(DaskSpec(workers=2)).cluster_kwargs["env"] == {"FLOWHAWK_KERNEL_THREADS": "1"}
+    try:
+        for value in ("1", "2"):
+            monkeypatch.setenv("FLOWHAWK_KERNEL_THREADS", value)
+            use_kernel_settings_from_env()
+            assert kernel_threads() == int(value)
+        for bad in ("0", "two", "999"):
+            monkeypatch.setenv("FLOWHAWK_KERNEL_THREADS", bad)
+            with pytest.raises(ValueError, match=r"FLOWHAWK_KERNEL_THREADS=.*\[1, 256\]"):
+                use_kernel_settings_from_env()
+    finally:
+        monkeypatch.delenv("FLOWHAWK_KERNEL_THREADS")
+        use_kernel_settings_from_env()
+        from flowhawk.model.network import set_threads
+
+        set_threads()  # back to the default budget for the rest of the session

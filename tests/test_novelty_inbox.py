@@ -36,7 +36,8 @@ def _summary(lake: Path, batch: str) -> dict:
 
 def test_unlabelled_inbox_baselines_then_scores_with_reasons(prefect_harness, tmp_path):
     inbox, lake, models = tmp_path / "inbox", tmp_path / "lake", tmp_path / "models"
-    options = InboxOptions(settle_seconds=0, novelty=NoveltyOptions(baseline_flows=800, epochs=3))
+    options = InboxOptions(settle_seconds=0, novelty=NoveltyOptions(baseline_flows=800, epochs=3,
+                                                                    refresh_after_batches=2, refresh_on_drift=False))
     _drop(inbox, "quiet1", 1, ())
     first = process_inbox(inbox, lake, models, options)["batches"]
     assert [b["status"] for b in first] == ["baselining"]
@@ -56,7 +57,9 @@ def test_unlabelled_inbox_baselines_then_scores_with_reasons(prefect_harness, tm
     assert novelty_registry(models).list()[0]["kind"] == "novelty"
 
     _drop(inbox, "scan", 3, ("portscan",))
-    third = process_inbox(inbox, lake, models, options)["batches"]
+    third_run = process_inbox(inbox, lake, models, options)
+    third = third_run["batches"]
+    assert third_run["novelty_refresh"] is None  # one batch new to the novelty model: not yet
     assert [b["status"] for b in third] == ["reported"]
     summary = _summary(lake, third[0]["batch_id"])
     assert summary["status"] == "scored" and summary["models"] == {"novelty": "reconstruct"}
@@ -70,3 +73,12 @@ def test_unlabelled_inbox_baselines_then_scores_with_reasons(prefect_harness, tm
     rate = table.groupby(table["IPV4_SRC_ADDR"] == "10.200.0.101")["is_anomaly"].mean()  # the scanner vs the rest
     assert rate[True] > 0.5 > rate[False], rate
     assert sorted(p.name for p in (inbox / "done").iterdir()) == sorted(b["batch_id"] for b in first + second + third)
+
+    # a second batch new to the novelty model: the baseline is refreshed; the scan's flagged flows stay out
+    _drop(inbox, "quiet3", 4, ())
+    refreshed = process_inbox(inbox, lake, models, options)["novelty_refresh"]
+    assert refreshed is not None and refreshed["parent"] == version, refreshed
+    assert len(refreshed["new_batches"]) == 2 and refreshed["sizes"]["new_left_out"] > 0
+    assert refreshed["version"] in novelty_registry(models).versions()
+    assert (novelty_registry(models).current() == refreshed["version"]) == refreshed["promoted"]
+    assert process_inbox(inbox, lake, models, options)["novelty_refresh"] is None  # nothing new since

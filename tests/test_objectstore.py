@@ -88,7 +88,7 @@ def test_batch_committed_locally_but_not_pushed_is_published_by_the_next_run(s3,
 
 
 def _cli(args: list[str], env: dict[str, str]) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "flowhawk.cli", *args], env=env, cwd=ROOT,
+    return subprocess.Popen([sys.executable, "-m", "flowhawk.cli", *args], env=env, cwd=ROOT, start_new_session=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -108,7 +108,7 @@ def test_two_writers_of_the_same_content_make_one_batch(s3, tmp_path):
     url = f"s3://{bucket}/lake"
     captures = _synth_captures(tmp_path / "in", 2, 3000)
     procs = [_cli(["ingest", *map(str, captures), "--lake", url],
-                  {**os.environ, **server.env, "FLOWHAWK_CACHE": str(tmp_path / f"cache{i}")}) for i in range(2)]
+                  {**os.environ, **server.env, "FLOWHAWK_STORE_CACHE": str(tmp_path / f"cache{i}")}) for i in range(2)]
     outputs = [p.communicate(timeout=300)[0] for p in procs]
     assert all(p.returncode == 0 for p in procs), outputs
     lake = Lake(working_copy(url, tmp_path / "reader"))
@@ -124,14 +124,14 @@ def test_sigkilled_writers_leave_nothing_visible_and_the_rerun_completes(s3, tmp
     captures = _synth_captures(tmp_path / "in", 3, 6000)
     store, landed = ObjectStore(url), []
     for i, delay in enumerate((0.0, 2.5, 4.0, 5.5, 7.0)):
-        env = {**os.environ, **server.env, "FLOWHAWK_CACHE": str(tmp_path / f"cache{i}")}
+        env = {**os.environ, **server.env, "FLOWHAWK_STORE_CACHE": str(tmp_path / f"cache{i}")}
         proc = _cli(["ingest", *map(str, captures), "--lake", url], env)
         landed.append(_kill_when(proc, store, delay))
         reader = Lake(working_copy(url, tmp_path / f"reader{i}"))
         for batch in reader.batches():  # whatever is visible is whole
             assert reader.dataset().count_rows() == reader.batch_manifest(batch)["rows"]
         assert reader.batches() == [] or len(reader.batch_manifest(reader.batches()[0])["files"]) == 3
-    env = {**os.environ, **server.env, "FLOWHAWK_CACHE": str(tmp_path / "final")}
+    env = {**os.environ, **server.env, "FLOWHAWK_STORE_CACHE": str(tmp_path / "final")}
     done = _cli(["ingest", *map(str, captures), "--lake", url], env)
     assert done.wait(timeout=300) == 0, done.stdout.read()
     lake = Lake(working_copy(url, tmp_path / "check"))
@@ -141,6 +141,12 @@ def test_sigkilled_writers_leave_nothing_visible_and_the_rerun_completes(s3, tmp
     assert {e.rel.split("/")[1] for e in store.list("flows")} == {f"batch={batch}"}, landed
 
 
+def _kill_group(proc: subprocess.Popen) -> None:
+    """SIGKILL the writer and its children (nfstream's meter processes), as a machine failure would."""
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
 def _kill_when(proc: subprocess.Popen, store: ObjectStore, delay: float) -> str:
     """SIGKILL ``proc``: as soon as a part is on the store without its manifest (a kill mid-push), else after
     ``delay`` seconds. Returns where the kill landed."""
@@ -148,12 +154,10 @@ def _kill_when(proc: subprocess.Popen, store: ObjectStore, delay: float) -> str:
     while proc.poll() is None:
         rels = [e.rel for e in store.list("flows")]
         if rels and not any(r.endswith(MANIFEST) for r in rels) and delay == 0.0:
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
+            _kill_group(proc)
             return "mid-push"
         if delay and time.monotonic() - started >= delay:
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
+            _kill_group(proc)
             return f"after {delay} s"
         time.sleep(0.02)
     return "finished"
@@ -194,7 +198,7 @@ def test_process_inbox_and_refresh_on_s3(s3, tmp_path, monkeypatch, prefect_harn
     setup.promote(setup.save(tiny_model, export=False))
     inbox = tmp_path / "inbox"
     _synth_captures(inbox, 1, 3000)
-    monkeypatch.setenv("FLOWHAWK_CACHE", str(tmp_path / "flow-cache"))
+    monkeypatch.setenv("FLOWHAWK_STORE_CACHE", str(tmp_path / "flow-cache"))
     result = process_inbox(inbox=inbox, lake=lake_url, models=models_url, options=InboxOptions(settle_seconds=0))
     [batch] = [b["batch_id"] for b in result["batches"] if b["status"] == "reported"]
     other = Lake(working_copy(lake_url, tmp_path / "other"))  # another machine

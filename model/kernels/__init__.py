@@ -32,7 +32,7 @@ from flowhawk.model.kernels.build import (
 
 __all__ = ["SLOWDOWN", "KernelBuild", "KernelBuildError", "KernelCache", "active_cache", "build_kernels",
            "cache_root_from_env", "find_kernels", "kernel_build", "kernel_library", "kernel_stats", "kernel_status",
-           "set_kernel_threads", "use_kernel_cache"]
+           "kernel_threads", "set_kernel_threads", "use_kernel_cache"]
 
 log = logging.getLogger(__name__)
 # benchmarks/results/net.md, run A (B=512, T=16): ms_unrolled (the fallback) vs ms_fused, windows/s
@@ -49,6 +49,7 @@ class _Active:
 
 
 _ACTIVE = _Active()
+_THREADS = [1]  # what flowhawk_set_threads last returned (the library's own default is 1)
 _LOCK = threading.Lock()  # two threads building networks at once: one compile, one warning
 
 
@@ -109,4 +110,9 @@ def set_kernel_threads(n: int) -> None:
     """Threads the fused kernels may use (2 = one per LSTM direction)."""
     lib = kernel_library()
     if lib is not None:
-        ctypes.CDLL(str(lib)).flowhawk_set_threads(int(n))
+        _THREADS[0] = int(ctypes.CDLL(str(lib)).flowhawk_set_threads(int(n)))
+
+
+def kernel_threads() -> int:
+    """The thread count last given to the fused kernels (1 until set)."""
+    return _THREADS[0]
