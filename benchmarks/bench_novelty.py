@@ -8,7 +8,8 @@ Sections (each prints Markdown and, with ``--out``, appends it):
 - ``iot23``: ``zeek/iot23/conn.log.calibration_90_10`` ordered by ts; baseline = benign rows of the first 70 %
   (``clean``) or all rows of it (``contaminated``); the whole log is scored in one pass (windows see history);
   evaluation = every row of the last 30 % plus every attack row. The ``issue`` split takes the first 70 % of the
-  log; the ``per-host`` split the first 70 % of each source host's flows (every host then has a baseline).
+  log; the ``per-host`` split the first 70 % of each source host's flows (every host then has a baseline). The
+  per-host and the contaminated cases also train with the poisoning guard, as ``flowhawk baseline`` does.
 - ``speed``: windows/s of ``score_frame`` (supervised detector) and ``score_novelty`` on the same synthetic frame.
 - ``memory``: peak RSS of scoring N synthetic flows with the novelty model, in a fresh subprocess.
 
@@ -180,7 +181,7 @@ def iot_case(frame: pd.DataFrame, split: str, case: str, epochs: int, seeds: int
     baseline = frame[early & ~attack] if case == "clean" else frame[early]
     evaluate = ~early | attack
     results = methods(baseline.drop(columns=["Label", "Attack"]), frame.drop(columns=["Label", "Attack"]), epochs,
-                      seeds, guarded=case == "contaminated", budget=budget)
+                      seeds, guarded=case == "contaminated" or split == "per-host", budget=budget)
     y = (frame["Label"] == 1).to_numpy()[evaluate]
     kinds = frame["Attack"].astype(str).to_numpy()[evaluate]
     attack_kinds = sorted(set(kinds[y]))
