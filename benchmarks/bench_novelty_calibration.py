@@ -115,7 +115,7 @@ def lab_seed(baseline: pd.DataFrame, target: pd.DataFrame, attack: np.ndarray, e
     features[flood] = trained.pipeline.transform(inputs)
     error = mean_tgt[flood][0]
     first, full = (np.median(mean_tgt[benign & (tgt.depth == 0)]), np.median(mean_tgt[benign & (tgt.depth >= 15)]))
-    row = (f"| {seed} | {cal.threshold:.3f} | {mean_ref.max():.3f} | {error:.3f} | "
+    row = (f"| {seed} | {cal.threshold:.3f} ({cal.tail_fraction:.1%}) | {mean_ref.max():.3f} | {error:.3f} | "
            f"{cal.tail_probability(mean_tgt[flood])[0]:.5f} | {int((mean_tgt[benign] >= error).sum())} | "
            f"{first:.3f} / {full:.3f} | {top_features(trained, tgt, features, flood[0])} |")
     return row, per_rule, per_budget
@@ -137,7 +137,8 @@ def lab(args: argparse.Namespace) -> str:
             by_budget.setdefault(b, []).append((fpr, flood))
     command = f"python benchmarks/bench_novelty_calibration.py lab --epochs {args.epochs} --seeds {args.seeds}"
     lines = [f"### Lab: the icmpflood flow and the threshold (`{command}`)", "",
-             "Mean rule = the shipped score. Columns: alert threshold (budget 0.001); largest error among the 428 "
+             "Mean rule = the shipped score. Columns: alert threshold (budget 0.001; the tail's share of the "
+             "holdout); largest error among the 428 "
              "held-out baseline flows; the icmpflood flow's error and tail probability; benign flows of the attack "
              "day scoring at least as high; median benign error of a host's first flow (a window of one flow) / of "
              "full windows; the flood's four largest feature errors (standardised observed -> expected "
