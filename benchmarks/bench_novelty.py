@@ -8,12 +8,14 @@ Sections (each prints Markdown and, with ``--out``, appends it):
 - ``iot23``: ``zeek/iot23/conn.log.calibration_90_10`` ordered by ts; baseline = benign rows of the first 70 %
   (``clean``) or all rows of it (``contaminated``); the whole log is scored in one pass (windows see history);
   evaluation = every row of the last 30 % plus every attack row. The ``issue`` split takes the first 70 % of the
-  log; the ``per-host`` split the first 70 % of each source host's flows (every host then has a baseline).
+  log; the ``per-host`` split the first 70 % of each source host's flows (every host then has a baseline). The
+  per-host and the contaminated cases also train with the poisoning guard, as ``flowhawk baseline`` does.
 - ``speed``: windows/s of ``score_frame`` (supervised detector) and ``score_novelty`` on the same synthetic frame.
 - ``memory``: peak RSS of scoring N synthetic flows with the novelty model, in a fresh subprocess.
 
 Usage (repo root): ``python benchmarks/bench_novelty.py lab|iot23|speed|memory [--epochs 40] [--flows N]
-[--cache /tmp] [--out benchmarks/results/novelty.md]``.
+[--cache /tmp] [--out benchmarks/results/novelty.md]``; ``iot23`` also takes ``--budget B`` (expected false alerts
+per flow, default 0.001) and ``--splits issue per-host`` (which splits to run, default both).
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 log = logging.getLogger("bench_novelty")
 LIMIT_MIB = 1.5 * 1024**3 / 2**20
+DEFAULT_BUDGET = 0.001
+SPLITS = ("issue", "per-host")
 
 
 def load_pcap(pcap: Path, labels: Path, cache: Path, name: str) -> pd.DataFrame:
@@ -60,8 +64,8 @@ def load_zeek(path: Path) -> pd.DataFrame:
     return frame.sort_values("FLOW_START_MILLISECONDS", kind="stable").reset_index(drop=True)
 
 
-def methods(baseline: pd.DataFrame, target: pd.DataFrame, epochs: int, seeds: int = 1, guarded: bool = False
-            ) -> dict[str, dict]:
+def methods(baseline: pd.DataFrame, target: pd.DataFrame, epochs: int, seeds: int = 1, guarded: bool = False,
+            budget: float = 0.001) -> dict[str, dict]:
     """{method: {"error": scores of target, "threshold": alert threshold, "p": tail probabilities, ...}}."""
     from flowhawk.model.novelty import score_novelty, train_novelty
     from flowhawk.model.novelty_baselines import UNSUPERVISED, fit_unsupervised, score_unsupervised
@@ -69,7 +73,7 @@ def methods(baseline: pd.DataFrame, target: pd.DataFrame, epochs: int, seeds: in
 
     out: dict[str, dict] = {}
     for objective, seed in ((o, s) for o in ("reconstruct", "predict") for s in range(seeds)):
-        trained = train_novelty(baseline, NoveltyConfig(objective=objective, epochs=epochs, seed=seed))
+        trained = train_novelty(baseline, NoveltyConfig(objective=objective, epochs=epochs, seed=seed, budget=budget))
         started = time.monotonic()
         scored = score_novelty(trained, target)
         out[f"novelty_{objective}" + (f" seed {seed}" if seed else "")] = {
@@ -80,7 +84,7 @@ def methods(baseline: pd.DataFrame, target: pd.DataFrame, epochs: int, seeds: in
     if guarded:
         from flowhawk.model.novelty_guard import train_guarded
 
-        trained, report, kept = train_guarded(baseline, NoveltyConfig(epochs=epochs))
+        trained, report, kept = train_guarded(baseline, NoveltyConfig(epochs=epochs, budget=budget))
         scored = score_novelty(trained, target)
         out["novelty_reconstruct + guard"] = {
             "error": scored["novelty_error"].to_numpy(), "p": scored["novelty_p"].to_numpy(),
@@ -168,7 +172,7 @@ def early_rows(frame: pd.DataFrame, split: str) -> np.ndarray:
     return rank < (size * 0.7).astype(np.int64)
 
 
-def iot_case(frame: pd.DataFrame, split: str, case: str, epochs: int, seeds: int) -> list[str]:
+def iot_case(frame: pd.DataFrame, split: str, case: str, epochs: int, seeds: int, budget: float) -> list[str]:
     early = early_rows(frame, split)
     attack = (frame["Label"] == 1).to_numpy()
     if case == "contaminated" and not (early & attack).any():
@@ -177,7 +181,7 @@ def iot_case(frame: pd.DataFrame, split: str, case: str, epochs: int, seeds: int
     baseline = frame[early & ~attack] if case == "clean" else frame[early]
     evaluate = ~early | attack
     results = methods(baseline.drop(columns=["Label", "Attack"]), frame.drop(columns=["Label", "Attack"]), epochs,
-                      seeds, guarded=case == "contaminated")
+                      seeds, guarded=case == "contaminated" or split == "per-host", budget=budget)
     y = (frame["Label"] == 1).to_numpy()[evaluate]
     kinds = frame["Attack"].astype(str).to_numpy()[evaluate]
     attack_kinds = sorted(set(kinds[y]))
@@ -206,17 +210,18 @@ def iot_case(frame: pd.DataFrame, split: str, case: str, epochs: int, seeds: int
 
 def iot23(args: argparse.Namespace) -> str:
     frame = load_zeek(DATA / "zeek/iot23/conn.log.calibration_90_10")
-    command = f"python benchmarks/bench_novelty.py iot23 --epochs {args.epochs} --seeds {args.seeds}"
+    command = (f"python benchmarks/bench_novelty.py iot23 --epochs {args.epochs} --seeds {args.seeds}"
+               + (f" --budget {args.budget}" if args.budget != DEFAULT_BUDGET else "")
+               + (f" --splits {' '.join(args.splits)}" if tuple(args.splits) != SPLITS else ""))
     lines = [f"### IoT-23 Zeek conn.log (`{command}`)", "",
              f"{len(frame):,} rows ordered by ts ({dict(frame['Attack'].value_counts())}). Flagged = calibrated "
-             "threshold (budget 0.001); the oracle column picks the threshold from the evaluation labels "
+             f"threshold (budget {args.budget}); the oracle column picks the threshold from the evaluation labels "
              "(98th percentile of benign scores) and is shown only to separate ranking from calibration.", ""]
     hosts = frame.assign(early=early_rows(frame, "issue")).groupby(["IPV4_SRC_ADDR", "early"])["Attack"]
     lines += ["Rows per source host, first 70 % (True) / last 30 % (False):", "",
               f"`{hosts.value_counts().to_dict()}`", ""]
-    for split, case in (("issue", "clean"), ("issue", "contaminated"), ("per-host", "clean"),
-                        ("per-host", "contaminated")):
-        lines += iot_case(frame, split, case, args.epochs, args.seeds)
+    for split, case in ((s, c) for s in args.splits for c in ("clean", "contaminated")):
+        lines += iot_case(frame, split, case, args.epochs, args.seeds, args.budget)
     return "\n".join(lines)
 
 
@@ -289,6 +294,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--flows", type=int, default=None)
     parser.add_argument("--seeds", type=int, default=1, help="train each novelty objective with seeds 0..N-1")
     parser.add_argument("--cache", type=Path, default=Path("/tmp"))
+    parser.add_argument("--budget", type=float, default=DEFAULT_BUDGET, help="iot23: expected false alerts per flow")
+    parser.add_argument("--splits", nargs="+", choices=SPLITS, default=list(SPLITS), help="iot23: which splits")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")

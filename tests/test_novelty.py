@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from flowhawk.model.calibration import TailCalibration
+from flowhawk.model.calibration import EPS, MAX_EXPECTED_ABOVE, TailCalibration, expected_above_max
 from flowhawk.model.features import FeaturePipeline
 from flowhawk.model.host_features import HOST_FEATURES, host_window_features, with_host_features
 from flowhawk.model.novelty_config import NoveltyConfig
@@ -89,6 +89,26 @@ def test_calibration_holds_budget_on_fresh_draws() -> None:
     assert TailCalibration.from_dict(json.loads(json.dumps(calibration.to_dict()))) == calibration
     with pytest.raises(ValueError, match="need >= 20"):
         TailCalibration.fit(reference[:5], budget=0.01)
+
+
+def _two_hosts(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Scores of a quiet host (80 %, errors ~0.02) and a noisy one (20 %, errors ~1), as on IoT-23."""
+    quiet = rng.random(n) < 0.8
+    return np.where(quiet, rng.lognormal(-4.0, 0.5, n), rng.lognormal(0.0, 1.0, n))
+
+
+def test_calibration_tail_start_is_tested_not_assumed() -> None:
+    rng = np.random.default_rng(1)
+    pareto = np.exp(rng.exponential(0.5, 2_000))  # log-scores exponential: the tail model holds from the 90th pct
+    assert TailCalibration.fit(pareto, budget=0.001).tail_fraction == 0.1
+    reference, fresh = _two_hosts(rng, 2_000), _two_hosts(rng, 400_000)
+    calibration = TailCalibration.fit(reference, budget=0.001)
+    assert expected_above_max(np.sort(np.log(reference + EPS)), 0.1) > MAX_EXPECTED_ABOVE  # refuted by the data
+    assert calibration.tail_fraction < 0.1  # the top 10 % is the noisy host's body
+    assert 0.0002 <= (fresh >= calibration.threshold).mean() <= 0.002  # the budget, neither overshot nor 10x under
+    fixed = TailCalibration.fit(reference, budget=0.001, test_tail=False)  # for contrast: 10x too cautious or worse
+    assert fixed.tail_fraction == 0.1 and (fresh >= fixed.threshold).mean() < 0.0001
+    assert TailCalibration.from_dict(json.loads(json.dumps(calibration.to_dict()))) == calibration
 
 
 def test_novelty_config_is_validated() -> None:
