@@ -29,7 +29,7 @@ from common import emit
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench_scaleout import _cli  # noqa: E402  (the in-process CLI runner)
+from bench_scaleout import _cli, synth_captures  # noqa: E402  (the in-process CLI runner, the inputs)
 
 from flowhawk.common.objectstore import Mirror, ObjectStore, working_copy  # noqa: E402
 from flowhawk.lake.store import Lake  # noqa: E402
@@ -90,12 +90,7 @@ def main() -> None:
         try:
             server.create_bucket("bench")
             os.environ.update(server.env)
-            captures = []
-            (work / "captures").mkdir()
-            for i in range(args.captures):
-                path = work / "captures" / f"cap{i}.pcap"
-                _cli("synth", str(path), "--packets", str(args.packets), "--duration", "120", "--seed", str(300 + i))
-                captures.append(path)
+            captures = synth_captures(work / "captures", args.captures, args.packets)
             with dask_api("local", configured=False):  # one Prefect server for both runs (not timed)
                 _cli("demo", "--workdir", str(work / "demo"), "--packets", "3000", "--epochs", "1")
                 models = work / "demo" / "models"

@@ -43,6 +43,15 @@ def _cli(*argv: str) -> str:
     return out.getvalue()
 
 
+def synth_captures(folder: Path, n: int, packets: int) -> list[Path]:
+    """``n`` synthetic captures of ~``packets`` packets (seeds 300...), the benchmarks' backfill input."""
+    folder.mkdir(parents=True)
+    for i in range(n):
+        _cli("synth", str(folder / f"cap{i}.pcap"), "--packets", str(packets), "--duration", "120", "--seed",
+             str(300 + i))
+    return [folder / f"cap{i}.pcap" for i in range(n)]
+
+
 def _children_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
@@ -77,12 +86,7 @@ def main() -> None:
     load0 = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="bench-scaleout-") as tmp:
         work = Path(tmp)
-        captures = []
-        (work / "captures").mkdir()
-        for i in range(args.captures):
-            path = work / "captures" / f"cap{i}.pcap"
-            _cli("synth", str(path), "--packets", str(args.packets), "--duration", "120", "--seed", str(300 + i))
-            captures.append(path)
+        captures = synth_captures(work / "captures", args.captures, args.packets)
         with dask_api("local", configured=False):  # one Prefect server for every run (not timed)
             _cli("demo", "--workdir", str(work / "demo"), "--packets", "3000", "--epochs", "1")
             runs = [_run(mode, captures, work / "demo" / "models", work)
