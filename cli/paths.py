@@ -29,7 +29,10 @@ def resolve_path(args: argparse.Namespace, name: str) -> Path:
     value = getattr(args, name, None) or os.environ.get(ENV_PATHS[name]) or DATA_ROOT / name
     if name == "inbox" and "://" in str(value):
         raise SystemExit(f"--inbox {value}: the inbox is a local folder (captures arrive on this machine)")
-    return resolve_location(value, stores_root(os.environ, cache_root_from_env(os.environ)))
+    try:
+        return resolve_location(value, stores_root(os.environ, cache_root_from_env(os.environ)))
+    except (OSError, ValueError) as exc:  # an unreachable store, refused credentials, a bad URL: one line
+        raise SystemExit(f"flowhawk: --{name} {value}: {' '.join(str(exc).split())}") from None
 
 
 def resolve_paths(args: argparse.Namespace,

@@ -228,3 +228,14 @@ def test_working_copy_of_an_emptied_store_is_discarded_not_pushed_back(s3, tmp_p
     assert again.root == local and not again.batch_dir("b1").exists()
     again.cleanup()
     assert again.batches() == [] and store.list("flows") == []
+
+
+def test_refused_credentials_and_unknown_schemes_are_one_line_errors(s3, tmp_path):
+    server, bucket = s3
+    env = {**os.environ, **server.env, "AWS_SECRET_ACCESS_KEY": "wrong", "FLOWHAWK_STORE_CACHE": str(tmp_path)}
+    for location, reason in ((f"s3://{bucket}/models", "ACCESS_DENIED"), ("gs://bucket/models", "unsupported URL")):
+        proc = _cli(["models", "list", "--models", location], env)
+        out = proc.communicate(timeout=120)[0]
+        assert proc.returncode != 0 and "Traceback" not in out, out
+        [line] = [ln for ln in out.splitlines() if ln.startswith("flowhawk:")]
+        assert location in line and reason in line, out
