@@ -99,7 +99,7 @@ def _scores(flows: pd.DataFrame, supervised: TrainedModel | None, novelty: Train
         s_scores = score_flows.fn(supervised, flows)
         timed(seconds, "score", t0)
         t0 = time.perf_counter()
-        s_scores = explain_flows.fn(supervised, flows, s_scores, config.explain_max_flows)
+        s_scores = explain_flows.fn(supervised, flows, s_scores, config)
         timed(seconds, "explain", t0)
         used["supervised"] = supervised.task
     if novelty is not None:

@@ -109,7 +109,8 @@ def _process_claim(claim: Any, inbox: Path, location: Location, registry: Locati
     summary = score_batch.fn(claim.claim_id, location, registry, todo, options.top_n, seconds,
                              {"claim_id": claim.claim_id, "files": _file_rows(files), "baseline": state,
                               **({"capture": record["capture"]} if "capture" in record else {})},
-                             baselining=state is not None, notify_block=options.notify_block)
+                             baselining=state is not None, notify_block=options.notify_block,
+                             explain_reference=options.explain_reference)
     finish_claim(inbox, claim, outcomes)
     return {**record, "status": "reported" if state is None else "baselining", "report": summary["paths"],
             "flows": summary["flows"], "anomalies": summary["anomalies"], "drift": summary.get("drift")}

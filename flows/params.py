@@ -135,6 +135,9 @@ class InboxOptions(_Frozen):
     novelty: NoveltyOptions = NoveltyOptions()
     notify_block: str | None = Field(None, description="Prefect notification block (e.g. 'custom-webhook/soc') "
                                      "told of every batch with alerts; off by default")
+    explain_reference: Literal["mean", "sampled"] = Field(
+        "mean", description="occlusion reference of the supervised explanations: the benign mean, or real benign "
+                            "flows' values (sampled: ~3x the cost; benchmarks/results/analyst.md)")
 
 
 def use_kernel_settings_from_env() -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 import pyarrow.parquet as pq
@@ -38,7 +38,8 @@ def score_batch(batch_id: str, lake: Location = DEFAULT_LAKE, models: Location =
                 lake_batches: list[str] | None = None, top_n: int = 25,
                 timings: dict[str, float] | None = None, extra: dict[str, Any] | None = None,
                 alerts_per: str = "incident", half_life_h: float = 24.0, baselining: bool = False,
-                notify_block: str | None = None) -> dict[str, Any]:
+                notify_block: str | None = None, explain_reference: Literal["mean", "sampled"] = "mean"
+                ) -> dict[str, Any]:
     """Score lake batches ``lake_batches`` (default: the lake batch ``batch_id``) with the current supervised
     and / or novelty model (``reports.combine``), explain the anomalies, group them into incidents, update the
     host table and write the report ``<lake>/reports/batch=<batch_id>/`` (with incidents.parquet and
@@ -58,7 +59,7 @@ def score_batch(batch_id: str, lake: Location = DEFAULT_LAKE, models: Location =
     if version is None and novelty_version is None and not baselining:
         raise RuntimeError(f"{models}: no current model to score with (run train-model or baseline first)")
     update_progress_artifact(progress, 10.0, description="scoring")
-    config = AnalystConfig(alerts_per=alerts_per, half_life_h=half_life_h)
+    config = AnalystConfig(alerts_per=alerts_per, half_life_h=half_life_h, explain_reference=explain_reference)
     summary = score_and_report.submit(location, registry, version, novelty_version, batch_id, lake_batches, top_n,
                                       timings, extra, config).result()
     status = summary.get("status", "scored")

@@ -302,9 +302,11 @@ def notify_alerts(block_name: str, summary: dict) -> None:
 
 # --- reports --------------------------------------------------------------------------------------------
 @task(name="explain-flows", **MEMORY_TASK)
-def explain_flows(trained: TrainedModel, flows: pd.DataFrame, scores: pd.DataFrame, max_flows: int) -> pd.DataFrame:
+def explain_flows(trained: TrainedModel, flows: pd.DataFrame, scores: pd.DataFrame,
+                  config: AnalystConfig) -> pd.DataFrame:
     """``reports.explain.explain_supervised``: reason and explanation columns added to ``scores``."""
-    explained = explain_supervised(trained, flows, scores, max_flows=max_flows)
+    explained = explain_supervised(trained, flows, scores, max_flows=config.explain_max_flows,
+                                   reference=config.explain_reference, samples=config.explain_samples)
     return scores.assign(reason=explained["reason"].to_numpy(), explanation=explained["explanation"].to_numpy())
 
 

@@ -7,6 +7,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# What an occluded column is replaced by when explaining (reports.explain): the benign mean in feature space, or
+# real benign flows' values (averaged over explain_samples draws; ~3x the cost; benchmarks/results/analyst.md)
+EXPLAIN_REFERENCES = ("mean", "sampled")
+
 HOUR_MS = 3_600_000
 
 
@@ -26,6 +30,8 @@ class AnalystConfig:
     - ``alerts_per``: ``incident`` (one alert per incident) or ``flow`` (one per anomalous flow).
     - ``explain_max_flows``: cap on anomalous flows explained by occlusion per batch (highest scores first);
       the others carry their incident's reason.
+    - ``explain_reference`` / ``explain_samples``: what an occluded column is replaced by (``EXPLAIN_REFERENCES``)
+      and, for ``sampled``, how many benign draws are averaged.
     """
 
     incident_gap_s: float = 300.0
@@ -38,6 +44,8 @@ class AnalystConfig:
     alerts_per: str = "incident"
     explain_max_flows: int = 20_000
     top_hosts: int = 25
+    explain_reference: str = "mean"
+    explain_samples: int = 4
 
     def __post_init__(self) -> None:
         for name, low, high in (("incident_gap_s", 0.0, 86_400.0 * 30), ("evidence_window_s", 1.0, 86_400.0 * 30),
@@ -57,6 +65,12 @@ class AnalystConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
                 raise ValueError(f"AnalystConfig.{name} must be an integer in [{low}, {high}], got {value!r}")
+        if self.explain_reference not in EXPLAIN_REFERENCES:
+            raise ValueError(f"AnalystConfig.explain_reference must be one of {EXPLAIN_REFERENCES}, "
+                             f"got {self.explain_reference!r}")
+        if not isinstance(self.explain_samples, int) or not 1 <= self.explain_samples <= 64:
+            raise ValueError(f"AnalystConfig.explain_samples must be an integer in [1, 64], "
+                             f"got {self.explain_samples!r}")
         if self.alerts_per not in ("incident", "flow"):
             raise ValueError(f"AnalystConfig.alerts_per must be 'incident' or 'flow', got {self.alerts_per!r}")
 

@@ -44,10 +44,11 @@ import pandas as pd
 from flowhawk.model.scoring import predict_proba
 from flowhawk.model.trained import TrainedModel
 from flowhawk.model.windows import WindowIndex, build_window_index
+from flowhawk.reports.analyst_config import EXPLAIN_REFERENCES
 
 EXPLANATION_VERSION = 1
 TOP_FEATURES = 3
-REFERENCES = ("mean", "sampled")
+REFERENCES = EXPLAIN_REFERENCES
 _MODE_KINDS = ("port", "flags", "category")
 
 

@@ -69,6 +69,21 @@ def test_sampled_reference_is_seeded_and_validated(trained):
         explain_supervised(trained, flows, scores, samples=0)
 
 
+def test_flow_task_takes_the_reference_from_the_analyst_config(trained):
+    from flowhawk.flows.tasks import explain_flows
+    from flowhawk.reports.analyst_config import AnalystConfig
+
+    flows = one_field_flows(seed=4)
+    scores = score_frame(trained, flows)
+    config = AnalystConfig(explain_reference="sampled", explain_samples=2)
+    got = explain_flows.fn(trained, flows, scores, config)["explanation"]
+    want = explain_supervised(trained, flows, scores, reference="sampled", samples=2)["explanation"]
+    assert got.equals(want) and not got.equals(explain_flows.fn(trained, flows, scores, AnalystConfig())["explanation"])
+    for bad in ({"explain_reference": "zero"}, {"explain_samples": 0}):
+        with pytest.raises(ValueError, match=r"AnalystConfig\.explain_"):
+            AnalystConfig(**bad)
+
+
 def test_cap_explains_every_source_first(trained):
     flows = one_field_flows(seed=2)
     scores = score_frame(trained, flows)
