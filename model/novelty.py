@@ -5,13 +5,19 @@
 network (``model.novelty_net``) learns the ``config.objective`` on its windows, and the last ``holdout`` share
 of the baseline in time is scored to calibrate (``model.calibration``). Labels are never read.
 
-``score_novelty(trained, frame)`` returns one row per flow (``frame``'s index): ``novelty_error`` (mean squared
+``score_novelty(trained, frame, context=None)`` returns one row per flow (``frame``'s index): ``novelty_error``
+(mean squared
 error of the flow's own features, in standardised units), ``novelty_p`` (tail probability among baseline
 flows, in [0, 1]), ``novelty_score`` (1 - novelty_p), ``is_anomaly`` (novelty_p <= budget, i.e. error >= the
 threshold) and ``explanation``: for anomalous flows (all flows with ``explain="all"``) the JSON text of a list of
 the top contributing features, each ``{"feature", "observed", "expected", "share"}`` (share of the flow's error;
 numeric features in their raw units, others as their 0/1 or scaled value); None otherwise. JSON text, not Python
 lists of dicts: a million explained flows stay a few hundred MB and go to Parquet as one string column.
+
+History across batches: windows are built over ``context`` (earlier flows, e.g. the previous lake batches)
+followed by ``frame``, so a host's first flows of a batch are scored as inside one continuous frame; only
+``context_depth(window)`` = 2 (T - 1) earlier flows per host matter. Calibration scores the baseline's held-out
+flows the same way, with the training part as their context (a continuous deployment's view of them).
 """
 
 from __future__ import annotations
@@ -47,6 +53,30 @@ def novelty_inputs(frame: pd.DataFrame, pipeline_or_config: FeaturePipeline | No
     """The columns the features need plus HOST_FEATURES, and the window index."""
     feature_set = pipeline_or_config.feature_set
     return with_host_features(frame, window, columns=feature_columns(feature_set))
+
+
+def context_depth(window: int) -> int:
+    """Earlier flows per host that reach a flow's score: its window holds ``window - 1`` of them, and each of those
+    carries host features of its own window, ``window - 1`` further back."""
+    return 2 * (window - 1)
+
+
+def with_context(frame: pd.DataFrame, context: pd.DataFrame | None, window: int) -> tuple[pd.DataFrame, int]:
+    """(``context``'s flows that can reach a window of ``frame`` followed by ``frame``, row position of ``frame``'s
+    first row in it). Kept from ``context``: flows of source hosts ``frame`` has, each host's last
+    ``context_depth(window)`` in window order (time, then frame order): what one continuous frame would use."""
+    if context is None or len(context) == 0 or len(frame) == 0:
+        return frame, 0
+    if SOURCE_COLUMN not in context.columns or SOURCE_COLUMN not in frame.columns:
+        raise ValueError(f"context: scoring with context needs column {SOURCE_COLUMN} in both frames")
+    hosts = context[SOURCE_COLUMN]
+    context = context[hosts.notna().to_numpy() & hosts.isin(frame[SOURCE_COLUMN].dropna().unique()).to_numpy()]
+    if not len(context):
+        return frame, 0
+    groups = group_codes(context, "source")
+    depth = build_window_index(context, window=1).depth
+    context = context[depth >= np.bincount(groups)[groups] - context_depth(window)]
+    return pd.concat([context, frame], ignore_index=True), len(context)
 
 
 def segment_frame(frame: pd.DataFrame, segments: int) -> pd.DataFrame:
@@ -138,17 +168,6 @@ def _train(network: object, features: np.ndarray, index: WindowIndex, rows: np.n
     return history
 
 
-def _errors(trained: TrainedNovelty, features: np.ndarray, index: WindowIndex, rows: np.ndarray,
-            batch_size: int = DEFAULT_BATCH) -> np.ndarray:
-    out = np.empty(len(rows), dtype=np.float64)
-    done = 0
-    for chunk, sq, _ in last_flow_errors(trained.network, trained.predictor(), features, index, rows,
-                                         trained.config, batch_size):
-        out[done:done + len(chunk)] = flow_error(sq, trained.config.score_top)
-        done += len(chunk)
-    return out
-
-
 def train_novelty(frame: pd.DataFrame, config: NoveltyConfig | None = None) -> TrainedNovelty:
     """Train and calibrate a novelty model on the (unlabelled) baseline ``frame``; see the module doc."""
     config = config or NoveltyConfig()
@@ -170,8 +189,11 @@ def train_novelty(frame: pd.DataFrame, config: NoveltyConfig | None = None) -> T
     network = NoveltyNet(pipeline.n_features, config)
     history = _train(network, features, index, train_rows, config)
     trained = TrainedNovelty(network=network, config=config, pipeline=pipeline, calibration=None)
-    cal_inputs, cal_index = novelty_inputs(cal_frame, config, config.window)
-    reference = _errors(trained, pipeline.transform(cal_inputs), cal_index, np.arange(len(cal_rows)))
+    # held-out flows are scored as a continuous deployment scores them: windows reach back into the training part
+    whole, offset = with_context(cal_frame, fit_frame, config.window)
+    cal_inputs, cal_index = novelty_inputs(whole, config, config.window)
+    reference = _scored(trained, pipeline.transform(cal_inputs), cal_index, offset + np.arange(len(cal_rows)),
+                        DEFAULT_BATCH)[0]
     trained.calibration = TailCalibration.fit(reference, config.budget, config.tail_fraction)
     trained.history = history
     trained.metrics = {"train_rows": len(train_rows), "calibration_rows": len(cal_rows),
@@ -183,30 +205,48 @@ def train_novelty(frame: pd.DataFrame, config: NoveltyConfig | None = None) -> T
     return trained
 
 
+def _scored(trained: TrainedNovelty, features: np.ndarray, index: WindowIndex, rows: np.ndarray, batch_size: int
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per flow of ``rows`` (in their order): error, and the ``explain_top`` worst features' column, expected
+    value and share of the error."""
+    n, k = len(rows), trained.config.explain_top
+    errors = np.zeros(n, dtype=np.float64)
+    top = np.zeros((n, k), dtype=np.int32)
+    top_expected = np.zeros((n, k), dtype=np.float32)
+    top_share = np.zeros((n, k), dtype=np.float32)
+    done = 0
+    for chunk, sq, expected in last_flow_errors(trained.network, trained.predictor(), features, index, rows,
+                                                trained.config, batch_size):
+        at = slice(done, done + len(chunk))
+        done += len(chunk)
+        errors[at] = flow_error(sq, trained.config.score_top)
+        best = np.argsort(-sq, axis=1)[:, :k]
+        top[at] = best
+        top_expected[at] = np.take_along_axis(expected, best, axis=1)
+        top_share[at] = np.take_along_axis(sq, best, axis=1) / np.maximum(sq.sum(axis=1, keepdims=True), 1e-12)
+    return errors, top, top_expected, top_share
+
+
 def score_novelty(trained: TrainedNovelty, frame: pd.DataFrame, batch_size: int = DEFAULT_BATCH,
-                  explain: str = "anomalous") -> pd.DataFrame:
-    """Score every flow of ``frame`` (see module doc); the result has ``frame``'s index, in its order."""
+                  explain: str = "anomalous", context: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Score every flow of ``frame`` (see module doc); the result has ``frame``'s index, in its order.
+
+    ``context``: earlier flows (e.g. the previous batches' last flows of each host) that windows may reach back
+    to, as they would in one continuous frame; they are not scored or returned (see ``with_context``)."""
     if explain not in EXPLAIN:
         raise ValueError(f"score_novelty: explain must be one of {EXPLAIN}, got {explain!r}")
     if batch_size < 1:
         raise ValueError(f"score_novelty: batch_size must be >= 1, got {batch_size}")
     result = pd.DataFrame(index=frame.index)
     n, k = len(frame), trained.config.explain_top
-    errors = np.zeros(n, dtype=np.float64)
-    top = np.zeros((n, k), dtype=np.int32)
-    top_expected = np.zeros((n, k), dtype=np.float32)
-    top_share = np.zeros((n, k), dtype=np.float32)
+    errors, top = np.zeros(n, dtype=np.float64), np.zeros((n, k), dtype=np.int32)
+    top_expected, top_share = np.zeros((n, k), dtype=np.float32), np.zeros((n, k), dtype=np.float32)
     if n:
-        inputs, index = novelty_inputs(frame, trained.pipeline, trained.config.window)
+        whole, offset = with_context(frame, context, trained.config.window)
+        inputs, index = novelty_inputs(whole, trained.pipeline, trained.config.window)
         features = trained.pipeline.transform(inputs)
-        for chunk, sq, expected in last_flow_errors(trained.network, trained.predictor(), features, index,
-                                                    np.arange(n), trained.config, batch_size):
-            errors[chunk] = flow_error(sq, trained.config.score_top)
-            best = np.argsort(-sq, axis=1)[:, :k]
-            top[chunk] = best
-            top_expected[chunk] = np.take_along_axis(expected, best, axis=1)
-            top_share[chunk] = np.take_along_axis(sq, best, axis=1) / np.maximum(sq.sum(axis=1, keepdims=True),
-                                                                                1e-12)
+        errors, top, top_expected, top_share = _scored(trained, features, index, offset + np.arange(n), batch_size)
+        inputs = inputs.iloc[offset:]
         del features
     p = trained.calibration.tail_probability(errors)
     result["novelty_error"] = errors

@@ -14,12 +14,16 @@ Score of a flow: the mean squared error of its own features (``score_top`` = 0, 
 1, 3 or 5 flags the icmpflood flow in no seed and 10 in as many as the mean, because the baseline's own largest
 errors are concentrated in the same few size features; it stays an option, off by default.
 
-Batches: a batch is scored with windows built from that batch alone, so each host's first flows in a batch have
-short windows. Training therefore indexes the baseline's training part as ``segments`` consecutive time segments
-(as if it had arrived in that many batches), and the calibration holdout is indexed on its own, like a new batch.
+Batches: a batch scored without ``context`` (``score_novelty``) has windows built from that batch alone, so each
+host's first flows in it have short windows, as do a new host's first flows in any case. Training therefore
+indexes the baseline's training part as ``segments`` consecutive time segments (as if it had arrived in that many
+batches), so short windows are learnt too.
 
 Calibration: each source host's first ``1 - holdout`` of baseline flows in time train the network; the last
-``holdout`` share of every host is scored to fit the tail of the baseline's own score distribution
+``holdout`` share of every host is scored, with the training part as context (windows reach back into it, as a
+continuous deployment scores flows; scored as a fresh batch instead, each host's first held-out flows had short
+windows that set much of the IoT-23 threshold, benchmarks/results/novelty.md), to fit the tail of the baseline's
+own score distribution
 (``model.calibration``: the tail starts at the top ``tail_fraction`` of those scores, or a tested smaller share);
 the alert threshold is the score whose tail probability equals ``budget`` (expected false alerts per
 benign-like flow).

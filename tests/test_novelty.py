@@ -230,3 +230,30 @@ def test_poisoning_guard_leaves_out_odd_flows(synth_model: tuple) -> None:
     assert (~kept[attack == "odd"]).mean() >= 0.9, report
     assert (~kept[attack == "Benign"]).mean() <= 0.05, report
     assert guarded.metrics["guard"] == report and report["kept"] == int(kept.sum())
+
+
+@pytest.mark.slow
+def test_context_scores_a_split_frame_like_the_whole(synth_model: tuple) -> None:
+    from flowhawk.model.novelty import context_depth, score_novelty, with_context
+
+    trained, tmp = synth_model
+    frame = _synth_flows(tmp, seed=2).drop(columns=["Label", "Attack"])
+    frame = frame.sort_values("FLOW_START_MILLISECONDS", kind="stable").reset_index(drop=True)
+    cut = len(frame) // 2
+    first, second = frame.iloc[:cut], frame.iloc[cut:]
+    whole = score_novelty(trained, frame, explain="all")
+    alone = score_novelty(trained, second, explain="all")
+    joined = score_novelty(trained, second, explain="all", context=first)
+    assert joined.index.equals(second.index)
+    np.testing.assert_allclose(joined["novelty_error"], whole["novelty_error"].iloc[cut:], rtol=1e-5, atol=1e-7)
+    assert (joined["explanation"] == whole["explanation"].iloc[cut:]).mean() > 0.99
+    # without context each host's first flows of the second half have short windows and score differently
+    assert not np.allclose(alone["novelty_error"], joined["novelty_error"], rtol=1e-5, atol=1e-7)
+    # only each host's last context_depth earlier flows matter; other hosts' and older flows are left out
+    stranger = first.iloc[:5].assign(IPV4_SRC_ADDR="192.0.2.1")
+    kept, offset = with_context(second, pd.concat([stranger, first]), trained.config.window)
+    hosts = second["IPV4_SRC_ADDR"].nunique()
+    assert 0 < offset <= hosts * context_depth(trained.config.window) < len(first)
+    assert "192.0.2.1" not in set(kept["IPV4_SRC_ADDR"][:offset])
+    trimmed = score_novelty(trained, second, explain="none", context=first.iloc[::-1])
+    np.testing.assert_allclose(trimmed["novelty_error"], joined["novelty_error"], rtol=1e-5, atol=1e-7)
