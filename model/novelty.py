@@ -6,9 +6,8 @@ network (``model.novelty_net``) learns the ``config.objective`` on its windows, 
 of the baseline in time is scored to calibrate (``model.calibration``). Labels are never read.
 
 ``score_novelty(trained, frame, context=None)`` returns one row per flow (``frame``'s index): ``novelty_error``
-(mean squared
-error of the flow's own features, in standardised units), ``novelty_p`` (tail probability among baseline
-flows, in [0, 1]), ``novelty_score`` (1 - novelty_p), ``is_anomaly`` (novelty_p <= budget, i.e. error >= the
+(mean squared error of the flow's own features, in standardised units), ``novelty_p`` (tail probability among
+baseline flows, in [0, 1]), ``novelty_score`` (1 - novelty_p), ``is_anomaly`` (novelty_p <= budget, i.e. error >= the
 threshold) and ``explanation``: for anomalous flows (all flows with ``explain="all"``) the JSON text of a list of
 the top contributing features, each ``{"feature", "observed", "expected", "share"}`` (share of the flow's error;
 numeric features in their raw units, others as their 0/1 or scaled value); None otherwise. JSON text, not Python

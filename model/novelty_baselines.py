@@ -1,8 +1,8 @@
 """Unsupervised baselines for the novelty model, on exactly its features, split and calibration.
 
 Each baseline is fitted on the novelty model's training part of the baseline (its pipeline, host features and
-segments), its anomaly scores on the held-out part are calibrated by the same ``TailCalibration`` and budget, and
-it scores the same target flows:
+segments), its anomaly scores on the held-out part (windows reaching back into the training part, as in
+``train_novelty``) are calibrated by the same ``TailCalibration`` and budget, and it scores the same target flows:
 
 - ``iforest_flow`` / ``lof_flow``: IsolationForest / LocalOutlierFactor (novelty mode) on one flow's feature
   vector (flow features + host-behaviour features of its window);
@@ -22,7 +22,7 @@ from sklearn.ensemble import IsolationForest
 from sklearn.neighbors import LocalOutlierFactor
 
 from flowhawk.model.calibration import TailCalibration
-from flowhawk.model.novelty import novelty_inputs, segment_frame, split_by_time
+from flowhawk.model.novelty import novelty_inputs, segment_frame, split_by_time, with_context
 from flowhawk.model.novelty_config import check_range
 from flowhawk.model.novelty_store import TrainedNovelty
 from flowhawk.model.splits import capped_subsample
@@ -44,13 +44,17 @@ class UnsupervisedConfig:
             check_range("UnsupervisedConfig", name, getattr(self, name), 1, 10**8, integer=True)
 
 
-def _matrix(trained: TrainedNovelty, frame: pd.DataFrame, per_window: bool) -> np.ndarray:
-    """(N, F) flow vectors or (N, T * F) flattened windows of ``frame``, in the novelty model's features."""
-    inputs, index = novelty_inputs(frame, trained.pipeline, trained.config.window)
+def _matrix(trained: TrainedNovelty, frame: pd.DataFrame, per_window: bool, context: pd.DataFrame | None = None
+            ) -> np.ndarray:
+    """(N, F) flow vectors or (N, T * F) flattened windows of ``frame``, in the novelty model's features; windows
+    reach back into ``context`` as in ``score_novelty``."""
+    whole, offset = with_context(frame, context, trained.config.window)
+    inputs, index = novelty_inputs(whole, trained.pipeline, trained.config.window)
     features = trained.pipeline.transform(inputs)
+    rows = offset + np.arange(len(frame))
     if not per_window:
-        return features
-    x, _ = index.gather(features, np.arange(len(frame)))
+        return features[rows]
+    x, _ = index.gather(features, rows)
     return x.reshape(len(frame), -1)
 
 
@@ -74,7 +78,7 @@ def fit_unsupervised(name: str, trained: TrainedNovelty, baseline: pd.DataFrame,
         fit = fit[capped_subsample(np.arange(len(fit)), np.zeros(len(fit), np.int64), config.max_fit_rows,
                                    config.seed)]
     model = _model(name, config).fit(fit)
-    reference = -model.score_samples(_matrix(trained, baseline.iloc[cal_rows], per_window))
+    reference = -model.score_samples(_matrix(trained, baseline.iloc[cal_rows], per_window, baseline.iloc[fit_rows]))
     calibration = TailCalibration.fit(reference, trained.config.budget, trained.config.tail_fraction)
     return model, calibration
 
