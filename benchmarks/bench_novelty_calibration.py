@@ -2,8 +2,9 @@
 
 Both sections train the shipped novelty model (``reconstruct``, default NoveltyConfig but ``--epochs``/seed),
 recompute the per-feature squared errors of the calibration holdout (each source host's last 25 % of baseline
-flows, indexed on its own as ``train_novelty`` does) and of the scored flows, and refit the calibration
-(``TailCalibration``, same budget and tail fraction) under alternative per-flow score rules. Labels only evaluate.
+flows, windows reaching back into the training part as ``train_novelty`` does) and of the scored flows, and refit
+the calibration (``TailCalibration``, same budget and tail fraction) under alternative per-flow score rules. Labels
+only evaluate.
 
 - ``lab``: baseline ``lab/baseline/capture.pcap`` -> ``lab/capture.pcap``. Per seed, the icmpflood flow (its
   host's only flow): error, tail probability, how many benign flows of the attack day score above it, its top
@@ -33,7 +34,14 @@ from bench_novelty import DATA, auc, early_rows, load_pcap, load_zeek
 
 from common import emit
 from flowhawk.model.calibration import EPS, MAX_EXPECTED_ABOVE, TailCalibration, expected_above_max
-from flowhawk.model.novelty import flow_error, last_flow_errors, novelty_inputs, split_by_time, train_novelty
+from flowhawk.model.novelty import (
+    flow_error,
+    last_flow_errors,
+    novelty_inputs,
+    split_by_time,
+    train_novelty,
+    with_context,
+)
 from flowhawk.model.novelty_config import NoveltyConfig
 from flowhawk.model.novelty_store import TrainedNovelty
 
@@ -51,24 +59,28 @@ class Errors:
     depth: np.ndarray
 
 
-def errors_of(trained: TrainedNovelty, frame: pd.DataFrame) -> Errors:
-    inputs, index = novelty_inputs(frame, trained.pipeline, trained.config.window)
+def errors_of(trained: TrainedNovelty, frame: pd.DataFrame, context: pd.DataFrame | None = None) -> Errors:
+    """Errors of ``frame``'s flows, windows reaching back into ``context`` (as ``score_novelty``)."""
+    whole, offset = with_context(frame, context, trained.config.window)
+    inputs, index = novelty_inputs(whole, trained.pipeline, trained.config.window)
     features = trained.pipeline.transform(inputs)
-    sq = np.zeros(features.shape, dtype=np.float32)
+    sq = np.zeros((len(frame), features.shape[1]), dtype=np.float32)
     expected = np.zeros_like(sq)
-    for chunk, s, e in last_flow_errors(trained.network, trained.predictor(), features, index,
-                                        np.arange(len(frame)), trained.config):
-        sq[chunk], expected[chunk] = s, e
-    return Errors(sq, expected, index.depth)
+    rows = offset + np.arange(len(frame))
+    for chunk, s, e in last_flow_errors(trained.network, trained.predictor(), features, index, rows, trained.config):
+        sq[chunk - offset], expected[chunk - offset] = s, e
+    return Errors(sq, expected, index.depth[rows])
 
 
 def train_and_errors(baseline: pd.DataFrame, target: pd.DataFrame, epochs: int, seed: int
-                     ) -> tuple[TrainedNovelty, Errors, Errors, np.ndarray]:
-    """The trained model, errors of its calibration holdout and of ``target``, and the holdout's row positions."""
+                     ) -> tuple[TrainedNovelty, Errors, Errors, np.ndarray, Errors]:
+    """The trained model, errors of its calibration holdout (training part as context, as ``train_novelty``)
+    and of ``target``, the holdout's row positions, and its errors scored as a fresh batch (before that)."""
     config = NoveltyConfig(epochs=epochs, seed=seed)
     trained = train_novelty(baseline, config)
-    _, held = split_by_time(baseline, config.holdout)
-    return trained, errors_of(trained, baseline.iloc[held]), errors_of(trained, target), held
+    fit, held = split_by_time(baseline, config.holdout)
+    return (trained, errors_of(trained, baseline.iloc[held], baseline.iloc[fit]), errors_of(trained, target), held,
+            errors_of(trained, baseline.iloc[held]))
 
 
 def rules(reference: Errors) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
@@ -96,7 +108,7 @@ def top_features(trained: TrainedNovelty, errors: Errors, features: np.ndarray, 
 
 def lab_seed(baseline: pd.DataFrame, target: pd.DataFrame, attack: np.ndarray, epochs: int, seed: int
              ) -> tuple[str, list[tuple[str, float, bool, float, float]], list[tuple[float, float, bool]]]:
-    trained, ref, tgt, _ = train_and_errors(baseline, target, epochs, seed)
+    trained, ref, tgt, _, _ = train_and_errors(baseline, target, epochs, seed)
     benign, flood = attack == "Benign", np.flatnonzero(attack == "icmpflood")
     others = sorted(set(attack) - {"Benign", "icmpflood"})
     per_rule = []
@@ -171,7 +183,8 @@ def holdout_groups(held: pd.DataFrame, ref: Errors, window: int) -> dict[str, np
 def iot_seed(frame: pd.DataFrame, baseline: pd.DataFrame, evaluate: np.ndarray, epochs: int, seed: int
              ) -> list[str]:
     data = frame.drop(columns=["Label", "Attack"])
-    trained, ref, tgt, held_rows = train_and_errors(baseline.drop(columns=["Label", "Attack"]), data, epochs, seed)
+    trained, ref, tgt, held_rows, fresh = train_and_errors(baseline.drop(columns=["Label", "Attack"]), data, epochs,
+                                                           seed)
     held = baseline.iloc[held_rows]
     ref_score, score = flow_error(ref.sq, 0), flow_error(tgt.sq, 0)
     y = (frame["Label"] == 1).to_numpy()
@@ -190,6 +203,14 @@ def iot_seed(frame: pd.DataFrame, baseline: pd.DataFrame, evaluate: np.ndarray, 
              f"{expected_above_max(np.sort(np.log(ref_score + EPS)), fixed.tail_fraction):.1f} held-out flows above "
              f"the largest, the check allows {MAX_EXPECTED_ABOVE:.1f}; recall "
              f"{(score[y & evaluate] >= fixed.threshold).mean():.3f})"]
+    fresh_score = flow_error(fresh.sq, 0)
+    before = calibrate(fresh_score)
+    lines.append(f"- held-out flows scored as a fresh batch (before this round): largest error "
+                 f"{fresh_score.max():.2f}, threshold {before.threshold:.2f}, recall "
+                 f"{(score[y & evaluate] >= before.threshold).mean():.3f}, benign FPR "
+                 f"{(score[~y & evaluate] >= before.threshold).mean():.2%}; short windows "
+                 f"{int((fresh.depth < trained.config.window - 1).sum())}, of the top {TOP_OF_HOLDOUT} "
+                 f"{int((fresh.depth < trained.config.window - 1)[np.argsort(-fresh_score)[:TOP_OF_HOLDOUT]].sum())}")
     for name, group in holdout_groups(held, ref, trained.config.window).items():
         without = calibrate(ref_score[~group]).threshold
         lines.append(f"- {name}: {int(group.sum())} held-out flows, {int(group[top].sum())} of the top "
