@@ -84,6 +84,7 @@ def fit_unsupervised(name: str, trained: TrainedNovelty, baseline: pd.DataFrame,
 
 
 def score_unsupervised(name: str, model: IsolationForest | LocalOutlierFactor, trained: TrainedNovelty,
-                       frame: pd.DataFrame) -> np.ndarray:
-    """Anomaly score (higher = more anomalous) of every flow of ``frame`` under a fitted baseline."""
-    return -model.score_samples(_matrix(trained, frame, name.endswith("window")))
+                       frame: pd.DataFrame, context: pd.DataFrame | None = None) -> np.ndarray:
+    """Anomaly score (higher = more anomalous) of every flow of ``frame`` under a fitted baseline (windows reach
+    back into ``context``, as in ``score_novelty``)."""
+    return -model.score_samples(_matrix(trained, frame, name.endswith("window"), context))
