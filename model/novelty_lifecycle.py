@@ -10,6 +10,9 @@
 - ``refresh_baseline``: keeps the baseline current on new unlabelled batches: a bounded replay of the old
   baseline, flows and hosts the current model flags left out (poisoning guard), and promotion only when the
   candidate raises no more false alerts on held-out old baseline flows (``flowhawk baseline --refresh``).
+- ``batch_context``: the earlier flows a batch's windows reach back to (``score_novelty(context=...)``): each of
+  its hosts' last flows from the lake batches before it, so a host's first flows of a batch are scored as in one
+  continuous stream, as the calibration scored the baseline's held-out flows.
 - ``drift``: how far a batch departs from the baseline, from its flows' tail probabilities. For traffic like the
   baseline the tail probability of a flow is close to uniform on [0, 1]; the Kolmogorov-Smirnov distance between
   the batch's tail probabilities and the uniform law is the drift (0 = like the baseline, 1 = nothing alike).
@@ -27,7 +30,7 @@ import pandas as pd
 
 from flowhawk.common.files import exclusive_lock
 from flowhawk.lake.store import Lake
-from flowhawk.model.novelty import score_novelty, train_novelty
+from flowhawk.model.novelty import context_depth, score_novelty, train_novelty
 from flowhawk.model.novelty_config import NoveltyConfig
 from flowhawk.model.novelty_guard import GuardConfig, train_guarded
 from flowhawk.model.novelty_store import TrainedNovelty
@@ -92,6 +95,32 @@ def ensure_baseline(lake: Lake, registry: Registry, config: NoveltyConfig, guard
         if flows < min_flows:
             return BaselineOutcome(batches, flows)
         return train_baseline(lake, registry, config, guard, batches)
+
+
+def batch_context(lake: Lake, batches: list[str], frame: pd.DataFrame, window: int, max_batches: int = 4
+                  ) -> pd.DataFrame | None:
+    """Flows of ``frame``'s source hosts from the lake batches before the first of ``batches`` (lake order), read
+    newest first until every host has ``context_depth(window)`` of them or ``max_batches`` were read; None when
+    there are none. ``score_novelty`` keeps each host's last ``context_depth(window)`` of them."""
+    if max_batches < 0:
+        raise ValueError(f"batch_context: max_batches must be >= 0, got {max_batches}")
+    order = lake.batches()
+    known = [order.index(b) for b in batches if b in order]
+    if not known or SOURCE_COLUMN not in frame.columns:
+        return None
+    hosts = set(frame[SOURCE_COLUMN].dropna().astype(str))
+    counts = dict.fromkeys(hosts, 0)
+    parts: list[pd.DataFrame] = []
+    for batch in order[:min(known)][::-1][:max_batches]:
+        if min(counts.values(), default=context_depth(window)) >= context_depth(window):
+            break
+        flows = lake.read_flows([batch])
+        flows = flows[flows[SOURCE_COLUMN].astype(str).isin(hosts).to_numpy()]
+        for host, n in flows[SOURCE_COLUMN].astype(str).value_counts().items():
+            counts[host] += int(n)
+        parts.insert(0, flows)
+    parts = [p for p in parts if len(p)]
+    return pd.concat(parts, ignore_index=True) if parts else None
 
 
 def drift(novelty_p: np.ndarray) -> dict[str, Any]:

@@ -121,6 +121,35 @@ def test_novelty_config_is_validated() -> None:
     assert NoveltyConfig.from_dict(NoveltyConfig(window=8).to_dict()) == NoveltyConfig(window=8)
 
 
+def test_batch_context_reads_the_hosts_last_flows_from_earlier_batches(tmp_path: Path) -> None:
+    from flowhawk.lake.store import Lake
+    from flowhawk.model.novelty import context_depth
+    from flowhawk.model.novelty_lifecycle import batch_context
+    from tests.helpers import ingest_frame, make_flows
+
+    root = tmp_path / "lake"
+    hour = 3_600_000
+    ingest_frame(root, make_flows(300, seed=0), "b1")
+    ingest_frame(root, make_flows(300, seed=1, t0=1_700_000_000_000 + hour), "b2")
+    ingest_frame(root, make_flows(40, seed=2, t0=1_700_000_000_000 + 2 * hour).query("IPV4_SRC_ADDR != '10.0.0.6'"),
+                 "b3")
+    lake = Lake(root)
+    frame = lake.read_flows(["b3"])
+    context = batch_context(lake, ["b3"], frame, window=4)
+    assert set(context["IPV4_SRC_ADDR"]) == set(frame["IPV4_SRC_ADDR"])  # 10.0.0.6 is not in b3
+    assert (context["FLOW_START_MILLISECONDS"] < frame["FLOW_START_MILLISECONDS"].min()).all()
+    counts = context["IPV4_SRC_ADDR"].value_counts()
+    assert counts.min() >= context_depth(4)
+    # b2 holds enough flows of every host: b1 is not read
+    assert (context["FLOW_START_MILLISECONDS"] >= 1_700_000_000_000 + hour).all()
+    deep = batch_context(lake, ["b3"], frame, window=200)  # 398 flows per host wanted: b1 is read too
+    assert (deep["FLOW_START_MILLISECONDS"] < 1_700_000_000_000 + hour).any()
+    assert batch_context(lake, ["b1"], lake.read_flows(["b1"]), window=4) is None
+    assert batch_context(lake, ["b3"], frame, window=4, max_batches=0) is None
+    with pytest.raises(ValueError, match="max_batches"):
+        batch_context(lake, ["b3"], frame, window=4, max_batches=-1)
+
+
 # ------------------------------------------------------------------------------------------------ slow
 def _synth_flows(tmp: Path, seed: int, attacks: tuple[str, ...] = (), packets: int = 12_000) -> pd.DataFrame:
     from flowhawk.extractors.base import ExtractNotes
