@@ -286,3 +286,7 @@ def test_context_scores_a_split_frame_like_the_whole(synth_model: tuple) -> None
     assert "192.0.2.1" not in set(kept["IPV4_SRC_ADDR"][:offset])
     trimmed = score_novelty(trained, second, explain="none", context=first.iloc[::-1])
     np.testing.assert_allclose(trimmed["novelty_error"], joined["novelty_error"], rtol=1e-5, atol=1e-7)
+    # context flows not before a host's first flow of the batch (overlapping captures) are no history: left out
+    later = first.assign(FLOW_START_MILLISECONDS=first["FLOW_START_MILLISECONDS"] + 10**9)
+    kept, offset = with_context(second, later, trained.config.window)
+    assert offset == 0 and kept is second
