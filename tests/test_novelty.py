@@ -151,14 +151,16 @@ def test_batch_context_reads_the_hosts_last_flows_from_earlier_batches(tmp_path:
 
 
 # ------------------------------------------------------------------------------------------------ slow
-def _synth_flows(tmp: Path, seed: int, attacks: tuple[str, ...] = (), packets: int = 12_000) -> pd.DataFrame:
+def _synth_flows(tmp: Path, seed: int, attacks: tuple[str, ...] = (), packets: int = 12_000,
+                 start_epoch: float = 1_700_000_000.0) -> pd.DataFrame:
     from flowhawk.extractors.base import ExtractNotes
     from flowhawk.extractors.labels import LabelRules
     from flowhawk.extractors.pcap_to_flows import PcapExtractor
     from flowhawk.extractors.synth import SynthConfig, synthesize
 
-    pcap, labels = tmp / f"s{seed}.pcap", tmp / f"s{seed}.csv"
-    synthesize(SynthConfig(seed=seed, attacks=attacks, packets=packets, duration_s=300.0), pcap, labels)
+    pcap, labels = tmp / f"s{seed}_{start_epoch:.0f}.pcap", tmp / f"s{seed}_{start_epoch:.0f}.csv"
+    synthesize(SynthConfig(seed=seed, attacks=attacks, packets=packets, duration_s=300.0, start_epoch=start_epoch),
+               pcap, labels)
     frame = pd.concat(list(PcapExtractor().frames(pcap, ExtractNotes())), ignore_index=True)
     return LabelRules.from_csv(labels).apply(frame).frame
 
@@ -197,11 +199,15 @@ def test_port_scan_scores_above_benign_with_explanation(synth_model: tuple) -> N
     from flowhawk.model.novelty import score_novelty
 
     trained, tmp = synth_model
-    frame = _synth_flows(tmp, seed=3, attacks=("portscan",))
-    scored = score_novelty(trained, frame.drop(columns=["Label", "Attack"]))
+    baseline = _synth_flows(tmp, seed=1).drop(columns=["Label", "Attack"])
+    frame = _synth_flows(tmp, seed=3, attacks=("portscan",), start_epoch=1_700_003_600.0)  # an hour later
+    data = frame.drop(columns=["Label", "Attack"])
+    fresh = score_novelty(trained, data)  # as a first batch: each host's first flows have short windows
+    scored = score_novelty(trained, data, context=baseline)  # as deployed: windows reach back into the baseline
     scan = (frame["Attack"] != "Benign").to_numpy()
     assert scan.sum() > 50
-    assert scored["novelty_score"][scan].median() > scored["novelty_score"][~scan].quantile(0.99)
+    for result in (fresh, scored):
+        assert result["novelty_score"][scan].median() > result["novelty_score"][~scan].quantile(0.99)
     assert scored["is_anomaly"][scan].mean() >= 0.9 and scored["is_anomaly"][~scan].mean() <= 0.05
     explanation = json.loads(scored["explanation"][scan].iloc[len(scan[scan]) // 2])
     assert len(explanation) == trained.config.explain_top
