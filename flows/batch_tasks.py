@@ -23,6 +23,7 @@ from flowhawk.flows.tasks import (
     explain_flows,
     load_model,
     load_novelty,
+    novelty_context,
     novelty_scores,
     read_flows,
     score_flows,
@@ -71,7 +72,12 @@ def score_and_report(lake: Location, models: Location, version: str | None, nove
     t0 = time.perf_counter()
     flows = read_flows.fn(lake, lake_batches)
     timed(seconds, "read_flows", t0)
-    scores, models_used, drift_figures = _scores(flows, supervised, novelty, config, seconds)
+    context = None
+    if novelty is not None:
+        t0 = time.perf_counter()
+        context = novelty_context.fn(lake, list(lake_batches), flows, novelty.config.window)
+        timed(seconds, "novelty_context", t0)
+    scores, models_used, drift_figures = _scores(flows, supervised, novelty, config, seconds, context)
     model_version = " + ".join([*([version] if version else []),
                                 *([f"novelty {novelty_version}"] if novelty_version else [])]) or "baselining"
     t0 = time.perf_counter()
@@ -90,8 +96,10 @@ def score_and_report(lake: Location, models: Location, version: str | None, nove
 
 
 def _scores(flows: pd.DataFrame, supervised: TrainedModel | None, novelty: TrainedNovelty | None,
-            config: AnalystConfig, seconds: dict[str, float]) -> tuple[pd.DataFrame, dict[str, str], dict | None]:
-    """Each model present scores (the supervised one explains its anomalies), then one verdict per flow."""
+            config: AnalystConfig, seconds: dict[str, float], context: pd.DataFrame | None
+            ) -> tuple[pd.DataFrame, dict[str, str], dict | None]:
+    """Each model present scores (the supervised one explains its anomalies; the novelty one with the hosts'
+    earlier flows as ``context``), then one verdict per flow."""
     s_scores = n_scores = None
     used: dict[str, str] = {}
     if supervised is not None:
@@ -104,7 +112,7 @@ def _scores(flows: pd.DataFrame, supervised: TrainedModel | None, novelty: Train
         used["supervised"] = supervised.task
     if novelty is not None:
         t0 = time.perf_counter()
-        n_scores = novelty_scores.fn(novelty, flows)
+        n_scores = novelty_scores.fn(novelty, flows, context)
         timed(seconds, "score_novelty", t0)
         used["novelty"] = novelty.config.objective
     figures = drift(n_scores["novelty_p"].to_numpy()) if n_scores is not None else None

@@ -35,6 +35,7 @@ from flowhawk.model.novelty_guard import GuardConfig
 from flowhawk.model.novelty_lifecycle import (
     BaselineOutcome,
     BaselineRefresh,
+    batch_context,
     ensure_baseline,
     maybe_refresh_baseline,
     novelty_registry,
@@ -279,9 +280,17 @@ def refresh_novelty(lake: Path, models: Path, config: NoveltyConfig, after_batch
 
 
 @task(name="score-novelty", **MEMORY_TASK)
-def novelty_scores(trained: TrainedNovelty, frame: pd.DataFrame) -> pd.DataFrame:
-    """``model.novelty.score_novelty`` (anomalous flows explained)."""
-    return score_novelty(trained, frame)
+def novelty_scores(trained: TrainedNovelty, frame: pd.DataFrame, context: pd.DataFrame | None = None
+                   ) -> pd.DataFrame:
+    """``model.novelty.score_novelty`` (anomalous flows explained; windows reach back into ``context``)."""
+    return score_novelty(trained, frame, context=context)
+
+
+@task(name="novelty-context", **MEMORY_TASK)
+def novelty_context(lake: Path, lake_batches: list[str], frame: pd.DataFrame, window: int) -> pd.DataFrame | None:
+    """``model.novelty_lifecycle.batch_context``: the hosts' last flows from earlier lake batches, so a batch's
+    first flows are scored with their history, as the calibration scored its held-out flows."""
+    return batch_context(Lake(lake), lake_batches, frame, window)
 
 
 @task(name="combine-scores", **MEMORY_TASK)

@@ -8,13 +8,16 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
 from flowhawk.extractors.synth import SynthConfig, synthesize
 from flowhawk.flows.inbox_flow import process_inbox
 from flowhawk.flows.params import InboxOptions, NoveltyOptions
-from flowhawk.model.novelty_lifecycle import novelty_registry
+from flowhawk.lake.store import Lake
+from flowhawk.model.novelty import score_novelty
+from flowhawk.model.novelty_lifecycle import batch_context, novelty_registry
 from flowhawk.model.registry import Registry
 
 pytestmark = pytest.mark.slow
@@ -66,6 +69,14 @@ def test_unlabelled_inbox_baselines_then_scores_with_reasons(prefect_harness, tm
     assert summary["model_version"] == f"novelty {version}" and 0.0 <= summary["drift"]["ks"] <= 1.0
     table = pq.read_table(lake / "reports" / f"batch={third[0]['batch_id']}" / "scored_flows.parquet").to_pandas()
     assert table["attack_score"].isna().all() and table["novelty_score"].between(0, 1).all()
+    # scored with the hosts' earlier flows as context (the baseline batches), as the calibration scored its holdout
+    lake_obj, batches = Lake(lake), summary["lake_batches"]
+    flows = lake_obj.read_flows(batches)
+    model = novelty_registry(models).load(version)
+    context = batch_context(lake_obj, batches, flows, model.config.window)
+    assert context is not None and len(context) > 0
+    expected = score_novelty(model, flows, explain="none", context=context)["novelty_score"].to_numpy()
+    np.testing.assert_allclose(table["novelty_score"].to_numpy(), expected, rtol=1e-5, atol=1e-6)
     flagged = table[table["is_anomaly"]]
     assert len(flagged) > 0 and (flagged["predicted_class"] == "novel").all()
     assert flagged["reason"].str.startswith("novel").all()
