@@ -30,6 +30,7 @@ from flowhawk.lake.store import Lake
 from flowhawk.model.config import THRESHOLD_METRICS
 from flowhawk.model.labels import encode_labels
 from flowhawk.model.novelty import score_novelty
+from flowhawk.model.novelty_lifecycle import batch_context
 from flowhawk.model.novelty_store import TrainedNovelty
 from flowhawk.model.scoring import score_frame
 from flowhawk.model.trained import TrainedModel
@@ -164,12 +165,16 @@ def evaluate_batches(trained: TrainedModel | TrainedNovelty, lake: Lake, batches
                      ) -> dict[str, dict[str, Any]]:
     """Metrics of ``trained`` on the labelled flows of each batch (scored batch by batch, as in production)
     and on all of them together (key ``all``). A novelty model is evaluated as attack-vs-benign: its flags
-    against ``Label`` (labels used for evaluation only), its score ``novelty_score``."""
+    against ``Label`` (labels used for evaluation only), its score ``novelty_score``, each batch with its hosts'
+    earlier lake flows as context (as ``process_inbox`` scores it)."""
     results: dict[str, dict[str, Any]] = {}
     parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     names = list(trained.class_names) if isinstance(trained, TrainedModel) else [BENIGN, "Attack"]
     for batch in batches:
-        y, pred, score = _predictions(trained, lake.read_flows([batch]), names)
+        frame = lake.read_flows([batch])
+        context = (batch_context(lake, [batch], frame, trained.config.window)
+                   if isinstance(trained, TrainedNovelty) else None)
+        y, pred, score = _predictions(trained, frame, names, context)
         keep = y >= 0
         if keep.any():
             results[batch] = classification_metrics(y[keep], pred[keep], score[keep], names)
@@ -181,8 +186,8 @@ def evaluate_batches(trained: TrainedModel | TrainedNovelty, lake: Lake, batches
     return results
 
 
-def _predictions(trained: TrainedModel | TrainedNovelty, frame: pd.DataFrame, names: list[str]
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _predictions(trained: TrainedModel | TrainedNovelty, frame: pd.DataFrame, names: list[str],
+                 context: pd.DataFrame | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(true class, predicted class, score) per flow of ``frame``."""
     if isinstance(trained, TrainedModel):
         y, _ = encode_labels(frame, trained.task, names)
@@ -190,5 +195,5 @@ def _predictions(trained: TrainedModel | TrainedNovelty, frame: pd.DataFrame, na
         lookup = {name: i for i, name in enumerate(names)}
         return y, scored["predicted_class"].map(lookup).to_numpy(dtype=np.int64), scored["score"].to_numpy()
     y, _ = encode_labels(frame, "binary", names)
-    scored = score_novelty(trained, frame, explain="none")
+    scored = score_novelty(trained, frame, explain="none", context=context)
     return y, scored["is_anomaly"].to_numpy(dtype=np.int64), scored["novelty_score"].to_numpy()
