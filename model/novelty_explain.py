@@ -8,6 +8,9 @@ indicators) are reported as scaled values, observed and expected alike.
 
 from __future__ import annotations
 
+import json
+import math
+
 import numpy as np
 import pandas as pd
 
@@ -22,37 +25,54 @@ def _feature_table(pipeline: FeaturePipeline) -> list[tuple[str, dict | None]]:
             for name, spec, offset in pipeline.feature_specs()]
 
 
-def raw_value(spec: dict, scaled: float) -> float:
-    """Inverse of the numeric scaling of ``spec`` (clipped to its fitted range)."""
-    value = float(np.clip(scaled * spec["std"] + spec["mean"], spec["lo"], spec["hi"]))
-    return float(np.sign(value) * np.expm1(abs(value))) if spec["log"] else value
-
-
 def explain_rows(pipeline: FeaturePipeline, raw: pd.DataFrame, top: np.ndarray, expected: np.ndarray,
-                 share: np.ndarray) -> list[Explanation]:
-    """One explanation per row of ``raw`` (the flows' input columns) from its top feature positions."""
+                 share: np.ndarray) -> list[str]:
+    """One explanation per row of ``raw`` (the flows' input columns) from its top feature positions, as the JSON
+    text of a list of ``{"feature", "observed", "expected", "share"}`` (what ``json.dumps`` of the list gives;
+    written directly: serialising tens of thousands of small lists cost more than scoring them)."""
     table = _feature_table(pipeline)
     scaled = pipeline.transform(raw)
-    columns = {spec["name"] for _, spec in table if spec is not None}
-    observed_raw = {c: pd.to_numeric(raw[c], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-                    if c in raw.columns else np.full(len(raw), np.nan) for c in columns}
-    out: list[Explanation] = []
-    for i in range(len(raw)):
-        items: Explanation = []
-        for j, position in enumerate(top[i]):
-            name, spec = table[int(position)]
-            if spec is not None:
-                observed, want = float(observed_raw[spec["name"]][i]), raw_value(spec, float(expected[i, j]))
-            else:
-                observed, want = float(scaled[i, position]), float(expected[i, j])
-            items.append({"feature": name, "observed": _finite(observed), "expected": _finite(want),
-                          "share": round(float(share[i, j]), 4)})
-        out.append(items)
-    return out
+    observed, want = _observed_expected(table, raw, np.asarray(scaled, dtype=np.float64), top,
+                                        np.asarray(expected, dtype=np.float64))
+    names = [json.dumps(name) for name, _ in table]
+    shares = np.asarray(share, dtype=np.float64).tolist()
+    return ["[" + ", ".join(f'{{"feature": {names[p]}, "observed": {_number(o)}, "expected": {_number(e)}, '
+                            f'"share": {round(w, 4)!r}}}' for p, o, e, w in zip(t, obs, exp, sh, strict=True)) + "]"
+            for t, obs, exp, sh in zip(top.tolist(), observed.tolist(), want.tolist(), shares, strict=True)]
 
 
-def _finite(value: float) -> float | None:
-    return round(value, 6) if np.isfinite(value) else None
+def _number(value: float) -> str:
+    """A JSON number rounded to 6 decimals, or null for a non-finite value."""
+    return repr(round(value, 6)) if math.isfinite(value) else "null"
+
+
+def _observed_expected(table: list[tuple[str, dict | None]], raw: pd.DataFrame, scaled: np.ndarray, top: np.ndarray,
+                       expected: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(observed, expected) per row and top position, vectorised: raw units for a numeric column's main value
+    (the expectation unscaled: standardisation undone, clipped to the fitted range, signed log1p undone; the raw
+    column as observed), scaled units for every other feature."""
+    columns = sorted({spec["name"] for _, spec in table if spec is not None})
+    observed_raw = np.column_stack([
+        pd.to_numeric(raw[c], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan) if c in raw.columns
+        else np.full(len(raw), np.nan) for c in columns] or [np.full(len(raw), np.nan)])
+    n_features = len(table)
+    numeric = np.zeros(n_features, dtype=bool)
+    column_of = np.zeros(n_features, dtype=np.int64)
+    params = np.zeros((4, n_features))  # std, mean, lo, hi
+    logged = np.zeros(n_features, dtype=bool)
+    for k, (_, spec) in enumerate(table):
+        if spec is not None:
+            numeric[k], column_of[k], logged[k] = True, columns.index(spec["name"]), bool(spec["log"])
+            params[:, k] = spec["std"], spec["mean"], spec["lo"], spec["hi"]
+    rows = np.arange(len(raw))[:, None]
+    is_num = numeric[top]
+    std, mean, lo, hi = (p[top] for p in params)
+    value = np.clip(expected * std + mean, lo, hi)
+    with np.errstate(over="ignore", invalid="ignore"):  # expm1 of unlogged positions' values is discarded
+        value = np.where(logged[top], np.sign(value) * np.expm1(np.abs(value)), value)
+    want = np.where(is_num, value, expected)
+    observed = np.where(is_num, observed_raw[rows, column_of[top]], scaled[rows, top])
+    return observed, want
 
 
 def reason_text(explanation: Explanation | None) -> str:
