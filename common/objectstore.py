@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pyarrow.fs as pafs
 
-from flowhawk.common.files import atomic_path, atomic_write_bytes, atomic_write_json, replace_dir, tmp_sibling
+from flowhawk.common.files import atomic_path, atomic_write_bytes, atomic_write_json, swap_dir, tmp_sibling
 
 log = logging.getLogger(__name__)
 
@@ -215,9 +215,7 @@ class Mirror:
                     self.store.download(entry.rel, tmp / inner)
             tmp.mkdir(parents=True, exist_ok=True)
             atomic_write_bytes(tmp / marker, marker_bytes)
-            if final.exists():
-                shutil.rmtree(final)
-            replace_dir(tmp, final)
+            swap_dir(tmp, final)  # a unit replaced as a whole: readers see the old one or the new one
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
