@@ -127,6 +127,12 @@ class _Layout:
     log_path: str | None = None
 
 
+# Zeek's header / footer lines; once the header is read, any other line starting with '#' is a data row whose
+# first field begins with '#' (garbled: counted, not silently taken for a comment)
+DIRECTIVES = frozenset({"separator", "set_separator", "empty_field", "unset_field", "path", "open", "close",
+                        "fields", "types"})
+
+
 @dataclass
 class _Damage:
     wrong_count: int = 0
@@ -177,7 +183,7 @@ def _raw_chunks(path: Path, fh: io.TextIOBase, chunk: int,
         line = line.rstrip("\r\n")
         if not line.strip():
             continue
-        if line.startswith("#"):
+        if line.startswith("#") and (layout is None or _directive(line) in DIRECTIVES):  # else a data row
             new = _header_line(line, meta)
             if new is not None:
                 if rows and layout is not None:
@@ -218,10 +224,15 @@ def _lines(fh: io.TextIOBase, damage: _Damage) -> Iterator[str]:
         damage.wrong_count += 1
 
 
+def _directive(line: str) -> str:
+    """The key of a ``#key value`` line (``fields``, ``close``...)."""
+    return line[1:].split(None, 1)[0] if len(line) > 1 and not line[1].isspace() else ""
+
+
 def _header_line(line: str, meta: dict[str, str]) -> _Layout | None:
     """Record one ``#key value`` header line; return a new layout at ``#fields`` and again at ``#types``
     (a log without ``#types`` gets the default conn field types)."""
-    key = line[1:].split(None, 1)[0] if len(line) > 1 else ""
+    key = _directive(line)
     rest = line[1 + len(key):]
     if key == "separator":
         meta["separator"] = codecs.decode(rest.strip(), "unicode_escape") or "\t"
