@@ -9,7 +9,6 @@ indicators) are reported as scaled values, observed and expected alike.
 from __future__ import annotations
 
 import json
-import math
 
 import numpy as np
 import pandas as pd
@@ -35,15 +34,22 @@ def explain_rows(pipeline: FeaturePipeline, raw: pd.DataFrame, top: np.ndarray, 
     observed, want = _observed_expected(table, raw, np.asarray(scaled, dtype=np.float64), top,
                                         np.asarray(expected, dtype=np.float64))
     names = [json.dumps(name) for name, _ in table]
-    shares = np.asarray(share, dtype=np.float64).tolist()
-    return ["[" + ", ".join(f'{{"feature": {names[p]}, "observed": {_number(o)}, "expected": {_number(e)}, '
-                            f'"share": {round(w, 4)!r}}}' for p, o, e, w in zip(t, obs, exp, sh, strict=True)) + "]"
-            for t, obs, exp, sh in zip(top.tolist(), observed.tolist(), want.tolist(), shares, strict=True)]
+    k = top.shape[1] if top.ndim == 2 else 0
+    columns = [([names[p] for p in top[:, j].tolist()], _numbers(observed[:, j]), _numbers(want[:, j]),
+                list(map(repr, np.round(np.asarray(share[:, j], dtype=np.float64), 4).tolist())))
+               for j in range(k)]
+    entries = [[f'{{"feature": {n}, "observed": {o}, "expected": {e}, "share": {w}}}'
+                for n, o, e, w in zip(*column, strict=True)] for column in columns]
+    return ["[" + ", ".join(row) + "]" for row in zip(*entries, strict=True)] if k else ["[]"] * len(raw)
 
 
-def _number(value: float) -> str:
-    """A JSON number rounded to 6 decimals, or null for a non-finite value."""
-    return repr(round(value, 6)) if math.isfinite(value) else "null"
+def _numbers(values: np.ndarray) -> list[str]:
+    """JSON numbers rounded to 6 decimals (null for a non-finite value), one string per value, vectorised."""
+    finite = np.isfinite(values)
+    text = list(map(repr, np.round(np.where(finite, values, 0.0), 6).tolist()))
+    for at in np.flatnonzero(~finite).tolist():
+        text[at] = "null"
+    return text
 
 
 def _observed_expected(table: list[tuple[str, dict | None]], raw: pd.DataFrame, scaled: np.ndarray, top: np.ndarray,

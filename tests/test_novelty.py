@@ -194,6 +194,30 @@ def test_calibration_holds_budget_on_held_out_benign(synth_model: tuple) -> None
     assert ((scored["novelty_p"] >= 0) & (scored["novelty_p"] <= 1)).all()
 
 
+def test_explanation_text_is_the_json_of_its_entries() -> None:
+    """explain_rows writes the JSON text itself (vectorised): it must equal json.dumps of the entries, with null
+    for a value that is not finite and numbers rounded to 6 (shares to 4) decimals."""
+    from flowhawk.model.novelty_explain import explain_rows
+
+    frame = with_host_features(_scan_frame(), window=8)[0]
+    pipeline = FeaturePipeline("nf-v1", extra_numeric=HOST_FEATURES).fit(frame)
+    raw = frame.iloc[:3].copy()
+    raw.loc[raw.index[1], "OUT_BYTES"] = np.nan
+    names = pipeline.feature_names
+    in_bytes, port = names.index("OUT_BYTES"), names.index("L4_DST_PORT:value")
+    top = np.array([[in_bytes, port]] * 3, dtype=np.int32)
+    expected = np.array([[0.25, 0.5], [np.inf, 1.0], [-1.0, 0.123456789]], dtype=np.float32)
+    share = np.array([[0.61234567, 0.2], [0.5, 0.5], [0.9, 0.1]], dtype=np.float32)
+    texts = explain_rows(pipeline, raw, top, expected, share)
+    parsed = [json.loads(t) for t in texts]
+    assert texts == [json.dumps(p) for p in parsed]
+    assert [e["feature"] for e in parsed[0]] == [names[in_bytes], names[port]]
+    assert parsed[0][0]["observed"] == 900.0 and parsed[1][0]["observed"] is None
+    assert parsed[0][0]["share"] == round(float(np.float32(0.61234567)), 4)
+    assert parsed[2][1]["expected"] == round(float(np.float32(0.123456789)), 6)  # a scaled value: as predicted
+    assert explain_rows(pipeline, raw.iloc[:0], top[:0], expected[:0], share[:0]) == []
+
+
 @pytest.mark.slow
 def test_port_scan_scores_above_benign_with_explanation(synth_model: tuple) -> None:
     from flowhawk.model.novelty import score_novelty
