@@ -5,7 +5,7 @@ not) on batch B (false alerts: flows and incidents) and on a labelled attack bat
 missed by kind, attackers with at least one alert, benign flows flagged).
 
     python benchmarks/bench_verdicts.py --lake L --models M --fp-batch baseA --next-batch baseB --attack-batch lab \
-        [--verdict-weight W] [--out benchmarks/results/analyst.md]
+        [--verdict-weight W] [--contrast-rows K] [--salt S] [--out benchmarks/results/analyst.md]
 
 The lake and model it needs, and how the quiet day is split: benchmarks/results/analyst.md.
 """
@@ -28,6 +28,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.add_argument(name, required=True)
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--verdict-weight", type=int, help="RefreshConfig.verdict_weight (default: the config's)")
+    parser.add_argument("--contrast-rows", type=int, help="RefreshConfig.contrast_rows (default: the config's)")
+    parser.add_argument("--salt", type=int, default=0, help="RefreshConfig.salt: another hash split of the rows")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
 
@@ -46,12 +48,15 @@ def main(argv: list[str] | None = None) -> int:
     for incident_id in incidents["incident_id"]:
         store.add_verdict("incident", incident_id, "false_positive", "bench_verdicts", note="no attacks in batch")
     weight = {} if args.verdict_weight is None else {"verdict_weight": args.verdict_weight}
-    config = RefreshConfig(epochs=args.epochs, **weight)
+    if args.contrast_rows is not None:
+        weight["contrast_rows"] = args.contrast_rows
+    config = RefreshConfig(epochs=args.epochs, salt=args.salt, **weight)
     result = refresh_model(registry, VerdictLabelledLake(args.lake), [args.fp_batch], config)
     after = result.version
     rows = [_measure(registry, lake, v, args.next_batch, args.attack_batch) for v in (before, after)]
     lines = [f"False positives marked: {len(incidents)} incidents of batch {args.fp_batch} "
              f"({int(incidents['flows'].sum())} flows). Refresh (verdict_weight {config.verdict_weight}, "
+             f"contrast_rows {config.contrast_rows}, salt {config.salt}, "
              f"{config.epochs} epochs): {after} "
              f"{'promoted' if result.promoted else 'not promoted'} ({result.reason}).", "",
              f"| model | {args.next_batch}: false alerts (flows) | {args.next_batch}: incidents | "

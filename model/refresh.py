@@ -15,12 +15,18 @@ Flows an analyst's verdict labels (``verdict_rows`` of ``refresh_frames``; ``ref
 lake it reads is a ``VerdictSource`` such as ``reports.verdict_lake.VerdictLabelledLake``) are few and
 deliberate: a handful of false positives against a replay of ``replay_rows`` flows. All of them are trained
 on (a verdict overrides the hash role; they are never held out) and each counts ``verdict_weight`` times in the
-loss (it is drawn that many times per epoch). The guard checks them separately (``model/refresh_guard.py``).
+loss (it is drawn that many times per epoch). So do their neighbours: for every verdict, the ``contrast_rows``
+training flows of another class nearest to it (scaled features and how much host history the window holds;
+``contrast_rows``): weighted alone, a few "benign" verdicts move a whole region and take the attack flows beside
+them (a flood's first request beside a client's first request) along. A class with fewer than
+``rare_class_rows`` training flows also trains on its validation flows (a class of one flow would otherwise be
+forgotten whenever its hash role is VAL). The guard checks verdicts separately (``model/refresh_guard.py``).
 
 The candidate is compared with the current model on the same held-out flows (old and new) and on the
-verdict-labelled flows; ``model.refresh_guard.decide_promotion`` lists the four conditions (held-out F1 within
+verdict-labelled flows; ``model.refresh_guard.decide_promotion`` lists the five conditions (held-out F1 within
 ``f1_tolerance``, old data drop within ``old_drop_tolerance``, no more false alerts on held-out benign flows
-than ``benign_alert_tolerance`` allows, verdicts respected up to ``verdict_tolerance``).
+than ``benign_alert_tolerance`` allows, verdicts respected up to ``verdict_tolerance``, recall on every old
+attack flow read no lower than the current model's, up to ``recall_tolerance``).
 Otherwise the candidate is saved with the reason it was not promoted.
 """
 
@@ -49,6 +55,8 @@ log = logging.getLogger(__name__)
 TRAIN, VAL, TEST, CONTEXT = 0, 1, 2, -1
 GUARD_METRICS = ("auto", "f1", "macro_f1")
 FLOW_KEY = ["batch_id", "source_file", "flow_index"]
+CONTRAST_POOL = 50_000  # rows searched for a verdict's neighbours (a random sample beyond that)
+CONTRAST_HISTORY_SCALE = 3.0  # a window with no history vs a full one counts like 3 standard deviations
 
 
 @runtime_checkable
@@ -83,19 +91,23 @@ class RefreshConfig:
     verdict_weight: int = 20
     verdict_tolerance: float = 0.0
     benign_alert_tolerance: float = 0.0
+    contrast_rows: int = 16
+    rare_class_rows: int = 32
+    recall_tolerance: float = 0.0
 
     def __post_init__(self) -> None:
         if self.metric not in GUARD_METRICS:
             raise ValueError(f"RefreshConfig.metric: must be one of {GUARD_METRICS}, got {self.metric!r}")
         ints = (("replay_rows", 0, 10**9), ("epochs", 1, 1000), ("patience", 1, 1000), ("block_rows", 1, 10**6),
-                ("salt", 0, 2**31), ("seed", 0, 2**31), ("verdict_weight", 1, 10_000))
+                ("salt", 0, 2**31), ("seed", 0, 2**31), ("verdict_weight", 1, 10_000),
+                ("contrast_rows", 0, 1000), ("rare_class_rows", 0, 10**6))
         for name, lo, hi in ints:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
                 raise ValueError(f"RefreshConfig.{name}: must be an integer in [{lo}, {hi}], got {value!r}")
         floats = (("lr_scale", 1e-4, 10.0), ("holdout_fraction", 0.01, 0.5), ("val_fraction", 0.01, 0.5),
                   ("f1_tolerance", 0.0, 1.0), ("old_drop_tolerance", 0.0, 1.0), ("verdict_tolerance", 0.0, 1.0),
-                  ("benign_alert_tolerance", 0.0, 1.0))
+                  ("benign_alert_tolerance", 0.0, 1.0), ("recall_tolerance", 0.0, 1.0))
         for name, lo, hi in floats:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
@@ -206,17 +218,55 @@ def prepare_refresh(current: TrainedModel, old: pd.DataFrame, new: pd.DataFrame,
         marked[len(rows):] = verdict_rows
         marked &= labelled
         roles[marked] = TRAIN
+    train_rare_classes(y, roles, config.rare_class_rows)
     if not (labelled & (origin == NEW) & (roles == TRAIN)).any():
         raise RefreshError("refresh: the new batches hold no labelled flows to train on")
     train, val, test = (np.flatnonzero(labelled & (roles == r)).astype(np.int64) for r in (TRAIN, VAL, TEST))
     verdict_positions = np.flatnonzero(marked).astype(np.int64)
-    weighted = np.tile(verdict_positions, config.verdict_weight)
-    split = Split(train, np.concatenate([val, weighted]), test, method="hash")
-    train_rows = np.concatenate([train, weighted[len(verdict_positions):]])
     features = current.pipeline.transform(frame)
     index = build_window_index(frame, window=tc.window, group_by=tc.group_by)
+    contrast = contrast_rows(features, index.depth, y, train, verdict_positions, config, tc.window)
+    weighted = np.concatenate([np.tile(verdict_positions, config.verdict_weight),
+                               np.tile(contrast, config.verdict_weight)])
+    split = Split(train, np.concatenate([val, weighted]), test, method="hash")
+    train_rows = np.concatenate([train, weighted[len(verdict_positions):]])
     prep = Prepared(y, names, split, train_rows, current.pipeline, features, index)
     return frame, prep, origin, verdict_positions
+
+
+def train_rare_classes(y: np.ndarray, roles: np.ndarray, minimum: int) -> None:
+    """In place: a class with fewer than ``minimum`` training rows has its validation rows trained on too (a class
+    of one flow whose hash role is VAL would otherwise be forgotten by every refresh); held-out rows stay out."""
+    labelled = y >= 0
+    counts = np.bincount(y[labelled & (roles == TRAIN)], minlength=int(y.max(initial=0)) + 1)
+    rare = np.flatnonzero(counts < minimum)
+    roles[labelled & (roles == VAL) & np.isin(y, rare)] = TRAIN
+
+
+def contrast_rows(features: np.ndarray, depth: np.ndarray, y: np.ndarray, train: np.ndarray, verdicts: np.ndarray,
+                  config: RefreshConfig, window: int) -> np.ndarray:
+    """Frame positions of the training rows of another class nearest to each verdict-labelled row (``contrast_rows``
+    per verdict; distance over the flow's scaled features and how much host history its window holds).
+
+    A verdict says "this flow is benign"; weighted alone it moves a whole region of feature space, and attack flows
+    next to the marked ones (a flood's first request beside a client's first request) are lost with it. Weighting
+    those neighbours as much (together) as the verdicts makes the refresh learn the boundary between them where
+    the features allow it."""
+    if config.contrast_rows == 0 or not len(verdicts) or not len(train):
+        return np.zeros(0, np.int64)
+    rng = np.random.default_rng(config.seed)
+    history = np.minimum(depth, window - 1) / max(window - 1, 1) * CONTRAST_HISTORY_SCALE
+    found = []
+    for label in np.unique(y[verdicts]):
+        pool = train[y[train] != label]
+        if len(pool) > CONTRAST_POOL:
+            pool = np.sort(rng.choice(pool, CONTRAST_POOL, replace=False))
+        if not len(pool):
+            continue
+        for v in verdicts[y[verdicts] == label]:
+            distance = ((features[pool] - features[v]) ** 2).sum(axis=1) + (history[pool] - history[v]) ** 2
+            found.append(pool[np.argsort(distance, kind="stable")[:config.contrast_rows]])
+    return np.unique(np.concatenate(found)).astype(np.int64) if found else np.zeros(0, np.int64)
 
 
 def _labels(frame: pd.DataFrame, current: TrainedModel) -> tuple[np.ndarray, list[str]]:

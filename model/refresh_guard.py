@@ -13,7 +13,11 @@ verdict-labelled flow of the refresh: a false-positive verdict says "do not aler
    flagged; an analyst sees every one);
 4. it gets at most ``verdict_tolerance`` x (number of verdict-labelled flows) of them wrong, and never more
    than the current model: a candidate that still alerts on flows analysts marked false positive (or misses
-   flows they confirmed) has not learnt what it was told.
+   flows they confirmed) has not learnt what it was told;
+5. its recall on every attack flow of the old data the refresh read (the replay sample, trained on or not) is
+   at least the current model's minus ``recall_tolerance``: the held-out sample is a fifth of the flows, and a
+   refresh that forgets a few attack flows outside it (an attacker's first requests, a one-flow ICMP flood)
+   passes conditions 1-2 unseen.
 """
 
 from __future__ import annotations
@@ -45,6 +49,8 @@ class GuardSettings(Protocol):
     def benign_alert_tolerance(self) -> float: ...
     @property
     def verdict_tolerance(self) -> float: ...
+    @property
+    def recall_tolerance(self) -> float: ...
 
 
 def compare(current: TrainedModel, candidate: TrainedModel, prep: Prepared, origin: np.ndarray,
@@ -56,6 +62,7 @@ def compare(current: TrainedModel, candidate: TrainedModel, prep: Prepared, orig
     test = prep.split.test
     verdict_rows = np.zeros(0, np.int64) if verdict_rows is None else verdict_rows
     benign = prep.y[test] == 0
+    old_attacks = np.flatnonzero((origin == OLD) & (prep.y > 0)).astype(np.int64)
     metrics: dict[str, Any] = {}
     counts: dict[str, Any] = {}
     for name, model in (("current", current), ("candidate", candidate)):
@@ -71,6 +78,9 @@ def compare(current: TrainedModel, candidate: TrainedModel, prep: Prepared, orig
         counts[name] = {"benign_alerts": {"n": int(benign.sum()), "flagged": int((pred[benign] != 0).sum())}}
         if len(verdict_rows):
             counts[name]["verdicts"] = verdict_agreement(model, prep, verdict_rows)
+        if len(old_attacks):
+            detected = decide(predict_proba(model.network, prep.features, prep.index, old_attacks), model.threshold)
+            counts[name]["old_recall"] = {"n": len(old_attacks), "detected": int((detected != 0).sum())}
     return metrics, counts
 
 
@@ -101,7 +111,7 @@ def decide_promotion(comparison: dict[str, Any], task: str, config: GuardSetting
     else:
         text += "; no old held-out flows"
     c_counts, n_counts = (checks or {}).get("current", {}), (checks or {}).get("candidate", {})
-    for check in (_benign_alerts, _verdicts):
+    for check in (_benign_alerts, _verdicts, _old_recall):
         ok, text = check(c_counts, n_counts, config, text)
         if not ok:
             return False, f"rejected: {text}"
@@ -127,4 +137,14 @@ def _verdicts(cur: dict[str, Any], cand: dict[str, Any], config: GuardSettings, 
     allowed = min(c_wrong, math.floor(config.verdict_tolerance * n + 1e-9))
     if n_wrong > allowed:
         return False, f"{text}: contradicts more analyst verdicts than {allowed}"
+    return True, text
+
+
+def _old_recall(cur: dict[str, Any], cand: dict[str, Any], config: GuardSettings, text: str) -> tuple[bool, str]:
+    if "old_recall" not in cur:
+        return True, text
+    n, c_hit, n_hit = cur["old_recall"]["n"], cur["old_recall"]["detected"], cand["old_recall"]["detected"]
+    text += f"; old attack flows detected {n_hit} vs {c_hit} of {n}"
+    if n_hit < c_hit - math.floor(config.recall_tolerance * n + 1e-9):
+        return False, f"{text}: loses recall on old attack flows (recall_tolerance {config.recall_tolerance})"
     return True, text

@@ -9,13 +9,17 @@ import numpy as np
 import pytest
 
 from flowhawk.model.refresh import (
+    TEST,
     TRAIN,
+    VAL,
     RefreshConfig,
     RefreshError,
     VerdictSource,
+    contrast_rows,
     prepare_refresh,
     refresh_model,
     row_roles,
+    train_rare_classes,
 )
 from flowhawk.model.refresh_guard import decide_promotion
 from flowhawk.model.registry import Registry, data_manifest
@@ -191,6 +195,18 @@ def test_guard_counts_false_alerts_on_benign_flows_and_verdicts():
     assert _guard((3, 3), None, config)[0]  # no verdicts: the term is skipped
 
 
+def test_guard_rejects_a_candidate_that_forgets_old_attack_flows():
+    comparison, checks = _guarded((0, 0), None)
+    checks["current"]["old_recall"] = {"n": 25_000, "detected": 25_000}
+    checks["candidate"]["old_recall"] = {"n": 25_000, "detected": 24_988}  # 12 attack flows forgotten
+    ok, reason = decide_promotion(comparison, "binary", RefreshConfig(), checks)
+    assert not ok and reason.endswith("old attack flows detected 24988 vs 25000 of 25000: loses recall on old "
+                                      "attack flows (recall_tolerance 0.0)"), reason
+    assert decide_promotion(comparison, "binary", RefreshConfig(recall_tolerance=0.001), checks)[0]
+    checks["candidate"]["old_recall"]["detected"] = 25_000
+    assert decide_promotion(comparison, "binary", RefreshConfig(), checks)[0]
+
+
 class _Marked:
     """A ``VerdictSource``: the protocol ``refresh_model`` recognises a verdict-labelled lake by."""
 
@@ -205,7 +221,8 @@ def test_verdict_rows_are_trained_weighted_and_never_held_out(tiny_model):
         frame["source_sha256"], frame["flow_index"] = sha * 32, np.arange(len(frame))
     marked = np.zeros(len(new), bool)
     marked[::40] = True  # 10 flows an analyst labelled
-    config = RefreshConfig(replay_rows=200, block_rows=32, verdict_weight=7, holdout_fraction=0.3)
+    config = RefreshConfig(replay_rows=200, block_rows=32, verdict_weight=7, holdout_fraction=0.3, contrast_rows=0,
+                           rare_class_rows=0)
     assert (row_roles(new, config)[marked] != TRAIN).any()  # their hash roles would hold some out
     _, prep, origin, verdicts = prepare_refresh(tiny_model, old, new, config, marked)
     assert len(verdicts) == 10 and (origin[verdicts] == 1).all()
@@ -221,3 +238,51 @@ def test_verdict_rows_are_trained_weighted_and_never_held_out(tiny_model):
     np.testing.assert_array_equal(np.unique(prep.split.train), np.union1d(plain.split.train, verdicts))
     np.testing.assert_array_equal(prep.split.test, np.setdiff1d(plain.split.test, verdicts))
     assert isinstance(_Marked(), VerdictSource) and not isinstance(object(), VerdictSource)
+
+
+def test_contrast_rows_are_the_nearest_training_rows_of_another_class():
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(200, 4)).astype(np.float32)
+    y = (np.arange(200) % 2).astype(np.int64)  # even rows benign, odd rows attack
+    depth = np.full(200, 15)
+    verdicts = np.array([10])  # a benign flow an analyst marked
+    features[[41, 43, 45]] = features[10] + 0.01  # three attack rows right beside it ...
+    depth[45] = 0  # ... one of them at the start of its host's history
+    train = np.setdiff1d(np.arange(200), [43])  # ... and one of them is not a training row
+    config = RefreshConfig(contrast_rows=2)
+    found = contrast_rows(features, depth, y, train, verdicts, config, window=16)
+    assert 41 in found and 43 not in found and (y[found] == 1).all() and len(found) == 2
+    assert 45 not in found  # same features, but a window without history is far from a full one
+    assert len(contrast_rows(features, depth, y, train, verdicts, RefreshConfig(contrast_rows=0), 16)) == 0
+    assert len(contrast_rows(features, depth, y, train, verdicts[:0], config, 16)) == 0
+
+
+def test_verdict_neighbours_are_weighted_like_the_verdicts(tiny_model):
+    old = make_flows(400, seed=1)
+    new = make_flows(400, seed=2, t0=1_700_001_000_000)
+    for frame, sha in ((old, "aa"), (new, "bb")):
+        frame["source_sha256"], frame["flow_index"] = sha * 32, np.arange(len(frame))
+    marked = np.zeros(len(new), bool)
+    marked[np.flatnonzero(new["Label"].to_numpy() == 0)[:3]] = True
+    config = RefreshConfig(replay_rows=200, block_rows=32, verdict_weight=5, contrast_rows=4)
+    frame, prep, _, verdicts = prepare_refresh(tiny_model, old, new, config, marked)
+    train = np.bincount(prep.train_rows, minlength=len(frame))
+    neighbours = np.flatnonzero(train == 6)  # a training row once, plus the verdict weight
+    assert 1 <= len(neighbours) <= 3 * 4 and (prep.y[neighbours] == 1).all()
+    assert (train[verdicts] == 5).all()
+    assert not np.isin(neighbours, prep.split.test).any()
+
+
+def test_a_rare_class_trains_on_its_validation_rows():
+    y = np.array([0] * 50 + [1] * 3 + [2] * 40 + [-1] * 2)
+    roles = np.full(len(y), TRAIN, np.int8)
+    roles[50:53] = [VAL, TEST, TRAIN]  # class 1: one training row
+    roles[53:60] = VAL
+    roles[-2:] = VAL  # unlabelled rows keep their role
+    before = roles.copy()
+    train_rare_classes(y, roles, minimum=2)
+    assert roles[50] == TRAIN and roles[51] == TEST  # held-out rows are never trained on
+    np.testing.assert_array_equal(roles[53:], before[53:])  # class 2 has enough; unlabelled untouched
+    train_rare_classes(y, roles, minimum=0)
+    with pytest.raises(ValueError, match="rare_class_rows"):
+        RefreshConfig(rare_class_rows=-1)
