@@ -5,7 +5,7 @@ not) on batch B (false alerts: flows and incidents) and on a labelled attack bat
 missed by kind, attackers with at least one alert, benign flows flagged).
 
     python benchmarks/bench_verdicts.py --lake L --models M --fp-batch baseA --next-batch baseB --attack-batch lab \
-        [--verdict-weight W] [--contrast-rows K] [--salt S] [--out benchmarks/results/analyst.md]
+        [--verdict-weight W] [--contrast-rows K] [--salt S] [--no-history] [--out benchmarks/results/analyst.md]
 
 The lake and model it needs, and how the quiet day is split: benchmarks/results/analyst.md.
 """
@@ -30,6 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--verdict-weight", type=int, help="RefreshConfig.verdict_weight (default: the config's)")
     parser.add_argument("--contrast-rows", type=int, help="RefreshConfig.contrast_rows (default: the config's)")
     parser.add_argument("--salt", type=int, default=0, help="RefreshConfig.salt: another hash split of the rows")
+    parser.add_argument("--no-history", action="store_true",
+                        help="score each batch alone (before: no host history from earlier lake batches)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
 
@@ -43,7 +45,8 @@ def main(argv: list[str] | None = None) -> int:
 
     registry, lake = Registry(args.models), Lake(args.lake)
     before = registry.require_current()
-    incidents = _score(registry, lake, before, args.fp_batch, analyse_batch, write_scored_report, ScoreMeta)
+    history = not args.no_history
+    incidents = _score(registry, lake, before, args.fp_batch, history, analyse_batch, write_scored_report, ScoreMeta)
     store = VerdictStore(args.lake)
     for incident_id in incidents["incident_id"]:
         store.add_verdict("incident", incident_id, "false_positive", "bench_verdicts", note="no attacks in batch")
@@ -53,12 +56,13 @@ def main(argv: list[str] | None = None) -> int:
     config = RefreshConfig(epochs=args.epochs, salt=args.salt, **weight)
     result = refresh_model(registry, VerdictLabelledLake(args.lake), [args.fp_batch], config)
     after = result.version
-    rows = [_measure(registry, lake, v, args.next_batch, args.attack_batch) for v in (before, after)]
+    rows = [_measure(registry, lake, v, args.next_batch, args.attack_batch, history) for v in (before, after)]
+    how = "with their hosts' earlier lake flows as context" if history else "alone"
     lines = [f"False positives marked: {len(incidents)} incidents of batch {args.fp_batch} "
              f"({int(incidents['flows'].sum())} flows). Refresh (verdict_weight {config.verdict_weight}, "
              f"contrast_rows {config.contrast_rows}, salt {config.salt}, "
              f"{config.epochs} epochs): {after} "
-             f"{'promoted' if result.promoted else 'not promoted'} ({result.reason}).", "",
+             f"{'promoted' if result.promoted else 'not promoted'} ({result.reason}). Batches scored {how}.", "",
              f"| model | {args.next_batch}: false alerts (flows) | {args.next_batch}: incidents | "
              f"{args.attack_batch}: recall | {args.attack_batch}: attack flows missed | {args.attack_batch}: attackers "
              f"alerted | {args.attack_batch}: benign flows flagged |", "|---|---:|---:|---:|---|---:|---:|"]
@@ -70,29 +74,34 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _score(registry, lake, version, batch, analyse_batch, write_scored_report, score_meta):
+def _scored(trained, lake, batch, history):
+    """(flows, scores) of ``batch``, with the hosts' earlier lake flows as context when ``history`` (as
+    ``process_inbox`` scores a batch)."""
+    from flowhawk.model.novelty_lifecycle import batch_context
     from flowhawk.model.scoring import score_frame
 
-    trained = registry.load(version)
     flows = lake.read_flows([batch])
-    scores = score_frame(trained, flows)
+    context = batch_context(lake, [batch], flows, trained.train_config.window) if history else None
+    return flows, score_frame(trained, flows, context=context)
+
+
+def _score(registry, lake, version, batch, history, analyse_batch, write_scored_report, score_meta):
+    trained = registry.load(version)
+    flows, scores = _scored(trained, lake, batch, history)
     analyst = analyse_batch(lake.root, batch, flows, scores, version)
     write_scored_report(lake.reports_dir, batch, flows, scores,
                         score_meta(model_version=version, threshold=trained.threshold), analyst=analyst)
     return analyst.incidents
 
 
-def _measure(registry, lake, version, next_batch, attack_batch) -> dict:
-    from flowhawk.model.scoring import score_frame
+def _measure(registry, lake, version, next_batch, attack_batch, history) -> dict:
     from flowhawk.reports.analyst_config import AnalystConfig
     from flowhawk.reports.incidents import assign_incidents
 
     trained = registry.load(version)
-    nxt = lake.read_flows([next_batch])
-    s = score_frame(trained, nxt)
+    nxt, s = _scored(trained, lake, next_batch, history)
     frame = nxt.assign(**{c: s[c].to_numpy() for c in s.columns})
-    attack = lake.read_flows([attack_batch])
-    a = score_frame(trained, attack)
+    attack, a = _scored(trained, lake, attack_batch, history)
     is_attack = attack["Label"].to_numpy() == 1
     flagged = a["is_anomaly"].to_numpy()
     return {"flows": len(nxt), "fp_flows": int(s["is_anomaly"].sum()),

@@ -21,9 +21,9 @@ from flowhawk.flows.tasks import (
     analyse_batch,
     combined_scores,
     explain_flows,
+    host_context,
     load_model,
     load_novelty,
-    novelty_context,
     novelty_scores,
     read_flows,
     score_flows,
@@ -73,10 +73,12 @@ def score_and_report(lake: Location, models: Location, version: str | None, nove
     flows = read_flows.fn(lake, lake_batches)
     timed(seconds, "read_flows", t0)
     context = None
-    if novelty is not None:
+    windows = [m.train_config.window for m in (supervised,) if m is not None] + [
+        m.config.window for m in (novelty,) if m is not None]
+    if windows:
         t0 = time.perf_counter()
-        context = novelty_context.fn(lake, list(lake_batches), flows, novelty.config.window)
-        timed(seconds, "novelty_context", t0)
+        context = host_context.fn(lake, list(lake_batches), flows, max(windows))
+        timed(seconds, "host_context", t0)
     scores, models_used, drift_figures = _scores(flows, supervised, novelty, config, seconds, context)
     model_version = " + ".join([*([version] if version else []),
                                 *([f"novelty {novelty_version}"] if novelty_version else [])]) or "baselining"
@@ -98,16 +100,16 @@ def score_and_report(lake: Location, models: Location, version: str | None, nove
 def _scores(flows: pd.DataFrame, supervised: TrainedModel | None, novelty: TrainedNovelty | None,
             config: AnalystConfig, seconds: dict[str, float], context: pd.DataFrame | None
             ) -> tuple[pd.DataFrame, dict[str, str], dict | None]:
-    """Each model present scores (the supervised one explains its anomalies; the novelty one with the hosts'
-    earlier flows as ``context``), then one verdict per flow."""
+    """Each model present scores with the hosts' earlier flows as ``context`` (the supervised one also explains
+    its anomalies), then one verdict per flow."""
     s_scores = n_scores = None
     used: dict[str, str] = {}
     if supervised is not None:
         t0 = time.perf_counter()
-        s_scores = score_flows.fn(supervised, flows)
+        s_scores = score_flows.fn(supervised, flows, context)
         timed(seconds, "score", t0)
         t0 = time.perf_counter()
-        s_scores = explain_flows.fn(supervised, flows, s_scores, config)
+        s_scores = explain_flows.fn(supervised, flows, s_scores, config, context)
         timed(seconds, "explain", t0)
         used["supervised"] = supervised.task
     if novelty is not None:

@@ -242,8 +242,9 @@ def batches_new_to_model(models: Path, lake: Path) -> list[str]:
 
 
 @task(name="score-flows", **MEMORY_TASK)
-def score_flows(trained: TrainedModel, frame: pd.DataFrame) -> pd.DataFrame:
-    return score_frame(trained, frame)
+def score_flows(trained: TrainedModel, frame: pd.DataFrame, context: pd.DataFrame | None = None) -> pd.DataFrame:
+    """``model.scoring.score_frame`` (windows reach back into ``context``, the hosts' earlier flows)."""
+    return score_frame(trained, frame, context=context)
 
 
 # --- novelty (label-free) ----------------------------------------------------------------------------------
@@ -286,10 +287,10 @@ def novelty_scores(trained: TrainedNovelty, frame: pd.DataFrame, context: pd.Dat
     return score_novelty(trained, frame, context=context)
 
 
-@task(name="novelty-context", **MEMORY_TASK)
-def novelty_context(lake: Path, lake_batches: list[str], frame: pd.DataFrame, window: int) -> pd.DataFrame | None:
+@task(name="host-context", **MEMORY_TASK)
+def host_context(lake: Path, lake_batches: list[str], frame: pd.DataFrame, window: int) -> pd.DataFrame | None:
     """``model.novelty_lifecycle.batch_context``: the hosts' last flows from earlier lake batches, so a batch's
-    first flows are scored with their history, as the calibration scored its held-out flows."""
+    windows (of either model) reach back across batch boundaries."""
     return batch_context(Lake(lake), lake_batches, frame, window)
 
 
@@ -312,10 +313,11 @@ def notify_alerts(block_name: str, summary: dict) -> None:
 # --- reports --------------------------------------------------------------------------------------------
 @task(name="explain-flows", **MEMORY_TASK)
 def explain_flows(trained: TrainedModel, flows: pd.DataFrame, scores: pd.DataFrame,
-                  config: AnalystConfig) -> pd.DataFrame:
+                  config: AnalystConfig, context: pd.DataFrame | None = None) -> pd.DataFrame:
     """``reports.explain.explain_supervised``: reason and explanation columns added to ``scores``."""
     explained = explain_supervised(trained, flows, scores, max_flows=config.explain_max_flows,
-                                   reference=config.explain_reference, samples=config.explain_samples)
+                                   reference=config.explain_reference, samples=config.explain_samples,
+                                   context=context)
     return scores.assign(reason=explained["reason"].to_numpy(), explanation=explained["explanation"].to_numpy())
 
 

@@ -165,15 +165,15 @@ def evaluate_batches(trained: TrainedModel | TrainedNovelty, lake: Lake, batches
                      ) -> dict[str, dict[str, Any]]:
     """Metrics of ``trained`` on the labelled flows of each batch (scored batch by batch, as in production)
     and on all of them together (key ``all``). A novelty model is evaluated as attack-vs-benign: its flags
-    against ``Label`` (labels used for evaluation only), its score ``novelty_score``, each batch with its hosts'
-    earlier lake flows as context (as ``process_inbox`` scores it)."""
+    against ``Label`` (labels used for evaluation only), its score ``novelty_score``. Either kind scores each
+    batch with its hosts' earlier lake flows as context (as ``process_inbox`` scores it)."""
     results: dict[str, dict[str, Any]] = {}
     parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     names = list(trained.class_names) if isinstance(trained, TrainedModel) else [BENIGN, "Attack"]
     for batch in batches:
         frame = lake.read_flows([batch])
-        context = (batch_context(lake, [batch], frame, trained.config.window)
-                   if isinstance(trained, TrainedNovelty) else None)
+        window = trained.config.window if isinstance(trained, TrainedNovelty) else trained.train_config.window
+        context = batch_context(lake, [batch], frame, window)
         y, pred, score = _predictions(trained, frame, names, context)
         keep = y >= 0
         if keep.any():
@@ -191,7 +191,7 @@ def _predictions(trained: TrainedModel | TrainedNovelty, frame: pd.DataFrame, na
     """(true class, predicted class, score) per flow of ``frame``."""
     if isinstance(trained, TrainedModel):
         y, _ = encode_labels(frame, trained.task, names)
-        scored = score_frame(trained, frame)
+        scored = score_frame(trained, frame, context=context)
         lookup = {name: i for i, name in enumerate(names)}
         return y, scored["predicted_class"].map(lookup).to_numpy(dtype=np.int64), scored["score"].to_numpy()
     y, _ = encode_labels(frame, "binary", names)

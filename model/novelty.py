@@ -39,7 +39,14 @@ from flowhawk.model.novelty_config import NoveltyConfig
 from flowhawk.model.novelty_explain import explain_rows
 from flowhawk.model.novelty_net import NoveltyNet, WeightedReconstructionLoss
 from flowhawk.model.novelty_store import TrainedNovelty
-from flowhawk.model.windows import SOURCE_COLUMN, WindowIndex, build_window_index, group_codes, time_key
+from flowhawk.model.windows import (
+    SOURCE_COLUMN,
+    WindowIndex,
+    build_window_index,
+    group_codes,
+    time_key,
+    with_history,
+)
 
 log = logging.getLogger(__name__)
 DEFAULT_BATCH = 1024
@@ -59,36 +66,10 @@ def context_depth(window: int) -> int:
     return 2 * (window - 1)
 
 
-def _earlier(context: pd.DataFrame, frame: pd.DataFrame) -> np.ndarray:
-    """Per row of ``context``: its source host is in ``frame`` and (with times in both) it starts no later than
-    that host's first flow in ``frame``."""
-    hosts = context[SOURCE_COLUMN]
-    keep = hosts.notna().to_numpy() & hosts.isin(frame[SOURCE_COLUMN].dropna().unique()).to_numpy()
-    times, frame_times = time_key(context), time_key(frame)
-    if times is None or frame_times is None:
-        return keep
-    first = pd.Series(frame_times).groupby(frame[SOURCE_COLUMN].to_numpy()).min()
-    with np.errstate(invalid="ignore"):
-        return keep & (times <= hosts.map(first).to_numpy(dtype=np.float64, na_value=np.nan))
-
-
 def with_context(frame: pd.DataFrame, context: pd.DataFrame | None, window: int) -> tuple[pd.DataFrame, int]:
-    """(``context``'s flows that can reach a window of ``frame`` followed by ``frame``, row position of ``frame``'s
-    first row in it). Kept from ``context``: flows of source hosts ``frame`` has that start no later than the
-    host's first flow in ``frame`` (so a batch's own windows stay as they are past its first flows, also when
-    captures overlap in time), each host's last ``context_depth(window)`` in window order (time, then frame
-    order): what one continuous frame would use."""
-    if context is None or len(context) == 0 or len(frame) == 0:
-        return frame, 0
-    if SOURCE_COLUMN not in context.columns or SOURCE_COLUMN not in frame.columns:
-        raise ValueError(f"context: scoring with context needs column {SOURCE_COLUMN} in both frames")
-    context = context[_earlier(context, frame)]
-    if not len(context):
-        return frame, 0
-    groups = group_codes(context, "source")
-    depth = build_window_index(context, window=1).depth
-    context = context[depth >= np.bincount(groups)[groups] - context_depth(window)]
-    return pd.concat([context, frame], ignore_index=True), len(context)
+    """``model.windows.with_history`` keeping each host's last ``context_depth(window)`` context flows: what a
+    novelty score (windows of flows that carry host features of their own windows) reaches back to."""
+    return with_history(frame, context, context_depth(window))
 
 
 def segment_frame(frame: pd.DataFrame, segments: int) -> pd.DataFrame:

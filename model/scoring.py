@@ -4,6 +4,10 @@
 probability, 1 - p(benign)), ``is_anomaly`` (score >= the model's threshold) and ``predicted_class`` (the
 most probable attack class when anomalous, else the benign class). Memory: the (N, F) float32 feature matrix,
 three int64 index arrays and one batch of windows; never an (N, T, F) array.
+
+``context``: the hosts' earlier flows (e.g. of the previous batches, ``model.novelty_lifecycle.batch_context``);
+a flow's window then reaches back into them as in one continuous capture, so each host's first flows of a batch
+are not scored as a host with no history (``model.windows.with_history``).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from mindspore import Tensor
 from flowhawk.model.decision import attack_scores, decide
 from flowhawk.model.network import make_predict
 from flowhawk.model.trained import TrainedModel
-from flowhawk.model.windows import WindowIndex, build_window_index
+from flowhawk.model.windows import WindowIndex, build_window_index, with_history
 
 log = logging.getLogger(__name__)
 DEFAULT_BATCH = 1024
@@ -60,8 +64,10 @@ def predict_proba(network: object, features: np.ndarray, index: WindowIndex, row
     return out
 
 
-def score_frame(trained: TrainedModel, frame: pd.DataFrame, batch_size: int = DEFAULT_BATCH) -> pd.DataFrame:
-    """Score every flow of ``frame`` (see module doc); the result has ``frame``'s index, in its order."""
+def score_frame(trained: TrainedModel, frame: pd.DataFrame, batch_size: int = DEFAULT_BATCH,
+                context: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Score every flow of ``frame`` (see module doc); the result has ``frame``'s index, in its order. Windows
+    reach back into ``context`` (earlier flows, not scored or returned) when given."""
     if batch_size < 1:
         raise ValueError(f"score_frame: batch_size must be >= 1, got {batch_size}")
     result = pd.DataFrame(index=frame.index)
@@ -70,10 +76,11 @@ def score_frame(trained: TrainedModel, frame: pd.DataFrame, batch_size: int = DE
         result["is_anomaly"] = pd.Series(dtype="bool")
         result["predicted_class"] = pd.Series(dtype="object")
         return result
-    features = trained.pipeline.transform(frame)
     config = trained.train_config
-    index = build_window_index(frame, window=config.window, group_by=config.group_by)
-    probs = predict_proba(trained.network, features, index, np.arange(len(frame)), batch_size)
+    whole, offset = history_frame(trained, frame, context)
+    features = trained.pipeline.transform(whole)
+    index = build_window_index(whole, window=config.window, group_by=config.group_by)
+    probs = predict_proba(trained.network, features, index, offset + np.arange(len(frame)), batch_size)
     del features
     scores = attack_scores(probs)
     predicted = decide(probs, trained.threshold)
@@ -84,3 +91,13 @@ def score_frame(trained: TrainedModel, frame: pd.DataFrame, batch_size: int = DE
     log.info("scored %d flows: %d anomalous (threshold %.4f)", len(frame), int(result["is_anomaly"].sum()),
              trained.threshold)
     return result
+
+
+def history_frame(trained: TrainedModel, frame: pd.DataFrame, context: pd.DataFrame | None
+                  ) -> tuple[pd.DataFrame, int]:
+    """``with_history`` for this model's windows: the context flows its windows can reach (``window - 1`` per
+    host; none when the windows are global, not per host) followed by ``frame``, and ``frame``'s offset."""
+    config = trained.train_config
+    if config.group_by != "source":
+        return frame, 0
+    return with_history(frame, context, config.window - 1)

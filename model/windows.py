@@ -109,3 +109,35 @@ def build_window_index(frame: pd.DataFrame, window: int = 16, group_by: str = "s
     depth = np.empty(n, dtype=np.int64)
     depth[order] = np.arange(n, dtype=np.int64) - run_start
     return WindowIndex(order=order, rank=rank, depth=depth, window=window)
+
+
+def _earlier(context: pd.DataFrame, frame: pd.DataFrame) -> np.ndarray:
+    """Per row of ``context``: its source host is in ``frame`` and (with times in both) it starts no later than
+    that host's first flow in ``frame``."""
+    hosts = context[SOURCE_COLUMN]
+    keep = hosts.notna().to_numpy() & hosts.isin(frame[SOURCE_COLUMN].dropna().unique()).to_numpy()
+    times, frame_times = time_key(context), time_key(frame)
+    if times is None or frame_times is None:
+        return keep
+    first = pd.Series(frame_times).groupby(frame[SOURCE_COLUMN].to_numpy()).min()
+    with np.errstate(invalid="ignore"):
+        return keep & (times <= hosts.map(first).to_numpy(dtype=np.float64, na_value=np.nan))
+
+
+def with_history(frame: pd.DataFrame, context: pd.DataFrame | None, depth: int) -> tuple[pd.DataFrame, int]:
+    """(``context``'s flows that can reach a window of ``frame`` followed by ``frame``, row position of ``frame``'s
+    first row in it). Kept from ``context`` (e.g. the hosts' flows of earlier batches): flows of source hosts
+    ``frame`` has that start no later than the host's first flow in ``frame`` (so a batch's own windows stay as
+    they are past its first flows, also when captures overlap in time), each host's last ``depth`` in window
+    order (time, then frame order): what one continuous frame would use."""
+    if context is None or len(context) == 0 or len(frame) == 0 or depth <= 0:
+        return frame, 0
+    if SOURCE_COLUMN not in context.columns or SOURCE_COLUMN not in frame.columns:
+        raise ValueError(f"context: scoring with context needs column {SOURCE_COLUMN} in both frames")
+    context = context[_earlier(context, frame)]
+    if not len(context):
+        return frame, 0
+    groups = group_codes(context, "source")
+    rank = build_window_index(context, window=1).depth
+    context = context[rank >= np.bincount(groups)[groups] - depth]
+    return pd.concat([context, frame], ignore_index=True), len(context)

@@ -41,7 +41,7 @@ from collections.abc import Iterator
 import numpy as np
 import pandas as pd
 
-from flowhawk.model.scoring import predict_proba
+from flowhawk.model.scoring import history_frame, predict_proba
 from flowhawk.model.trained import TrainedModel
 from flowhawk.model.windows import WindowIndex, build_window_index
 from flowhawk.reports.analyst_config import EXPLAIN_REFERENCES
@@ -139,11 +139,12 @@ def typical_benign(frame: pd.DataFrame, benign: np.ndarray, blocks: list[tuple[s
 
 def explain_supervised(trained: TrainedModel, frame: pd.DataFrame, scores: pd.DataFrame,
                        max_flows: int = 20_000, batch_size: int = 1024, reference: str = REFERENCES[0],
-                       samples: int = 4, seed: int = 0) -> pd.DataFrame:
+                       samples: int = 4, seed: int = 0, context: pd.DataFrame | None = None) -> pd.DataFrame:
     """``reason`` and ``explanation`` for the anomalous rows of ``scores`` (None elsewhere), aligned to
     ``frame``'s rows (``frame`` and ``scores`` share row order). ``reference``: what an occluded column is
     replaced by (``sampled``: real benign flows' values, averaged over ``samples`` draws; ``mean``: the benign
-    mean in feature space; see the module doc)."""
+    mean in feature space; see the module doc). ``context``: the earlier flows ``scores`` were computed with
+    (``score_frame(context=)``); the windows reach back into them here too, occluded like the rest."""
     if reference not in REFERENCES:
         raise ValueError(f"explain_supervised: reference must be one of {REFERENCES}, got {reference!r}")
     if not isinstance(samples, int) or not 1 <= samples <= 64:
@@ -162,13 +163,15 @@ def explain_supervised(trained: TrainedModel, frame: pd.DataFrame, scores: pd.Da
     flows = frame.reset_index(drop=True)
     benign = predicted == classes[0]
     expected = typical_benign(flows, benign, blocks)
-    features = trained.pipeline.transform(flows)
-    index = build_window_index(flows, window=trained.train_config.window, group_by=trained.train_config.group_by)
-    base = predict_proba(trained.network, features, index, rows, batch_size)
+    whole, offset = history_frame(trained, flows, context)
+    features = trained.pipeline.transform(whole)
+    index = build_window_index(whole, window=trained.train_config.window, group_by=trained.train_config.group_by)
+    base = predict_proba(trained.network, features, index, offset + rows, batch_size)
     base_p = base[np.arange(len(rows)), cls_idx]
-    references = _references(trained, features, benign, blocks, reference, samples, seed)
-    weights = _occlusion_weights(trained, features, index, rows, (cls_idx, _log_odds(base, cls_idx)), blocks,
-                                 references, batch_size)
+    references = _references(trained, features, np.concatenate([np.zeros(offset, bool), benign]), blocks,
+                             reference, samples, seed)
+    weights = _occlusion_weights(trained, features, index, offset + rows, (cls_idx, _log_odds(base, cls_idx)),
+                                 blocks, references, batch_size)
     names = [b[0] for b in blocks]
     typical = expected.iloc[0]
     score_values = scores["score"].to_numpy(dtype=float)

@@ -101,3 +101,23 @@ def test_explanation_json_shape():
                     "probability": None, "score": 0.7,
                     "top": [{"feature": "IN_BYTES", "observed": 40, "expected": 1500, "weight": 5.5}]}
     assert reason_text(None, None, data["top"]) == "anomaly: IN_BYTES 40 (normal 1500)"
+
+
+def test_a_split_batch_scored_with_its_history_scores_like_the_whole(trained):
+    """The second half of a capture, scored with the first half as context (as process_inbox scores a batch with
+    the hosts' earlier lake flows), gets the whole capture's scores; without it each host's first flows of the
+    batch have short windows. The explanations use the same windows: their probability is the score."""
+    flows = one_field_flows(seed=4)
+    whole = score_frame(trained, flows)
+    first, second = flows.iloc[:450], flows.iloc[450:]
+    fresh = score_frame(trained, second)
+    joined = score_frame(trained, second, context=first)
+    np.testing.assert_allclose(joined["score"], whole["score"].iloc[450:], rtol=1e-5, atol=1e-6)
+    assert list(joined.index) == list(second.index)
+    assert not np.allclose(fresh["score"], whole["score"].iloc[450:], rtol=1e-5, atol=1e-6)
+    later = flows.assign(FLOW_START_MILLISECONDS=flows["FLOW_START_MILLISECONDS"] + 10**9)
+    np.testing.assert_allclose(score_frame(trained, second, context=later)["score"], fresh["score"])  # not earlier
+    explained = explain_supervised(trained, second, joined, context=first)
+    anomalous = joined["is_anomaly"].to_numpy()
+    probability = np.array([json.loads(e)["probability"] for e in explained["explanation"][anomalous]])
+    np.testing.assert_allclose(probability, joined["score"][anomalous], rtol=1e-4)

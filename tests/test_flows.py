@@ -144,6 +144,7 @@ def test_rerun_same_files_identical_refresh_and_bad_file_quarantined(prefect_har
     assert {f["file"]: f["status"] for f in summary["files"]} == {"cap.pcap": "ingested", "broken.pcap": "quarantined"}
     assert first["refresh"]["version"] == "v0002" and first["refresh"]["new_batches"] == [
         status["cap.pcap"]["lake_batch"]]
+    _assert_scored_with_history(lake, models, summary, Path(batch["report"]["summary"]).parent)
     _assert_artifacts(["refresh-v0002", f"top-anomalies-{batch['batch_id']}"])
     before, registry = _tree(lake), _tree(models)
 
@@ -161,6 +162,26 @@ def test_rerun_same_files_identical_refresh_and_bad_file_quarantined(prefect_har
                                                                        ).read_bytes()
     assert not capture.exists()
     assert _ingest_states(state) == ["Cached"]
+
+
+def _assert_scored_with_history(lake: Path, models: Path, summary: dict, report: Path) -> None:
+    """The supervised scores of the report are ``score_frame`` with the hosts' earlier lake flows as context."""
+    import numpy as np
+
+    from flowhawk.lake.store import Lake
+    from flowhawk.model.novelty_lifecycle import batch_context
+    from flowhawk.model.registry import Registry
+    from flowhawk.model.scoring import score_frame
+
+    lake_obj, batches = Lake(lake), summary["lake_batches"]
+    flows = lake_obj.read_flows(batches)
+    model = Registry(models).load(summary["model_version"].split(" + ")[0])
+    context = batch_context(lake_obj, batches, flows, model.train_config.window)
+    assert context is not None and len(context) > 0  # the demo's batches hold the same hosts' earlier flows
+    table = pq.read_table(report / "scored_flows.parquet").to_pandas()
+    expected = score_frame(model, flows, context=context)["score"].to_numpy()
+    np.testing.assert_allclose(table["attack_score"].to_numpy(), expected, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(score_frame(model, flows)["score"].to_numpy(), expected, rtol=1e-5, atol=1e-6)
 
 
 def _assert_artifacts(keys: list[str]) -> None:
