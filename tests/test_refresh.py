@@ -214,11 +214,17 @@ class _Marked:
         return None
 
 
-def test_verdict_rows_are_trained_weighted_and_never_held_out(tiny_model):
+def _old_and_new():
+    """Two lake-like frames (``source_sha256``, ``flow_index``): the history and a new batch."""
     old = make_flows(400, seed=1)
     new = make_flows(400, seed=2, t0=1_700_001_000_000)
     for frame, sha in ((old, "aa"), (new, "bb")):
         frame["source_sha256"], frame["flow_index"] = sha * 32, np.arange(len(frame))
+    return old, new
+
+
+def test_verdict_rows_are_trained_weighted_and_never_held_out(tiny_model):
+    old, new = _old_and_new()
     marked = np.zeros(len(new), bool)
     marked[::40] = True  # 10 flows an analyst labelled
     config = RefreshConfig(replay_rows=200, block_rows=32, verdict_weight=7, holdout_fraction=0.3, contrast_rows=0,
@@ -258,10 +264,7 @@ def test_contrast_rows_are_the_nearest_training_rows_of_another_class():
 
 
 def test_verdict_neighbours_are_weighted_like_the_verdicts(tiny_model):
-    old = make_flows(400, seed=1)
-    new = make_flows(400, seed=2, t0=1_700_001_000_000)
-    for frame, sha in ((old, "aa"), (new, "bb")):
-        frame["source_sha256"], frame["flow_index"] = sha * 32, np.arange(len(frame))
+    old, new = _old_and_new()
     marked = np.zeros(len(new), bool)
     marked[np.flatnonzero(new["Label"].to_numpy() == 0)[:3]] = True
     config = RefreshConfig(replay_rows=200, block_rows=32, verdict_weight=5, contrast_rows=4)
