@@ -42,6 +42,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="occlusion reference (reports.explain.explain_supervised)")
     parser.add_argument("--samples", type=int, default=4, help="benign draws per column (--reference sampled)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the benign draws (--reference sampled)")
+    parser.add_argument("--scope", default="flow", choices=("flow", "window"),
+                        help="occlude in every flow of the window or in the scored flow only")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
 
@@ -61,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     t_score = time.perf_counter() - t0
     t0 = time.perf_counter()
     explained = explain_supervised(trained, flows, scores, reference=args.reference, samples=args.samples,
-                                   seed=args.seed)
+                                   seed=args.seed, scope=args.scope)
     t_explain = time.perf_counter() - t0
     scores = scores.assign(reason=explained["reason"].to_numpy(), explanation=explained["explanation"].to_numpy())
     t0 = time.perf_counter()
@@ -71,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     paths, _ = write_scored_report(Lake(args.lake).reports_dir, args.batch, flows, scores, meta,
                                     analyst=analyst)
     method = f"{args.reference} reference" + (f", {args.samples} draws, seed {args.seed}"
-                                              if args.reference == "sampled" else "")
+                                              if args.reference == "sampled" else "") + f", {args.scope} scope"
     emit(table(analyst.incidents, int(scores["is_anomaly"].sum()), version, len(flows),
                (t_score, t_explain, t_analyse), method), args.out)
     print(f"report: {paths.html}")

@@ -317,7 +317,7 @@ def explain_flows(trained: TrainedModel, flows: pd.DataFrame, scores: pd.DataFra
     """``reports.explain.explain_supervised``: reason and explanation columns added to ``scores``."""
     explained = explain_supervised(trained, flows, scores, max_flows=config.explain_max_flows,
                                    reference=config.explain_reference, samples=config.explain_samples,
-                                   context=context)
+                                   context=context, scope=config.explain_scope)
     return scores.assign(reason=explained["reason"].to_numpy(), explanation=explained["explanation"].to_numpy())
 
 

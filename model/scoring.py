@@ -38,11 +38,13 @@ def predictor(network: object) -> Callable:
 
 
 def predict_proba(network: object, features: np.ndarray, index: WindowIndex, rows: np.ndarray,
-                  batch_size: int = DEFAULT_BATCH, predict: Callable | None = None) -> np.ndarray:
+                  batch_size: int = DEFAULT_BATCH, predict: Callable | None = None,
+                  edit: Callable[[np.ndarray, np.ndarray], None] | None = None) -> np.ndarray:
     """Class probabilities (len(rows), C) float32 for ``rows`` (positions into ``features``).
 
     Every batch has exactly ``batch_size`` windows (the last is padded by repeating its first row, then
-    trimmed) so the compiled graph is built once.
+    trimmed) so the compiled graph is built once. ``edit(rows_batch, x)`` may change a batch's windows
+    (B, T, F) in place before they are scored (occlusion of the scored flows only).
     """
     predict = predict or predictor(network)
     rows = np.asarray(rows, dtype=np.int64)
@@ -50,6 +52,8 @@ def predict_proba(network: object, features: np.ndarray, index: WindowIndex, row
     for start, (chunk, x, mask) in zip(range(0, len(rows), batch_size),
                                        index.batches(features, rows, batch_size), strict=True):
         n = len(chunk)
+        if edit is not None:
+            edit(chunk, x)
         if n < batch_size:
             x = np.concatenate([x, np.repeat(x[:1], batch_size - n, axis=0)])
             mask = np.concatenate([mask, np.repeat(mask[:1], batch_size - n, axis=0)])

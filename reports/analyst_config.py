@@ -10,6 +10,7 @@ from dataclasses import dataclass
 # What an occluded column is replaced by when explaining (reports.explain): the benign mean in feature space, or
 # real benign flows' values (averaged over explain_samples draws; ~3x the cost; benchmarks/results/analyst.md)
 EXPLAIN_REFERENCES = ("mean", "sampled")
+EXPLAIN_SCOPES = ("flow", "window")  # occlude the scored flow's column only, or that column in its whole window
 
 HOUR_MS = 3_600_000
 
@@ -32,6 +33,8 @@ class AnalystConfig:
       the others carry their incident's reason.
     - ``explain_reference`` / ``explain_samples``: what an occluded column is replaced by (``EXPLAIN_REFERENCES``)
       and, for ``sampled``, how many benign draws are averaged.
+    - ``explain_scope``: where a column is occluded (``EXPLAIN_SCOPES``): in the scored flow only (``flow``: which
+      of the flow's own fields drove its alert) or in every flow of its window.
     """
 
     incident_gap_s: float = 300.0
@@ -46,6 +49,7 @@ class AnalystConfig:
     top_hosts: int = 25
     explain_reference: str = "mean"
     explain_samples: int = 4
+    explain_scope: str = "flow"
 
     def __post_init__(self) -> None:
         for name, low, high in (("incident_gap_s", 0.0, 86_400.0 * 30), ("evidence_window_s", 1.0, 86_400.0 * 30),
@@ -68,6 +72,8 @@ class AnalystConfig:
         if self.explain_reference not in EXPLAIN_REFERENCES:
             raise ValueError(f"AnalystConfig.explain_reference must be one of {EXPLAIN_REFERENCES}, "
                              f"got {self.explain_reference!r}")
+        if self.explain_scope not in EXPLAIN_SCOPES:
+            raise ValueError(f"AnalystConfig.explain_scope must be one of {EXPLAIN_SCOPES}, got {self.explain_scope!r}")
         if not isinstance(self.explain_samples, int) or not 1 <= self.explain_samples <= 64:
             raise ValueError(f"AnalystConfig.explain_samples must be an integer in [1, 64], "
                              f"got {self.explain_samples!r}")

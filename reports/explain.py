@@ -16,10 +16,12 @@ log-odds, because a confident network's p(class) rounds to 1.0 while p(benign) s
 a novelty model puts its deviation there). ``reason`` is ``reason_text`` of the same content, e.g.
 ``synflood p=0.98: TCP_FLAGS 2 (normal 27), IN_PKTS 1 (normal 6)``.
 
-Supervised model (``explain_supervised``): occlusion on the window. For each source column of the feature
-pipeline, that column's features are set, in every flow of every window, to their mean over the batch's flows
-predicted benign (the pipeline's fitted medians when there are none; a mean rather than one benign flow's
-value, so that 16 flows sharing one source port do not look like a tool pinning its port); the network runs
+Supervised model (``explain_supervised``): occlusion. For each source column of the feature pipeline, that
+column's features are set, in the scored flow (``scope="flow"``, the default: which of the flow's own fields
+drove its alert; its window's other flows stay as they are) or in every flow of its window (``window``), to their
+mean over the batch's flows predicted benign (the pipeline's fitted medians when there are none; a mean rather
+than one benign flow's value, so that 16 flows sharing one source port do not look like a tool pinning its port);
+the network runs
 again, and the drop of the log-odds is the column's weight. With ``reference="sampled"`` the column takes instead,
 in every flow independently, the features of a random flow predicted benign, and the weight is the mean drop over
 ``samples`` draws (the expected drop under the benign distribution, as interventional Shapley values use): a
@@ -36,7 +38,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -44,11 +46,12 @@ import pandas as pd
 from flowhawk.model.scoring import history_frame, predict_proba
 from flowhawk.model.trained import TrainedModel
 from flowhawk.model.windows import WindowIndex, build_window_index
-from flowhawk.reports.analyst_config import EXPLAIN_REFERENCES
+from flowhawk.reports.analyst_config import EXPLAIN_REFERENCES, EXPLAIN_SCOPES
 
 EXPLANATION_VERSION = 1
 TOP_FEATURES = 3
 REFERENCES = EXPLAIN_REFERENCES
+SCOPES = EXPLAIN_SCOPES
 _MODE_KINDS = ("port", "flags", "category")
 
 
@@ -139,7 +142,8 @@ def typical_benign(frame: pd.DataFrame, benign: np.ndarray, blocks: list[tuple[s
 
 def explain_supervised(trained: TrainedModel, frame: pd.DataFrame, scores: pd.DataFrame,
                        max_flows: int = 20_000, batch_size: int = 1024, reference: str = REFERENCES[0],
-                       samples: int = 4, seed: int = 0, context: pd.DataFrame | None = None) -> pd.DataFrame:
+                       samples: int = 4, seed: int = 0, context: pd.DataFrame | None = None,
+                       scope: str = SCOPES[0]) -> pd.DataFrame:
     """``reason`` and ``explanation`` for the anomalous rows of ``scores`` (None elsewhere), aligned to
     ``frame``'s rows (``frame`` and ``scores`` share row order). ``reference``: what an occluded column is
     replaced by (``sampled``: real benign flows' values, averaged over ``samples`` draws; ``mean``: the benign
@@ -147,6 +151,8 @@ def explain_supervised(trained: TrainedModel, frame: pd.DataFrame, scores: pd.Da
     (``score_frame(context=)``); the windows reach back into them here too, occluded like the rest."""
     if reference not in REFERENCES:
         raise ValueError(f"explain_supervised: reference must be one of {REFERENCES}, got {reference!r}")
+    if scope not in SCOPES:
+        raise ValueError(f"explain_supervised: scope must be one of {SCOPES}, got {scope!r}")
     if not isinstance(samples, int) or not 1 <= samples <= 64:
         raise ValueError(f"explain_supervised: samples must be an integer in [1, 64], got {samples!r}")
     n = len(frame)
@@ -171,7 +177,7 @@ def explain_supervised(trained: TrainedModel, frame: pd.DataFrame, scores: pd.Da
     references = _references(trained, features, np.concatenate([np.zeros(offset, bool), benign]), blocks,
                              reference, samples, seed)
     weights = _occlusion_weights(trained, features, index, offset + rows, (cls_idx, _log_odds(base, cls_idx)),
-                                 blocks, references, batch_size)
+                                 blocks, references, batch_size, scope)
     names = [b[0] for b in blocks]
     typical = expected.iloc[0]
     score_values = scores["score"].to_numpy(dtype=float)
@@ -190,22 +196,34 @@ def explain_supervised(trained: TrainedModel, frame: pd.DataFrame, scores: pd.Da
 
 def _occlusion_weights(trained: TrainedModel, features: np.ndarray, index: WindowIndex, rows: np.ndarray,
                        predicted: tuple[np.ndarray, np.ndarray], blocks: list[tuple[str, str, slice]],
-                       references: Iterator[np.ndarray], batch_size: int) -> np.ndarray:
+                       references: Iterator[np.ndarray], batch_size: int, scope: str) -> np.ndarray:
     """(rows, columns): mean over the references of the drop of the log-odds (``predicted``: each row's class
-    index and unoccluded log-odds) when a column takes the reference's values in every flow (``features`` is
-    restored after each column)."""
+    index and unoccluded log-odds) when a column takes the reference's values in every flow of the window
+    (``scope`` window; ``features`` is restored after each column) or in the scored flow only (``flow``)."""
     cls_idx, base_odds = predicted
     weights = np.zeros((len(rows), len(blocks)), dtype=np.float64)
     draws = 0
     for draw in references:
         draws += 1
         for j, (_, _, block) in enumerate(blocks):
-            saved = features[:, block].copy()
-            features[:, block] = draw[..., block]
-            occluded = predict_proba(trained.network, features, index, rows, batch_size)
+            if scope == "flow":
+                occluded = predict_proba(trained.network, features, index, rows, batch_size,
+                                         edit=_last_flow_edit(draw, block))
+            else:
+                saved = features[:, block].copy()
+                features[:, block] = draw[..., block]
+                occluded = predict_proba(trained.network, features, index, rows, batch_size)
+                features[:, block] = saved
             weights[:, j] += base_odds - _log_odds(occluded, cls_idx)
-            features[:, block] = saved
     return weights / max(draws, 1)
+
+
+def _last_flow_edit(draw: np.ndarray, block: slice) -> Callable[[np.ndarray, np.ndarray], None]:
+    """An ``edit`` for ``predict_proba``: the scored flow (last in its window) takes the reference's values of
+    one column (``draw``: (F,) for every row, or (N, F) per row)."""
+    def edit(chunk: np.ndarray, x: np.ndarray) -> None:
+        x[:, -1, block] = draw[block] if draw.ndim == 1 else draw[chunk][:, block]
+    return edit
 
 
 def _references(trained: TrainedModel, features: np.ndarray, benign: np.ndarray,

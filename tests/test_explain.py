@@ -38,11 +38,11 @@ def trained():
     return train_model(one_field_flows(), config)
 
 
-@pytest.mark.parametrize("reference", ["sampled", "mean"])
-def test_top_feature_is_the_only_field_that_differs(trained, reference):
+@pytest.mark.parametrize(("reference", "scope"), [("sampled", "flow"), ("mean", "flow"), ("mean", "window")])
+def test_top_feature_is_the_only_field_that_differs(trained, reference, scope):
     flows = one_field_flows(seed=1)
     scores = score_frame(trained, flows)
-    explained = explain_supervised(trained, flows, scores, reference=reference)
+    explained = explain_supervised(trained, flows, scores, reference=reference, scope=scope)
     anomalous = scores["is_anomaly"].to_numpy()
     assert anomalous.sum() > 200
     assert explained["reason"][~anomalous].isna().all() and explained["reason"][anomalous].notna().all()
@@ -79,7 +79,12 @@ def test_flow_task_takes_the_reference_from_the_analyst_config(trained):
     got = explain_flows.fn(trained, flows, scores, config)["explanation"]
     want = explain_supervised(trained, flows, scores, reference="sampled", samples=2)["explanation"]
     assert got.equals(want) and not got.equals(explain_flows.fn(trained, flows, scores, AnalystConfig())["explanation"])
-    for bad in ({"explain_reference": "zero"}, {"explain_samples": 0}):
+    window = explain_flows.fn(trained, flows, scores, AnalystConfig(explain_scope="window"))["explanation"]
+    assert window.equals(explain_supervised(trained, flows, scores, scope="window")["explanation"])
+    assert not window.equals(explain_flows.fn(trained, flows, scores, AnalystConfig())["explanation"])
+    with pytest.raises(ValueError, match="scope must be one of"):
+        explain_supervised(trained, flows, scores, scope="host")
+    for bad in ({"explain_reference": "zero"}, {"explain_samples": 0}, {"explain_scope": "host"}):
         with pytest.raises(ValueError, match=r"AnalystConfig\.explain_"):
             AnalystConfig(**bad)
 
