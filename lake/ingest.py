@@ -31,6 +31,7 @@ from flowhawk.lake.inputs import InputFile, check_unchanged, open_input
 from flowhawk.lake.store import MANIFEST, Lake, validate_batch_id
 
 log = logging.getLogger(__name__)
+START_COLUMN = "FLOW_START_MILLISECONDS"
 ProgressFn = Callable[["FileResult", int, int], None]
 
 
@@ -269,7 +270,8 @@ def _write_batch(lake: Lake, batch_id: str, todo: list[FileResult], rules: Label
             shutil.rmtree(staging, ignore_errors=True)
             return
         parts = {id(r): f"part-{i:05d}.parquet" for i, r in enumerate(todo)}
-        atomic_write_json(staging / MANIFEST, _manifest(batch_id, good, parts))
+        starts = start_range([staging / parts[id(r)] for r in good])
+        atomic_write_json(staging / MANIFEST, _manifest(batch_id, good, parts, starts))
         replace_dir(staging, final)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -277,12 +279,29 @@ def _write_batch(lake: Lake, batch_id: str, todo: list[FileResult], rules: Label
     lake.publish_batch(batch_id)  # object store: parts, then the manifest (a kill here: lake.cleanup finishes it)
 
 
-def _manifest(batch_id: str, good: list[FileResult], parts: dict[int, str]) -> dict:
+def start_range(parts: list[Path]) -> list[float] | None:
+    """[first, last] FLOW_START_MILLISECONDS over ``parts`` from their Parquet statistics (no data read); None
+    when a part with rows has no statistics for it (no times)."""
+    lo, hi = float("inf"), float("-inf")
+    for path in parts:
+        meta = pq.ParquetFile(path).metadata
+        column = meta.schema.names.index(START_COLUMN)
+        for group in range(meta.num_row_groups):
+            stats = meta.row_group(group).column(column).statistics
+            if meta.row_group(group).num_rows and (stats is None or not stats.has_min_max):
+                return None
+            if stats is not None and stats.has_min_max:
+                lo, hi = min(lo, float(stats.min)), max(hi, float(stats.max))
+    return [lo, hi] if lo <= hi else None
+
+
+def _manifest(batch_id: str, good: list[FileResult], parts: dict[int, str], starts: list[float] | None) -> dict:
     return {
         "batch_id": batch_id,
         "created": datetime.now(timezone.utc).isoformat(timespec="microseconds"),
         "schema_version": SCHEMA_VERSION,
         "rows": sum(r.flows for r in good),
+        "flow_start_ms": starts,
         "files": [
             {"name": r.path.name, "path": str(r.path.resolve()), "sha256": r.sha256, "kind": r.kind,
              "part": parts[id(r)], "rows": r.flows, "packets": r.packets,

@@ -90,6 +90,10 @@ class Lake:
             return self.mirror.store.exists(f"flows/batch={validate_batch_id(batch_id)}/{MANIFEST}")
         return (self.batch_dir(batch_id) / MANIFEST).is_file()
 
+    def manifests(self) -> dict[str, dict]:
+        """batch id -> manifest of every complete batch (one listing; ``batch_manifest`` for one batch)."""
+        return self._manifests()
+
     def batch_manifest(self, batch_id: str) -> dict:
         manifest = self._manifests().get(validate_batch_id(batch_id))
         if manifest is None:

@@ -35,7 +35,7 @@ from flowhawk.model.novelty_config import NoveltyConfig
 from flowhawk.model.novelty_guard import GuardConfig, train_guarded
 from flowhawk.model.novelty_store import TrainedNovelty
 from flowhawk.model.registry import Registry, data_manifest
-from flowhawk.model.windows import SOURCE_COLUMN
+from flowhawk.model.windows import SOURCE_COLUMN, time_key
 
 NOVELTY_FOLDER = "novelty"
 BASELINE_LOCK = ".baseline.lock"
@@ -99,19 +99,17 @@ def ensure_baseline(lake: Lake, registry: Registry, config: NoveltyConfig, guard
 
 def batch_context(lake: Lake, batches: list[str], frame: pd.DataFrame, window: int, max_batches: int = 4
                   ) -> pd.DataFrame | None:
-    """Flows of ``frame``'s source hosts from the lake batches before the first of ``batches`` (lake order), read
-    newest first until every host has ``context_depth(window)`` of them or ``max_batches`` were read; None when
-    there are none. ``score_novelty`` keeps each host's last ``context_depth(window)`` of them."""
+    """Flows of ``frame``'s source hosts from other lake batches (``history_batches``, most recent first), read
+    until every host has ``context_depth(window)`` of them or ``max_batches`` were read; None when there are
+    none. The scorers keep each host's last flows of them that start before its first flow of ``frame``."""
     if max_batches < 0:
         raise ValueError(f"batch_context: max_batches must be >= 0, got {max_batches}")
-    order = lake.batches()
-    known = [order.index(b) for b in batches if b in order]
-    if not known or SOURCE_COLUMN not in frame.columns:
+    if SOURCE_COLUMN not in frame.columns:
         return None
     hosts = set(frame[SOURCE_COLUMN].dropna().astype(str))
     counts = dict.fromkeys(hosts, 0)
     parts: list[pd.DataFrame] = []
-    for batch in order[:min(known)][::-1][:max_batches]:
+    for batch in history_batches(lake, batches, frame)[:max_batches]:
         if min(counts.values(), default=context_depth(window)) >= context_depth(window):
             break
         flows = lake.read_flows([batch])
@@ -121,6 +119,28 @@ def batch_context(lake: Lake, batches: list[str], frame: pd.DataFrame, window: i
         parts.insert(0, flows)
     parts = [p for p in parts if len(p)]
     return pd.concat(parts, ignore_index=True) if parts else None
+
+
+def history_batches(lake: Lake, batches: list[str], frame: pd.DataFrame) -> list[str]:
+    """The lake batches that may hold earlier flows of ``frame`` (the flows of ``batches``), most recent first.
+
+    By flow times when the lake's manifests have them (``flow_start_ms``, written at ingest) for every other
+    batch and ``frame`` has times: the batches whose first flow starts no later than ``frame``'s last, ordered by
+    their last flow, newest first. Ingest order then does not matter (parallel ingests, as in ``backfill``,
+    commit in any order; a capture ingested late may still be history). Otherwise (lakes written before, flows
+    without times) the batches before the first of ``batches`` in lake order, newest first."""
+    order, manifests = lake.batches(), lake.manifests()
+    known = [order.index(b) for b in batches if b in order]
+    if not known:
+        return []
+    own = set(batches)
+    ranges = {b: manifests[b].get("flow_start_ms") for b in order if b not in own}
+    times = time_key(frame)
+    if times is None or not all(ranges.values()):
+        return order[:min(known)][::-1]
+    end = float(np.max(times))
+    usable = [b for b, r in ranges.items() if r[0] <= end]
+    return sorted(usable, key=lambda b: (ranges[b][1], b), reverse=True)
 
 
 def drift(novelty_p: np.ndarray) -> dict[str, Any]:

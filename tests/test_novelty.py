@@ -148,6 +148,18 @@ def test_batch_context_reads_the_hosts_last_flows_from_earlier_batches(tmp_path:
     assert batch_context(lake, ["b3"], frame, window=4, max_batches=0) is None
     with pytest.raises(ValueError, match="max_batches"):
         batch_context(lake, ["b3"], frame, window=4, max_batches=-1)
+    assert lake.batch_manifest("b2")["flow_start_ms"] == [float(lake.read_flows(["b2"])[c].agg(f)) for c, f in
+                                                          (("FLOW_START_MILLISECONDS", "min"),
+                                                           ("FLOW_START_MILLISECONDS", "max"))]
+    # the same captures ingested in the reverse order (parallel ingests commit in any order): the same history
+    reverse = tmp_path / "reverse"
+    for name in ("b3", "b2", "b1"):
+        ingest_frame(reverse, lake.read_flows([name])[make_flows(1, seed=0).columns], name)
+    again = batch_context(Lake(reverse), ["b3"], Lake(reverse).read_flows(["b3"]), window=4)
+    key = ["IPV4_SRC_ADDR", "FLOW_START_MILLISECONDS", "L4_SRC_PORT"]
+    pd.testing.assert_frame_equal(again[key].sort_values(key).reset_index(drop=True),
+                                  context[key].sort_values(key).reset_index(drop=True))
+    assert batch_context(Lake(reverse), ["b1"], Lake(reverse).read_flows(["b1"]), window=4) is None
 
 
 # ------------------------------------------------------------------------------------------------ slow
