@@ -25,8 +25,8 @@ forgotten whenever its hash role is VAL). The guard checks verdicts separately (
 The candidate is compared with the current model on the same held-out flows (old and new) and on the
 verdict-labelled flows; ``model.refresh_guard.decide_promotion`` lists the five conditions (held-out F1 within
 ``f1_tolerance``, old data drop within ``old_drop_tolerance``, no more false alerts on held-out benign flows
-than ``benign_alert_tolerance`` allows, verdicts respected up to ``verdict_tolerance``, recall on every old
-attack flow read no lower than the current model's, up to ``recall_tolerance``).
+than ``benign_alert_tolerance`` allows, verdicts respected up to ``verdict_tolerance``, every attack class's
+recall on the old flows read no lower than the current model's minus ``recall_tolerance``).
 Otherwise the candidate is saved with the reason it was not promoted.
 """
 
@@ -93,7 +93,7 @@ class RefreshConfig:
     benign_alert_tolerance: float = 0.0
     contrast_rows: int = 16
     rare_class_rows: int = 32
-    recall_tolerance: float = 0.0
+    recall_tolerance: float = 0.01
 
     def __post_init__(self) -> None:
         if self.metric not in GUARD_METRICS:

@@ -197,14 +197,17 @@ def test_guard_counts_false_alerts_on_benign_flows_and_verdicts():
 
 def test_guard_rejects_a_candidate_that_forgets_old_attack_flows():
     comparison, checks = _guarded((0, 0), None)
-    checks["current"]["old_recall"] = {"n": 25_000, "detected": 25_000}
-    checks["candidate"]["old_recall"] = {"n": 25_000, "detected": 24_988}  # 12 attack flows forgotten
+    checks["current"]["old_recall"] = {"synflood": {"n": 10_000, "detected": 10_000},
+                                       "icmpflood": {"n": 1, "detected": 1}}
+    checks["candidate"]["old_recall"] = {"synflood": {"n": 10_000, "detected": 9_990},  # 0.1 point: tolerated
+                                         "icmpflood": {"n": 1, "detected": 0}}  # a whole attack kind forgotten
     ok, reason = decide_promotion(comparison, "binary", RefreshConfig(), checks)
-    assert not ok and reason.endswith("old attack flows detected 24988 vs 25000 of 25000: loses recall on old "
-                                      "attack flows (recall_tolerance 0.0)"), reason
-    assert decide_promotion(comparison, "binary", RefreshConfig(recall_tolerance=0.001), checks)[0]
-    checks["candidate"]["old_recall"]["detected"] = 25_000
-    assert decide_promotion(comparison, "binary", RefreshConfig(), checks)[0]
+    assert not ok and reason.endswith("old icmpflood flows detected 0 vs 1 of 1: icmpflood recall drops by more "
+                                      "than 0.01"), reason
+    checks["candidate"]["old_recall"]["icmpflood"]["detected"] = 1
+    ok, reason = decide_promotion(comparison, "binary", RefreshConfig(), checks)
+    assert ok and reason.endswith("old synflood flows detected 9990 vs 10000 of 10000"), reason
+    assert not decide_promotion(comparison, "binary", RefreshConfig(recall_tolerance=0.0), checks)[0]
 
 
 class _Marked:
