@@ -73,8 +73,7 @@ def score_and_report(lake: Location, models: Location, version: str | None, nove
     flows = read_flows.fn(lake, lake_batches)
     timed(seconds, "read_flows", t0)
     context = None
-    windows = [m.train_config.window for m in (supervised,) if m is not None] + [
-        m.config.window for m in (novelty,) if m is not None]
+    windows = ([supervised.train_config.window] if supervised else []) + ([novelty.config.window] if novelty else [])
     if windows:
         t0 = time.perf_counter()
         context = host_context.fn(lake, list(lake_batches), flows, max(windows))

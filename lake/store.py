@@ -46,6 +46,11 @@ def validate_batch_id(batch_id: str) -> str:
     return batch_id
 
 
+def batch_order(manifests: dict[str, dict]) -> list[str]:
+    """Batch ids of ``manifests`` oldest first: by manifest write time, then id (the lake order)."""
+    return sorted(manifests, key=lambda bid: (manifests[bid].get("created", ""), bid))
+
+
 class Lake:
     """A lake rooted at ``root`` (created on first write); mirrored to an object store when ``root`` is a bound
     working copy (``self.mirror``)."""
@@ -63,8 +68,7 @@ class Lake:
 
     def batches(self) -> list[str]:
         """Complete batches, oldest first (by manifest write time, then id)."""
-        manifests = self._manifests()
-        return sorted(manifests, key=lambda bid: (manifests[bid].get("created", ""), bid))
+        return batch_order(self._manifests())
 
     def _manifests(self) -> dict[str, dict]:
         """batch id -> manifest of every committed batch (on an object store: those whose marker is there)."""
@@ -91,7 +95,7 @@ class Lake:
         return (self.batch_dir(batch_id) / MANIFEST).is_file()
 
     def manifests(self) -> dict[str, dict]:
-        """batch id -> manifest of every complete batch (one listing; ``batch_manifest`` for one batch)."""
+        """batch id -> manifest of every complete batch (one listing; ``batch_order`` of it = ``batches()``)."""
         return self._manifests()
 
     def batch_manifest(self, batch_id: str) -> dict:

@@ -34,7 +34,7 @@ def explain_rows(pipeline: FeaturePipeline, raw: pd.DataFrame, top: np.ndarray, 
     observed, want = _observed_expected(table, raw, np.asarray(scaled, dtype=np.float64), top,
                                         np.asarray(expected, dtype=np.float64))
     names = [json.dumps(name) for name, _ in table]
-    k = top.shape[1] if top.ndim == 2 else 0
+    k = top.shape[1]
     columns = [([names[p] for p in top[:, j].tolist()], _numbers(observed[:, j]), _numbers(want[:, j]),
                 list(map(repr, np.round(np.asarray(share[:, j], dtype=np.float64), 4).tolist())))
                for j in range(k)]

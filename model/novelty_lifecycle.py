@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from flowhawk.common.files import exclusive_lock
-from flowhawk.lake.store import Lake
+from flowhawk.lake.store import Lake, batch_order
 from flowhawk.model.novelty import context_depth, score_novelty, train_novelty
 from flowhawk.model.novelty_config import NoveltyConfig
 from flowhawk.model.novelty_guard import GuardConfig, train_guarded
@@ -129,7 +129,8 @@ def history_batches(lake: Lake, batches: list[str], frame: pd.DataFrame) -> list
     their last flow, newest first. Ingest order then does not matter (parallel ingests, as in ``backfill``,
     commit in any order; a capture ingested late may still be history). Otherwise (lakes written before, flows
     without times) the batches before the first of ``batches`` in lake order, newest first."""
-    order, manifests = lake.batches(), lake.manifests()
+    manifests = lake.manifests()
+    order = batch_order(manifests)
     known = [order.index(b) for b in batches if b in order]
     if not known:
         return []
