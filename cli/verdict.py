@@ -6,6 +6,12 @@
     flowhawk verdict allow subnet 10.9.0.0/16 --note "vulnerability scanner"
     flowhawk verdict revoke <entry id>
     flowhawk verdict list [--json]
+    flowhawk verdict refresh [--model supervised|novelty|both]
+
+``refresh`` teaches the current models the verdicts: the supervised model trains on them as labels (false
+positive -> benign, confirmed -> the class), the label-free model keeps the flows marked false positive in its
+baseline (the poisoning guard would leave them out) and leaves confirmed ones out; each under its promotion
+guard. ``both`` (the default) refreshes every kind that has a current model.
 
 Entries go to ``<lake>/verdicts/`` (append-only, one file each; see ``reports/verdicts.py``), attributed to
 ``--analyst`` (else FLOWHAWK_ANALYST, else the login name). The lake: ``--lake``, else FLOWHAWK_LAKE, else
@@ -47,7 +53,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                                "-> benign, confirmed -> the class); promoted only if not worse")
     refresh.add_argument("--batches", type=lambda s: [b for b in s.split(",") if b], metavar="B1,B2",
                          help="new batches (default: the lake batches holding flows a verdict labels)")
-    refresh.add_argument("--epochs", type=int, default=5, help="fine-tuning epochs (default 5)")
+    refresh.add_argument("--epochs", type=int, default=5, help="supervised fine-tuning epochs (default 5)")
+    refresh.add_argument("--model", choices=("supervised", "novelty", "both"), default="both",
+                         help="which current model to refresh (default both: each kind that has one)")
     listing = verbs.add_parser("list", help="print every entry, oldest first")
     listing.add_argument("--json", action="store_true", help="one JSON object per line")
     for q in (mark, allow, revoke, refresh, listing):
@@ -93,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _refresh(lake: Path, args: argparse.Namespace) -> int:
+    from flowhawk.model.novelty_lifecycle import novelty_registry, refresh_baseline
     from flowhawk.model.refresh import RefreshConfig, refresh_model
     from flowhawk.model.registry import Registry
     from flowhawk.reports.verdict_lake import VerdictLabelledLake
@@ -101,10 +110,20 @@ def _refresh(lake: Path, args: argparse.Namespace) -> int:
     batches = args.batches or view.verdict_batches()
     if not batches:
         raise ValueError(f"{lake}: no verdict labels any flow; mark incidents, hosts or flows first")
-    result = refresh_model(Registry(resolve_path(args, "models")), view, batches,
-                           RefreshConfig(epochs=args.epochs))
-    print(f"refresh on verdict labels of {', '.join(batches)}: {result.version} "
-          f"({'promoted' if result.promoted else 'kept as candidate'}): {result.reason}")
+    models = resolve_path(args, "models")
+    supervised, novelty = Registry(models), novelty_registry(models)
+    kinds = [k for k, r in (("supervised", supervised), ("novelty", novelty))
+             if args.model in (k, "both") and r.current() is not None]
+    if not kinds:
+        what = "" if args.model == "both" else f"{args.model} "
+        raise ValueError(f"{models}: no current {what}model to refresh (flowhawk train, or flowhawk baseline)")
+    for kind in kinds:
+        if kind == "supervised":
+            result = refresh_model(supervised, view, batches, RefreshConfig(epochs=args.epochs))
+        else:
+            result = refresh_baseline(view, novelty, novelty.load(novelty.require_current()).config, batches)
+        print(f"{kind} refresh on verdict labels of {', '.join(batches)}: {result.version} "
+              f"({'promoted' if result.promoted else 'kept as candidate'}): {result.reason}")
     return 0
 
 

@@ -61,6 +61,7 @@ from flowhawk.reports.scored import (
 from flowhawk.reports.scored import (
     report_exists as report_complete,
 )
+from flowhawk.reports.verdict_lake import VerdictLabelledLake
 
 INGEST_CACHE_VERSION = "v1"  # bump when ingest output for the same bytes changes
 CACHE_DIR = ".prefect-cache"  # under the lake: hidden from dataset discovery, removed with the lake
@@ -276,8 +277,11 @@ def baseline_step(lake: Path, models: Path, config: NoveltyConfig, guard: GuardC
 @task(name="refresh-novelty", **MEMORY_TASK)
 def refresh_novelty(lake: Path, models: Path, config: NoveltyConfig, after_batches: int,
                     drifted: bool) -> BaselineRefresh | None:
-    """``model.novelty_lifecycle.maybe_refresh_baseline``: keep the baseline current (None: not time yet)."""
-    return maybe_refresh_baseline(Lake(lake), novelty_registry(models), config, after_batches, drifted)
+    """``model.novelty_lifecycle.maybe_refresh_baseline`` on the lake as the analysts' verdicts label it
+    (``reports.verdict_lake.VerdictLabelledLake``: flows marked false positive are taught, confirmed ones left
+    out): keep the baseline current (None: not time yet)."""
+    return maybe_refresh_baseline(VerdictLabelledLake(lake), novelty_registry(models), config, after_batches,
+                                  drifted)
 
 
 @task(name="score-novelty", **MEMORY_TASK)

@@ -173,23 +173,48 @@ def _train(network: object, features: np.ndarray, index: WindowIndex, rows: np.n
     return history
 
 
-def train_novelty(frame: pd.DataFrame, config: NoveltyConfig | None = None) -> TrainedNovelty:
-    """Train and calibrate a novelty model on the (unlabelled) baseline ``frame``; see the module doc."""
-    config = config or NoveltyConfig()
-    started = time.monotonic()
+def _fit_and_calibration_rows(frame: pd.DataFrame, config: NoveltyConfig, taught: np.ndarray
+                              ) -> tuple[np.ndarray, np.ndarray]:
+    """Row positions trained on and calibrated on: ``split_by_time``, with every ``taught`` row moved to the fit
+    part. ValueError (one line) when too few are left to calibrate on."""
     fit_rows, cal_rows = split_by_time(frame, config.holdout)
+    if taught.any():
+        fit_rows, cal_rows = np.union1d(fit_rows, np.flatnonzero(taught)), cal_rows[~taught[cal_rows]]
     if len(cal_rows) < config.min_calibration:
         raise ValueError(f"train_novelty: {len(cal_rows)} held-out baseline flows for calibration, need >= "
                          f"{config.min_calibration} (a larger baseline, or NoveltyConfig.holdout)")
+    return fit_rows, cal_rows
+
+
+def _training_rows(n_fit: int, taught_rows: np.ndarray, taught_weight: int, config: NoveltyConfig) -> np.ndarray:
+    """Fit-part positions drawn per epoch: at most ``config.max_train_rows`` (seeded), plus every taught row
+    ``taught_weight`` times."""
+    train_rows = np.arange(n_fit)
+    if n_fit > config.max_train_rows:
+        train_rows = np.sort(np.random.default_rng(config.seed).choice(train_rows, config.max_train_rows,
+                                                                       replace=False))
+    return np.concatenate([np.setdiff1d(train_rows, taught_rows), np.repeat(taught_rows, taught_weight)])
+
+
+def train_novelty(frame: pd.DataFrame, config: NoveltyConfig | None = None, taught: np.ndarray | None = None,
+                  taught_weight: int = 1) -> TrainedNovelty:
+    """Train and calibrate a novelty model on the (unlabelled) baseline ``frame``; see the module doc.
+
+    ``taught`` (bool per row of ``frame``, optional): flows an analyst declared normal (false-positive verdicts).
+    They are always trained on, never calibrated on (their errors are what the refresh is to lower, and would
+    raise the threshold for every flow), and each is drawn ``taught_weight`` times per epoch."""
+    config = config or NoveltyConfig()
+    if taught_weight < 1:
+        raise ValueError(f"train_novelty: taught_weight must be >= 1, got {taught_weight}")
+    started = time.monotonic()
+    taught = np.zeros(len(frame), bool) if taught is None else np.asarray(taught, bool)
+    fit_rows, cal_rows = _fit_and_calibration_rows(frame, config, taught)
     fit_frame, cal_frame = frame.iloc[fit_rows], frame.iloc[cal_rows]
     inputs, index = novelty_inputs(segment_frame(fit_frame, config.segments), config, config.window)
     pipeline = FeaturePipeline(config.feature_set, extra_numeric=HOST_FEATURES, clip_margin=config.clip_margin)
     features = pipeline.fit(inputs).transform(inputs)
     del inputs
-    rng = np.random.default_rng(config.seed)
-    train_rows = np.arange(len(fit_rows))
-    if len(train_rows) > config.max_train_rows:
-        train_rows = np.sort(rng.choice(train_rows, config.max_train_rows, replace=False))
+    train_rows = _training_rows(len(fit_rows), np.flatnonzero(taught[fit_rows]), taught_weight, config)
     ms.set_seed(config.seed)
     network = NoveltyNet(pipeline.n_features, config)
     history = _train(network, features, index, train_rows, config)
@@ -201,8 +226,9 @@ def train_novelty(frame: pd.DataFrame, config: NoveltyConfig | None = None) -> T
                         DEFAULT_BATCH)[0]
     trained.calibration = TailCalibration.fit(reference, config.budget, config.tail_fraction)
     trained.history = history
-    trained.metrics = {"train_rows": len(train_rows), "calibration_rows": len(cal_rows),
-                       "final_loss": history[-1]["loss"], "calibration_mean_error": float(reference.mean()),
+    trained.metrics = {"train_rows": len(train_rows), "taught_rows": int(taught.sum()),
+                       "calibration_rows": len(cal_rows), "final_loss": history[-1]["loss"],
+                       "calibration_mean_error": float(reference.mean()),
                        "threshold": trained.calibration.threshold, "seconds": time.monotonic() - started}
     log.info("novelty model: %d train / %d calibration flows, loss %.4f -> %.4f, threshold %.4g (%.0fs)",
              len(train_rows), len(cal_rows), history[0]["loss"], history[-1]["loss"],

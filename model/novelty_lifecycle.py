@@ -35,6 +35,7 @@ from flowhawk.model.novelty_config import NoveltyConfig
 from flowhawk.model.novelty_guard import GuardConfig, train_guarded
 from flowhawk.model.novelty_store import TrainedNovelty
 from flowhawk.model.registry import Registry, data_manifest
+from flowhawk.model.verdict_source import flows_with_verdicts
 from flowhawk.model.windows import SOURCE_COLUMN, time_key
 
 NOVELTY_FOLDER = "novelty"
@@ -159,7 +160,10 @@ def drift(novelty_p: np.ndarray) -> dict[str, Any]:
 
 @dataclass
 class BaselineRefresh:
-    """A refresh of the novelty model on new unlabelled batches: the candidate, the decision and its figures."""
+    """A refresh of the novelty model on new unlabelled batches: the candidate, the decision and its figures.
+
+    ``verdicts`` (when analysts' verdicts cover new flows): how many flows are marked false positive / confirmed,
+    and how many of each the current model and the candidate flag."""
 
     version: str
     parent: str
@@ -168,17 +172,25 @@ class BaselineRefresh:
     new_batches: list[str]
     sizes: dict[str, int]
     false_alerts: dict[str, float]
+    verdicts: dict[str, int] = field(default_factory=dict)
 
 
 def refresh_baseline(lake: Lake, registry: Registry, config: NoveltyConfig, new_batches: list[str] | None = None,
-                     replay_rows: int = 20_000, holdout: float = 0.2, seed: int = 0) -> BaselineRefresh:
+                     replay_rows: int = 20_000, holdout: float = 0.2, seed: int = 0, verdict_weight: int = 20
+                     ) -> BaselineRefresh:
     """Keep the baseline current: train a candidate on the new batches plus a bounded replay of the old
     baseline, and promote it only if it raises no more false alerts on held-out old baseline flows.
 
     Poisoning guard: new flows the current model flags, and every flow of a host with half or more of its new
     flows flagged, are left out. Replay: at most ``replay_rows`` old baseline flows (seeded); ``holdout`` of the
     old flows are never trained on and judge both models. Promotion: the candidate's false-alert rate there must
-    not exceed the current model's by more than the budget (``config.budget``)."""
+    not exceed the current model's by more than the budget (``config.budget``).
+
+    Verdicts (``lake`` a ``model.verdict_source.VerdictSource``, e.g. ``reports.verdict_lake.VerdictLabelledLake``): a
+    flow marked false positive is normal by the analyst's word, so it is kept whatever the guard says, trained on
+    ``verdict_weight`` times and never calibrated on (``train_novelty(taught=)``); a flow marked confirmed is left
+    out. The candidate must then flag no more of the false positives and no fewer of the confirmed flows than the
+    current model."""
     current = registry.require_current()
     model = registry.load(current)
     old_batches = [b["batch_id"] for b in registry.show(current)["data"].get("batches", [])]
@@ -187,29 +199,71 @@ def refresh_baseline(lake: Lake, registry: Registry, config: NoveltyConfig, new_
         raise ValueError(f"{lake.location}: no batches new to the baseline {current}")
     new = lake.read_flows(new_batches)
     flagged = score_novelty(model, new, explain="none")["is_anomaly"].to_numpy(dtype=bool)
-    hosts = new[SOURCE_COLUMN].astype("string").fillna("")
-    share = pd.Series(flagged).groupby(hosts.to_numpy()).mean()
-    bad_hosts = set(share[share >= 0.5].index)
-    clean = new[~flagged & ~hosts.isin(bad_hosts).to_numpy()]
-    old = lake.read_flows(old_batches)
+    false_positive, confirmed = _verdict_marks(lake, new)
+    keep = _guarded(new, flagged & ~false_positive) | false_positive
+    clean = new[keep & ~confirmed]
+    old = lake.read_flows([b for b in old_batches if b not in set(new_batches)])
     rng = np.random.default_rng(seed)
     held = rng.random(len(old)) < holdout
     replay = old[~held]
     if len(replay) > replay_rows:  # keep time order: a sorted random subset
         replay = replay.iloc[np.sort(rng.choice(len(replay), replay_rows, replace=False))]
-    candidate = train_novelty(pd.concat([replay, clean], ignore_index=True), config)
+    taught = np.concatenate([np.zeros(len(replay), bool), false_positive[keep & ~confirmed]])
+    candidate = train_novelty(pd.concat([replay, clean], ignore_index=True), config, taught, verdict_weight)
     judge = old[held]
     rates = {name: float(score_novelty(m, judge, explain="none")["is_anomaly"].mean()) if len(judge) else 0.0
              for name, m in (("current", model), ("candidate", candidate))}
     promote = rates["candidate"] <= rates["current"] + config.budget
     reason = (f"false alerts on {len(judge)} held-out old baseline flows: candidate {rates['candidate']:.4f}, "
               f"current {rates['current']:.4f} (allowed +{config.budget:g})")
-    sizes = {"new": len(new), "new_left_out": len(new) - len(clean), "replay": len(replay), "held_out": len(judge)}
-    version = registry.save(candidate, data=data_manifest(lake, old_batches + new_batches, refresh=sizes),
+    verdicts: dict[str, int] = {}
+    if false_positive.any() or confirmed.any():
+        verdicts, ok, why = _verdict_check(candidate, new, flagged, false_positive, confirmed)
+        promote, reason = promote and ok, f"{reason}; {why}"
+    sizes = {"new": len(new), "new_left_out": len(new) - len(clean), "replay": len(replay), "held_out": len(judge),
+             "taught": int(taught.sum())}
+    version = registry.save(candidate, data=data_manifest(lake, old_batches + new_batches, refresh=sizes,
+                                                          verdicts=verdicts),
                             status="promoted" if promote else "candidate", reason=reason, parent=current)
     if promote:
         registry.promote(version, reason="baseline refresh")
-    return BaselineRefresh(version, current, promote, reason, new_batches, sizes, rates)
+    return BaselineRefresh(version, current, promote, reason, new_batches, sizes, rates, verdicts)
+
+
+def _guarded(new: pd.DataFrame, flagged: np.ndarray) -> np.ndarray:
+    """The poisoning guard: bool per row of ``new``, False for flagged flows and for every flow of a host with
+    half or more of its flows flagged."""
+    hosts = new[SOURCE_COLUMN].astype("string").fillna("")
+    share = pd.Series(flagged).groupby(hosts.to_numpy()).mean()
+    return ~flagged & ~hosts.isin(set(share[share >= 0.5].index)).to_numpy()
+
+
+def _verdict_marks(lake: Lake, new: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Bool per row of ``new``: marked false positive by a verdict; marked confirmed."""
+    marked = flows_with_verdicts(lake, new)
+    if marked is None or not marked.any():
+        return np.zeros(len(new), bool), np.zeros(len(new), bool)
+    label = pd.to_numeric(new["Label"], errors="coerce").fillna(0).to_numpy()
+    return marked & (label == 0), marked & (label != 0)
+
+
+def _verdict_check(candidate: TrainedNovelty, new: pd.DataFrame, flagged: np.ndarray, false_positive: np.ndarray,
+                   confirmed: np.ndarray) -> tuple[dict[str, int], bool, str]:
+    """The verdict term of the promotion: the candidate flags no more of the flows marked false positive and no
+    fewer of those marked confirmed than the current model (``flagged``), new flows scored alike."""
+    again = score_novelty(candidate, new, explain="none")["is_anomaly"].to_numpy(dtype=bool)
+    counts = {"false_positive": int(false_positive.sum()), "confirmed": int(confirmed.sum()),
+              "false_positive_flagged_current": int((flagged & false_positive).sum()),
+              "false_positive_flagged_candidate": int((again & false_positive).sum()),
+              "confirmed_flagged_current": int((flagged & confirmed).sum()),
+              "confirmed_flagged_candidate": int((again & confirmed).sum())}
+    ok = (counts["false_positive_flagged_candidate"] <= counts["false_positive_flagged_current"]
+          and counts["confirmed_flagged_candidate"] >= counts["confirmed_flagged_current"])
+    why = (f"flows marked false positive still flagged: candidate {counts['false_positive_flagged_candidate']}, "
+           f"current {counts['false_positive_flagged_current']} of {counts['false_positive']}; confirmed flagged: "
+           f"candidate {counts['confirmed_flagged_candidate']}, current {counts['confirmed_flagged_current']} of "
+           f"{counts['confirmed']}")
+    return counts, ok, why
 
 
 def maybe_refresh_baseline(lake: Lake, registry: Registry, config: NoveltyConfig, after_batches: int,

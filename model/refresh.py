@@ -36,7 +36,7 @@ import dataclasses
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -49,23 +49,14 @@ from flowhawk.model.registry import Registry, data_manifest
 from flowhawk.model.splits import Split
 from flowhawk.model.train import Prepared, train_prepared
 from flowhawk.model.trained import TrainedModel
+from flowhawk.model.verdict_source import flows_with_verdicts
 from flowhawk.model.windows import build_window_index
 
 log = logging.getLogger(__name__)
 TRAIN, VAL, TEST, CONTEXT = 0, 1, 2, -1
 GUARD_METRICS = ("auto", "f1", "macro_f1")
-FLOW_KEY = ["batch_id", "source_file", "flow_index"]
 CONTRAST_POOL = 50_000  # rows searched for a verdict's neighbours (a random sample beyond that)
 CONTRAST_HISTORY_SCALE = 3.0  # a window with no history vs a full one counts like 3 standard deviations
-
-
-@runtime_checkable
-class VerdictSource(Protocol):
-    """A lake view whose labels include analysts' verdicts and that can say which flows they label."""
-
-    def verdict_keys(self) -> pd.DataFrame:
-        """``batch_id``, ``source_file``, ``flow_index`` of every flow a verdict labels."""
-        ...
 
 
 class RefreshError(ValueError):
@@ -332,7 +323,7 @@ def refresh_model(registry: Registry, lake: Lake, new_batches: list[str] | None 
     except KeyError as exc:
         raise RefreshError(f"refresh: {exc.args[0] if exc.args else exc}") from None
     read = round(time.monotonic() - loaded, 2)
-    done = refresh_frames(current, old, new, config, _verdict_rows(lake, new))
+    done = refresh_frames(current, old, new, config, flows_with_verdicts(lake, new))
     data = data_manifest(lake, old_batches + new_batches, refresh={
         "parent": parent, "new_batches": new_batches, "sizes": done.sizes, "config": dataclasses.asdict(config)})
     version = registry.save(done.candidate, data=data, status="promoted" if done.promote else "candidate",
@@ -342,13 +333,3 @@ def refresh_model(registry: Registry, lake: Lake, new_batches: list[str] | None 
     return RefreshResult(version, parent, done.promote, done.reason, done.comparison, done.sizes,
                          {"load": round(loaded - started, 2), "read": read, **done.seconds}, list(new_batches),
                          done.checks)
-
-
-def _verdict_rows(lake: Lake, new: pd.DataFrame) -> np.ndarray | None:
-    """Bool per row of ``new``: labelled by a verdict (None when ``lake`` is not a ``VerdictSource``)."""
-    if not isinstance(lake, VerdictSource):
-        return None
-    keys = lake.verdict_keys()[FLOW_KEY]
-    if keys.empty:
-        return np.zeros(len(new), bool)
-    return pd.MultiIndex.from_frame(new[FLOW_KEY]).isin(pd.MultiIndex.from_frame(keys))

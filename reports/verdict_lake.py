@@ -7,7 +7,7 @@ model function that reads through it, e.g. ``model.refresh.refresh_model``) repl
 class given, else the predicted one). Flows without a verdict keep their own labels. Nothing on disk changes:
 the flows stay as ingested, the verdicts stay append-only. ``flowhawk verdict refresh`` runs the usual refresh
 (``refresh_model``, same promotion guard) on that view, with the batches verdicts label as its new batches; the
-view is a ``model.refresh.VerdictSource``, so the refresh weights the verdict-labelled flows
+view is a ``model.verdict_source.VerdictSource``, so the refresh weights the verdict-labelled flows
 (``RefreshConfig.verdict_weight``) and its guard rejects a candidate that contradicts them.
 """
 
@@ -112,8 +112,8 @@ class VerdictLabelledLake(Lake):
         return pa.Table.from_pandas(frame[wanted], schema=schema, preserve_index=False)
 
     def verdict_keys(self) -> pd.DataFrame:
-        """``batch_id``, ``source_file``, ``flow_index`` of the flows verdicts label (``model.refresh.VerdictSource``:
-        the refresh weights these flows and its guard checks them)."""
+        """``batch_id``, ``source_file``, ``flow_index`` of the flows verdicts label
+        (``model.verdict_source.VerdictSource``: the refreshes teach these flows and their guards check them)."""
         if self.verdict_labels is None:
             return pd.DataFrame(columns=_KEY)
         return self.verdict_labels.index.to_frame(index=False)[_KEY]

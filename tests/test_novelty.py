@@ -332,3 +332,71 @@ def test_context_scores_a_split_frame_like_the_whole(synth_model: tuple) -> None
     later = first.assign(FLOW_START_MILLISECONDS=first["FLOW_START_MILLISECONDS"] + 10**9)
     kept, offset = with_context(second, later, trained.config.window)
     assert offset == 0 and kept is second
+
+
+def _backup_flows(template: pd.DataFrame, t0_ms: int, n: int = 40) -> pd.DataFrame:
+    """A benign behaviour the baseline never saw: a new host's nightly rsync, ``n`` large slow transfers."""
+    rows = template[template["PROTOCOL"] == 6].iloc[[0] * n].reset_index(drop=True)
+    return rows.assign(IPV4_SRC_ADDR="10.99.0.250", L4_DST_PORT=873, L4_SRC_PORT=np.arange(50000, 50000 + n),
+                       IN_BYTES=4_000_000, OUT_BYTES=20_000, IN_PKTS=2800, OUT_PKTS=1400,
+                       FLOW_DURATION_MILLISECONDS=30_000, FLOW_START_MILLISECONDS=t0_ms + 45_000 * np.arange(n),
+                       Label=0, Attack="Benign")
+
+
+def _day(tmp: Path, seed: int, days: int) -> pd.DataFrame:
+    start = 1_700_000_000.0 + 86_400 * days
+    flows = _synth_flows(tmp, seed=seed, start_epoch=start)
+    return pd.concat([flows, _backup_flows(flows, int(start * 1000))], ignore_index=True)
+
+
+@pytest.mark.slow
+def test_false_positive_verdicts_teach_the_baseline_refresh(synth_model: tuple, tmp_path: Path, capsys) -> None:
+    """A benign behaviour new to the baseline is flagged; the analyst marks its host a false positive; the
+    refresh keeps those flows (the poisoning guard alone leaves them out) and the next day flags fewer of them,
+    while a port scan stays flagged."""
+    from flowhawk.cli.main import main as cli_main
+    from flowhawk.lake.store import Lake
+    from flowhawk.model.novelty import score_novelty
+    from flowhawk.model.novelty_lifecycle import novelty_registry
+    from flowhawk.model.registry import data_manifest
+    from flowhawk.reports.analyst import analyse_batch
+    from flowhawk.reports.scored import ScoreMeta, write_scored_report
+    from flowhawk.reports.verdicts import VerdictStore
+    from tests.helpers import ingest_frame
+
+    trained, tmp = synth_model
+    root = tmp_path / "lake"
+    for name, frame in (("quiet", _synth_flows(tmp, seed=1)), ("day2", _day(tmp, 2, 1))):
+        ingest_frame(root, frame, name)
+    lake, registry = Lake(root), novelty_registry(tmp_path / "models")
+    registry.promote(registry.save(trained, data=data_manifest(lake, ["quiet"]), export=False))
+    flows = lake.read_flows(["day2"])
+    scored = score_novelty(trained, flows, explain="none")
+    scores = pd.DataFrame({"score": scored["novelty_score"], "is_anomaly": scored["is_anomaly"],
+                           "predicted_class": np.where(scored["is_anomaly"], "novel", "Benign")})
+    analyst = analyse_batch(root, "day2", flows, scores, "v0001")
+    write_scored_report(lake.reports_dir, "day2", flows, scores, ScoreMeta("v0001", trained.threshold),
+                        analyst=analyst)
+    backup = (flows["IPV4_SRC_ADDR"] == "10.99.0.250").to_numpy()
+    assert scored["is_anomaly"][backup].mean() >= 0.5  # the premise: the new behaviour alerts
+    VerdictStore(root).add_verdict("host", "10.99.0.250", "false_positive", "test", note="nightly backup")
+
+    assert cli_main(["verdict", "refresh", "--model", "novelty", "--lake", str(root), "--models",
+                     str(tmp_path / "models")]) == 0
+    assert "novelty refresh on verdict labels of day2: v0002" in capsys.readouterr().out
+    data, flagged = registry.show("v0002")["data"], int(scored["is_anomaly"][backup].sum())
+    verdicts = data["verdicts"]
+    assert data["refresh"]["taught"] == flagged and verdicts["false_positive"] == flagged, data
+    assert verdicts["false_positive_flagged_current"] == flagged, verdicts
+    assert verdicts["false_positive_flagged_candidate"] < flagged / 2, verdicts
+    candidate = registry.load("v0002")
+    assert candidate.metrics["taught_rows"] == flagged
+    nxt = _day(tmp, 4, 2).drop(columns=["Label", "Attack"])
+    on_backup = {name: int(score_novelty(m, nxt, explain="none")["is_anomaly"][nxt["IPV4_SRC_ADDR"] == "10.99.0.250"]
+                           .sum()) for name, m in (("current", trained), ("candidate", candidate))}
+    assert on_backup["candidate"] < on_backup["current"] / 2, on_backup
+    scan = _synth_flows(tmp, seed=3, attacks=("portscan",))
+    probes = (scan["Attack"] != "Benign").to_numpy()
+    recall = {name: float(score_novelty(m, scan.drop(columns=["Label", "Attack"]), explain="none")["is_anomaly"]
+                          [probes].mean()) for name, m in (("current", trained), ("candidate", candidate))}
+    assert recall["candidate"] >= recall["current"] - 0.02 and recall["current"] > 0.8, recall

@@ -14,7 +14,6 @@ from flowhawk.model.refresh import (
     VAL,
     RefreshConfig,
     RefreshError,
-    VerdictSource,
     contrast_rows,
     prepare_refresh,
     refresh_model,
@@ -23,6 +22,7 @@ from flowhawk.model.refresh import (
 )
 from flowhawk.model.refresh_guard import decide_promotion
 from flowhawk.model.registry import Registry, data_manifest
+from flowhawk.model.verdict_source import VerdictSource
 from tests.helpers import ingest_frame, make_flows
 
 FAST = {"replay_rows": 150, "epochs": 1, "block_rows": 32, "holdout_fraction": 0.25}
