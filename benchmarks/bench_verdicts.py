@@ -7,6 +7,13 @@ missed by kind, attackers with at least one alert, benign flows flagged).
     python benchmarks/bench_verdicts.py --lake L --models M --fp-batch baseA --next-batch baseB --attack-batch lab \
         [--verdict-weight W] [--contrast-rows K] [--salt S] [--no-history] [--out benchmarks/results/analyst.md]
 
+``--kind novelty``: the same with the current label-free model (``<models>/novelty``) and its refresh
+(``model.novelty_lifecycle.refresh_baseline`` on the verdict view: flows marked false positive kept and taught,
+confirmed ones left out). ``--mark labelled``: the analyst triages a batch that holds attacks too: an incident
+whose flows are all labelled benign is marked false positive, any other confirmed (labels stand in for the
+analyst's judgement; the default ``all`` marks every incident false positive, for a batch without attacks;
+``none`` marks nothing: the same refresh without verdicts, as a control).
+
 The lake and model it needs, and how the quiet day is split: benchmarks/results/analyst.md.
 """
 
@@ -30,40 +37,41 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--verdict-weight", type=int, help="RefreshConfig.verdict_weight (default: the config's)")
     parser.add_argument("--contrast-rows", type=int, help="RefreshConfig.contrast_rows (default: the config's)")
     parser.add_argument("--salt", type=int, default=0, help="RefreshConfig.salt: another hash split of the rows")
+    parser.add_argument("--kind", choices=("supervised", "novelty"), default="supervised")
+    parser.add_argument("--mark", choices=("all", "labelled", "none"), default="all",
+                        help="which incidents of --fp-batch are marked false positive (see above)")
     parser.add_argument("--no-history", action="store_true",
                         help="score each batch alone (before: no host history from earlier lake batches)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
 
     from flowhawk.lake.store import Lake
-    from flowhawk.model.refresh import RefreshConfig, refresh_model
+    from flowhawk.model.novelty_lifecycle import novelty_registry
     from flowhawk.model.registry import Registry
     from flowhawk.reports.analyst import analyse_batch
     from flowhawk.reports.scored import ScoreMeta, write_scored_report
-    from flowhawk.reports.verdict_lake import VerdictLabelledLake
     from flowhawk.reports.verdicts import VerdictStore
 
     registry, lake = Registry(args.models), Lake(args.lake)
+    if args.kind == "novelty":
+        registry = novelty_registry(args.models)
     before = registry.require_current()
     history = not args.no_history
-    incidents = _score(registry, lake, before, args.fp_batch, history, analyse_batch, write_scored_report, ScoreMeta)
-    store = VerdictStore(args.lake)
-    for incident_id in incidents["incident_id"]:
-        store.add_verdict("incident", incident_id, "false_positive", "bench_verdicts", note="no attacks in batch")
-    weight = {} if args.verdict_weight is None else {"verdict_weight": args.verdict_weight}
-    if args.contrast_rows is not None:
-        weight["contrast_rows"] = args.contrast_rows
-    config = RefreshConfig(epochs=args.epochs, salt=args.salt, **weight)
-    result = refresh_model(registry, VerdictLabelledLake(args.lake), [args.fp_batch], config)
+    incidents, labelled = _score(registry, lake, before, args.fp_batch, history, analyse_batch, write_scored_report,
+                                 ScoreMeta)
+    _mark(VerdictStore(args.lake), incidents, labelled, args.mark)
+    result, settings = _refresh(args, registry, before)
     after = result.version
     rows = [_measure(registry, lake, v, args.next_batch, args.attack_batch, history) for v in (before, after)]
     how = "with their hosts' earlier lake flows as context" if history else "alone"
-    lines = [f"False positives marked: {len(incidents)} incidents of batch {args.fp_batch} "
-             f"({int(incidents['flows'].sum())} flows). Refresh (verdict_weight {config.verdict_weight}, "
-             f"contrast_rows {config.contrast_rows}, salt {config.salt}, "
-             f"{config.epochs} epochs): {after} "
+    fp = incidents[~incidents["incident_id"].isin(labelled)] if args.mark == "labelled" else incidents
+    fp = fp.iloc[:0] if args.mark == "none" else fp
+    confirmed = int(incidents["incident_id"].isin(labelled).sum()) if args.mark == "labelled" else 0
+    lines = [f"False positives marked: {len(fp)} incidents of batch {args.fp_batch} "
+             f"({int(fp['flows'].sum())} flows); confirmed: {confirmed} incidents. Refresh "
+             f"({settings}): {after} "
              f"{'promoted' if result.promoted else 'not promoted'} ({result.reason}). Batches scored {how}.", "",
-             f"| model | {args.next_batch}: false alerts (flows) | {args.next_batch}: incidents | "
+             f"| model | {args.next_batch}: false alerts (benign flows) | {args.next_batch}: incidents | "
              f"{args.attack_batch}: recall | {args.attack_batch}: attack flows missed | {args.attack_batch}: attackers "
              f"alerted | {args.attack_batch}: benign flows flagged |", "|---|---:|---:|---:|---|---:|---:|"]
     status = ("current before", "promoted" if result.promoted else "candidate, rejected")
@@ -74,24 +82,64 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _refresh(args: argparse.Namespace, registry, before: str):
+    """The refresh on the verdict view of the lake: the novelty model's or the supervised one's."""
+    from flowhawk.model.novelty_lifecycle import refresh_baseline
+    from flowhawk.model.refresh import RefreshConfig, refresh_model
+    from flowhawk.reports.verdict_lake import VerdictLabelledLake
+
+    view = VerdictLabelledLake(args.lake)
+    if args.kind == "novelty":
+        config = registry.load(before).config
+        weight = 20 if args.verdict_weight is None else args.verdict_weight
+        result = refresh_baseline(view, registry, config, [args.fp_batch], seed=args.salt, verdict_weight=weight)
+        return result, f"novelty refresh, verdict_weight {weight}, seed {args.salt}, {config.epochs} epochs"
+    options = {} if args.verdict_weight is None else {"verdict_weight": args.verdict_weight}
+    if args.contrast_rows is not None:
+        options["contrast_rows"] = args.contrast_rows
+    config = RefreshConfig(epochs=args.epochs, salt=args.salt, **options)
+    result = refresh_model(registry, view, [args.fp_batch], config)
+    return result, (f"verdict_weight {config.verdict_weight}, contrast_rows {config.contrast_rows}, "
+                    f"salt {config.salt}, {config.epochs} epochs")
+
+
 def _scored(trained, lake, batch, history):
     """(flows, scores) of ``batch``, with the hosts' earlier lake flows as context when ``history`` (as
-    ``process_inbox`` scores a batch)."""
+    ``process_inbox`` scores a batch); a novelty model's scores go through ``combine_scores`` as in a report."""
+    from flowhawk.model.novelty import score_novelty
     from flowhawk.model.novelty_lifecycle import batch_context
+    from flowhawk.model.novelty_store import TrainedNovelty
     from flowhawk.model.scoring import score_frame
+    from flowhawk.reports.combine import combine_scores
 
     flows = lake.read_flows([batch])
-    context = batch_context(lake, [batch], flows, trained.train_config.window) if history else None
+    novelty = isinstance(trained, TrainedNovelty)
+    window = trained.config.window if novelty else trained.train_config.window
+    context = batch_context(lake, [batch], flows, window) if history else None
+    if novelty:
+        return flows, combine_scores(len(flows), None, score_novelty(trained, flows, context=context))
     return flows, score_frame(trained, flows, context=context)
 
 
 def _score(registry, lake, version, batch, history, analyse_batch, write_scored_report, score_meta):
+    """Score and report ``batch``; its incidents, and the ids of those holding a flow labelled attack."""
     trained = registry.load(version)
     flows, scores = _scored(trained, lake, batch, history)
     analyst = analyse_batch(lake.root, batch, flows, scores, version)
     write_scored_report(lake.reports_dir, batch, flows, scores,
                         score_meta(model_version=version, threshold=trained.threshold), analyst=analyst)
-    return analyst.incidents
+    ids = analyst.columns["incident_id"].to_numpy()
+    attack = flows["Label"].fillna(0).to_numpy() == 1
+    return analyst.incidents, {i for i in ids[attack] if isinstance(i, str)}
+
+
+def _mark(store, incidents, labelled: set, how: str) -> None:
+    """Verdicts on every incident: false positive, or confirmed for those with attack flows (``--mark labelled``)."""
+    for incident_id in incidents["incident_id"] if how != "none" else []:
+        if how == "labelled" and incident_id in labelled:
+            store.add_verdict("incident", incident_id, "confirmed", "bench_verdicts", note="labelled attack")
+        else:
+            store.add_verdict("incident", incident_id, "false_positive", "bench_verdicts", note="labelled benign")
 
 
 def _measure(registry, lake, version, next_batch, attack_batch, history) -> dict:
@@ -104,7 +152,8 @@ def _measure(registry, lake, version, next_batch, attack_batch, history) -> dict
     attack, a = _scored(trained, lake, attack_batch, history)
     is_attack = attack["Label"].to_numpy() == 1
     flagged = a["is_anomaly"].to_numpy()
-    return {"flows": len(nxt), "fp_flows": int(s["is_anomaly"].sum()),
+    benign = nxt["Label"].fillna(0).to_numpy() != 1  # a batch ingested without labels: every flow
+    return {"flows": int(benign.sum()), "fp_flows": int(s["is_anomaly"].to_numpy()[benign].sum()),
             "incidents": int(assign_incidents(frame, next_batch, AnalystConfig()).dropna().nunique()),
             "recall": float(flagged[is_attack].mean()), "attack_fp": int(flagged[~is_attack].sum()),
             "missed": _missed(attack.loc[is_attack & ~flagged, "Attack"]),
