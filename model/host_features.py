@@ -16,6 +16,10 @@ HOST_SIZE_SPREAD    standard deviation of log1p(IN_BYTES + OUT_BYTES)
 HOST_RATE           flows per second: (flows - 1) / (last start - first start), NaN without timestamps
 ==================  =============================================================================
 
+``HOST_FEATURE_SOURCES`` names, per feature, the flow-schema columns its value is computed from (read off
+``_per_flow`` and ``_window_stats``). Every feature also depends on which flows form the window (the source
+address and the start-time order, ``model.windows``); that grouping is common to all and not listed.
+
 Missing inputs count as absent evidence (a flow without OUT_PKTS is not "unanswered"). The values are raw
 measurements; ``FeaturePipeline(extra_numeric=HOST_FEATURES)`` scales them like every other counter. Work is done
 ``chunk`` windows at a time from ``WindowIndex.index_matrix``, so memory stays O(chunk * T) beyond the output.
@@ -30,6 +34,20 @@ from flowhawk.model.windows import TIME_COLUMN, WindowIndex, build_window_index
 
 HOST_FEATURES: tuple[str, ...] = ("HOST_FLOWS", "HOST_DST_HOSTS", "HOST_DST_PORTS", "HOST_UNANSWERED", "HOST_RST",
                                   "HOST_SYN_ONLY", "HOST_PORT_SPREAD", "HOST_SIZE_SPREAD", "HOST_RATE")
+# The flow-schema columns each feature is computed from (``_per_flow`` -> ``_window_stats``). HOST_RST and
+# HOST_SYN_ONLY read PROTOCOL as well as TCP_FLAGS: only flows with PROTOCOL 6 and a TCP_FLAGS value count, in the
+# numerator and in the share's denominator. HOST_FLOWS counts the window's flows and reads no field of them.
+HOST_FEATURE_SOURCES: dict[str, tuple[str, ...]] = {
+    "HOST_FLOWS": (),
+    "HOST_DST_HOSTS": ("IPV4_DST_ADDR",),
+    "HOST_DST_PORTS": ("L4_DST_PORT",),
+    "HOST_UNANSWERED": ("OUT_PKTS",),
+    "HOST_RST": ("TCP_FLAGS", "PROTOCOL"),
+    "HOST_SYN_ONLY": ("TCP_FLAGS", "PROTOCOL"),
+    "HOST_PORT_SPREAD": ("L4_DST_PORT",),
+    "HOST_SIZE_SPREAD": ("IN_BYTES", "OUT_BYTES"),
+    "HOST_RATE": (TIME_COLUMN,),
+}
 SYN, RST, ACK = 2, 4, 16
 DEFAULT_CHUNK = 65_536
 
