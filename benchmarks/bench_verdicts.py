@@ -38,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--contrast-rows", type=int, help="RefreshConfig.contrast_rows (default: the config's)")
     parser.add_argument("--salt", type=int, default=0, help="RefreshConfig.salt: another hash split of the rows")
     parser.add_argument("--kind", choices=("supervised", "novelty"), default="supervised")
+    parser.add_argument("--push", type=float, default=1.0,
+                        help="novelty: confirmed flows pushed above this many times the current threshold (0: off; "
+                             "refresh_baseline's default 1)")
     parser.add_argument("--mark", choices=("all", "labelled", "none"), default="all",
                         help="which incidents of --fp-batch are marked false positive (see above)")
     parser.add_argument("--no-history", action="store_true",
@@ -92,8 +95,10 @@ def _refresh(args: argparse.Namespace, registry, before: str):
     if args.kind == "novelty":
         config = registry.load(before).config
         weight = 20 if args.verdict_weight is None else args.verdict_weight
-        result = refresh_baseline(view, registry, config, [args.fp_batch], seed=args.salt, verdict_weight=weight)
-        return result, f"novelty refresh, verdict_weight {weight}, seed {args.salt}, {config.epochs} epochs"
+        result = refresh_baseline(view, registry, config, [args.fp_batch], seed=args.salt, verdict_weight=weight,
+                                  push=args.push)
+        return result, (f"novelty refresh, verdict_weight {weight}, push {args.push:g}, seed {args.salt}, "
+                        f"{config.epochs} epochs")
     options = {} if args.verdict_weight is None else {"verdict_weight": args.verdict_weight}
     if args.contrast_rows is not None:
         options["contrast_rows"] = args.contrast_rows

@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import mindspore as ms
@@ -37,7 +38,7 @@ from flowhawk.model.host_features import HOST_FEATURES, with_host_features
 from flowhawk.model.network import make_train_step
 from flowhawk.model.novelty_config import NoveltyConfig
 from flowhawk.model.novelty_explain import explain_rows
-from flowhawk.model.novelty_net import NoveltyNet, WeightedReconstructionLoss
+from flowhawk.model.novelty_net import NoveltyNet, ShunningReconstructionLoss, WeightedReconstructionLoss
 from flowhawk.model.novelty_store import TrainedNovelty
 from flowhawk.model.windows import (
     SOURCE_COLUMN,
@@ -153,10 +154,14 @@ def last_flow_errors(network: object, predict: Callable, features: np.ndarray, i
         yield chunk, (out - x[:, -1, :]) ** 2, out
 
 
-def _train(network: object, features: np.ndarray, index: WindowIndex, rows: np.ndarray,
-           config: NoveltyConfig) -> list[dict[str, Any]]:
-    step = make_train_step(network, WeightedReconstructionLoss(),
-                           nn.Adam(network.trainable_params(), learning_rate=config.learning_rate))
+def _train(network: object, features: np.ndarray, index: WindowIndex, rows: np.ndarray, config: NoveltyConfig,
+           teach: Teaching | None = None) -> list[dict[str, Any]]:
+    """``config.epochs`` of the objective over ``rows``; with ``teach`` (bool per row of ``features`` in its
+    ``confirmed``), confirmed flows are never reconstructed, and their own windows push their error above
+    ``teach.margin`` (``ShunningReconstructionLoss``)."""
+    shun = teach is not None and teach.margin > 0 and teach.confirmed.any()
+    loss = ShunningReconstructionLoss(teach.margin) if shun else WeightedReconstructionLoss()
+    step = make_train_step(network, loss, nn.Adam(network.trainable_params(), learning_rate=config.learning_rate))
     rng = np.random.default_rng(config.seed)
     batch = min(config.batch_size, len(rows))
     history = []
@@ -164,60 +169,95 @@ def _train(network: object, features: np.ndarray, index: WindowIndex, rows: np.n
         started, losses = time.monotonic(), []
         order = rng.permutation(rows)
         for start in range(0, len(order) - batch + 1, batch):  # full batches only: one compiled shape
-            x, mask = index.gather(features, order[start:start + batch])
+            chosen = order[start:start + batch]
+            x, mask = index.gather(features, chosen)
             hide, weight = _hide_and_weight(mask, config, rng)
-            y = np.concatenate([x, weight[:, :, None]], axis=2).astype(np.float32)
+            channels = [x, weight[:, :, None]]
+            if shun:
+                confirmed = np.where(mask > 0, teach.confirmed[np.maximum(index.index_matrix(chosen), 0)], False)
+                channels = [x, (weight * ~confirmed)[:, :, None], _last_only(confirmed)[:, :, None]]
+            y = np.concatenate(channels, axis=2).astype(np.float32)
             losses.append(float(step(Tensor(_network_input(x, mask, hide)), Tensor(mask), Tensor(y)).asnumpy()))
         history.append({"epoch": epoch, "loss": float(np.mean(losses)), "seconds": time.monotonic() - started})
         log.debug("novelty epoch %d: loss %.4f", epoch, history[-1]["loss"])
     return history
 
 
-def _fit_and_calibration_rows(frame: pd.DataFrame, config: NoveltyConfig, taught: np.ndarray
+def _last_only(flags: np.ndarray) -> np.ndarray:
+    """(B, T) -> (B, T): the last column of ``flags`` kept, the rest zero (a window's own flow is its last)."""
+    out = np.zeros(flags.shape, np.float32)
+    out[:, -1] = flags[:, -1]
+    return out
+
+
+@dataclass(frozen=True)
+class Teaching:
+    """Analysts' verdicts on rows of a training frame (``train_novelty(teach=)``), each a bool per row.
+
+    ``false_positive``: normal by the analyst's word: always trained on, ``weight`` times per epoch, never
+    calibrated on (their errors are what the refresh is to lower, and would raise the threshold for every flow).
+    ``confirmed``: anomalous: never calibrated on, never reconstructed as normal, never in the feature scaling; they
+    stay in their hosts' windows as context (as at scoring time), and with ``margin`` > 0 their own windows are
+    drawn ``weight`` times per epoch with a loss that pushes their error above ``margin`` (outlier exposure)."""
+
+    false_positive: np.ndarray
+    confirmed: np.ndarray
+    weight: int = 20
+    margin: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.weight < 1:
+            raise ValueError(f"Teaching.weight: must be >= 1, got {self.weight}")
+        if len(self.false_positive) != len(self.confirmed) or (self.false_positive & self.confirmed).any():
+            raise ValueError("Teaching: false_positive and confirmed must be disjoint masks of the same rows")
+
+    def subset(self, rows: np.ndarray) -> Teaching:
+        return Teaching(self.false_positive[rows], self.confirmed[rows], self.weight, self.margin)
+
+
+def _fit_and_calibration_rows(frame: pd.DataFrame, config: NoveltyConfig, teach: Teaching
                               ) -> tuple[np.ndarray, np.ndarray]:
-    """Row positions trained on and calibrated on: ``split_by_time``, with every ``taught`` row moved to the fit
+    """Row positions trained on and calibrated on: ``split_by_time``, with every verdict row moved to the fit
     part. ValueError (one line) when too few are left to calibrate on."""
     fit_rows, cal_rows = split_by_time(frame, config.holdout)
-    if taught.any():
-        fit_rows, cal_rows = np.union1d(fit_rows, np.flatnonzero(taught)), cal_rows[~taught[cal_rows]]
+    marked = teach.false_positive | teach.confirmed
+    if marked.any():
+        fit_rows, cal_rows = np.union1d(fit_rows, np.flatnonzero(marked)), cal_rows[~marked[cal_rows]]
     if len(cal_rows) < config.min_calibration:
         raise ValueError(f"train_novelty: {len(cal_rows)} held-out baseline flows for calibration, need >= "
                          f"{config.min_calibration} (a larger baseline, or NoveltyConfig.holdout)")
     return fit_rows, cal_rows
 
 
-def _training_rows(n_fit: int, taught_rows: np.ndarray, taught_weight: int, config: NoveltyConfig) -> np.ndarray:
-    """Fit-part positions drawn per epoch: at most ``config.max_train_rows`` (seeded), plus every taught row
-    ``taught_weight`` times."""
-    train_rows = np.arange(n_fit)
-    if n_fit > config.max_train_rows:
-        train_rows = np.sort(np.random.default_rng(config.seed).choice(train_rows, config.max_train_rows,
-                                                                       replace=False))
-    return np.concatenate([np.setdiff1d(train_rows, taught_rows), np.repeat(taught_rows, taught_weight)])
+def _training_rows(teach: Teaching, config: NoveltyConfig) -> np.ndarray:
+    """Fit-part positions drawn per epoch (``teach`` over the fit part): at most ``config.max_train_rows`` of the
+    unmarked ones (seeded), every false positive ``teach.weight`` times, and so every confirmed one if pushed."""
+    n_fit = len(teach.confirmed)
+    plain = np.flatnonzero(~teach.false_positive & ~teach.confirmed)
+    if len(plain) > config.max_train_rows:
+        plain = np.sort(np.random.default_rng(config.seed).choice(plain, config.max_train_rows, replace=False))
+    marked = teach.false_positive | (teach.confirmed if teach.margin > 0 else np.zeros(n_fit, bool))
+    return np.concatenate([plain, np.repeat(np.flatnonzero(marked), teach.weight)])
 
 
-def train_novelty(frame: pd.DataFrame, config: NoveltyConfig | None = None, taught: np.ndarray | None = None,
-                  taught_weight: int = 1) -> TrainedNovelty:
+def train_novelty(frame: pd.DataFrame, config: NoveltyConfig | None = None, teach: Teaching | None = None
+                  ) -> TrainedNovelty:
     """Train and calibrate a novelty model on the (unlabelled) baseline ``frame``; see the module doc.
-
-    ``taught`` (bool per row of ``frame``, optional): flows an analyst declared normal (false-positive verdicts).
-    They are always trained on, never calibrated on (their errors are what the refresh is to lower, and would
-    raise the threshold for every flow), and each is drawn ``taught_weight`` times per epoch."""
+    ``teach``: analysts' verdicts on some of its rows (``Teaching``; a refresh's, ``refresh_baseline``)."""
     config = config or NoveltyConfig()
-    if taught_weight < 1:
-        raise ValueError(f"train_novelty: taught_weight must be >= 1, got {taught_weight}")
     started = time.monotonic()
-    taught = np.zeros(len(frame), bool) if taught is None else np.asarray(taught, bool)
-    fit_rows, cal_rows = _fit_and_calibration_rows(frame, config, taught)
-    fit_frame, cal_frame = frame.iloc[fit_rows], frame.iloc[cal_rows]
+    none = np.zeros(len(frame), bool)
+    teach = teach or Teaching(none, none)
+    fit_rows, cal_rows = _fit_and_calibration_rows(frame, config, teach)
+    fit_frame, cal_frame, fit_teach = frame.iloc[fit_rows], frame.iloc[cal_rows], teach.subset(fit_rows)
     inputs, index = novelty_inputs(segment_frame(fit_frame, config.segments), config, config.window)
     pipeline = FeaturePipeline(config.feature_set, extra_numeric=HOST_FEATURES, clip_margin=config.clip_margin)
-    features = pipeline.fit(inputs).transform(inputs)
+    features = pipeline.fit(inputs[~fit_teach.confirmed]).transform(inputs)
     del inputs
-    train_rows = _training_rows(len(fit_rows), np.flatnonzero(taught[fit_rows]), taught_weight, config)
+    train_rows = _training_rows(fit_teach, config)
     ms.set_seed(config.seed)
     network = NoveltyNet(pipeline.n_features, config)
-    history = _train(network, features, index, train_rows, config)
+    history = _train(network, features, index, train_rows, config, fit_teach)
     trained = TrainedNovelty(network=network, config=config, pipeline=pipeline, calibration=None)
     # held-out flows are scored as a continuous deployment scores them: windows reach back into the training part
     whole, offset = with_context(cal_frame, fit_frame, config.window)
@@ -226,9 +266,9 @@ def train_novelty(frame: pd.DataFrame, config: NoveltyConfig | None = None, taug
                         DEFAULT_BATCH)[0]
     trained.calibration = TailCalibration.fit(reference, config.budget, config.tail_fraction)
     trained.history = history
-    trained.metrics = {"train_rows": len(train_rows), "taught_rows": int(taught.sum()),
-                       "calibration_rows": len(cal_rows), "final_loss": history[-1]["loss"],
-                       "calibration_mean_error": float(reference.mean()),
+    trained.metrics = {"train_rows": len(train_rows), "taught_rows": int(teach.false_positive.sum()),
+                       "confirmed_rows": int(teach.confirmed.sum()), "calibration_rows": len(cal_rows),
+                       "final_loss": history[-1]["loss"], "calibration_mean_error": float(reference.mean()),
                        "threshold": trained.calibration.threshold, "seconds": time.monotonic() - started}
     log.info("novelty model: %d train / %d calibration flows, loss %.4f -> %.4f, threshold %.4g (%.0fs)",
              len(train_rows), len(cal_rows), history[0]["loss"], history[-1]["loss"],

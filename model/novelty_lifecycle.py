@@ -30,7 +30,7 @@ import pandas as pd
 
 from flowhawk.common.files import exclusive_lock
 from flowhawk.lake.store import Lake, batch_order
-from flowhawk.model.novelty import context_depth, score_novelty, train_novelty
+from flowhawk.model.novelty import Teaching, context_depth, score_novelty, train_novelty
 from flowhawk.model.novelty_config import NoveltyConfig
 from flowhawk.model.novelty_guard import GuardConfig, train_guarded
 from flowhawk.model.novelty_store import TrainedNovelty
@@ -176,8 +176,8 @@ class BaselineRefresh:
 
 
 def refresh_baseline(lake: Lake, registry: Registry, config: NoveltyConfig, new_batches: list[str] | None = None,
-                     replay_rows: int = 20_000, holdout: float = 0.2, seed: int = 0, verdict_weight: int = 20
-                     ) -> BaselineRefresh:
+                     replay_rows: int = 20_000, holdout: float = 0.2, seed: int = 0, verdict_weight: int = 20,
+                     push: float = 1.0) -> BaselineRefresh:
     """Keep the baseline current: train a candidate on the new batches plus a bounded replay of the old
     baseline, and promote it only if it raises no more false alerts on held-out old baseline flows.
 
@@ -188,9 +188,11 @@ def refresh_baseline(lake: Lake, registry: Registry, config: NoveltyConfig, new_
 
     Verdicts (``lake`` a ``model.verdict_source.VerdictSource``, e.g. ``reports.verdict_lake.VerdictLabelledLake``): a
     flow marked false positive is normal by the analyst's word, so it is kept whatever the guard says, trained on
-    ``verdict_weight`` times and never calibrated on (``train_novelty(taught=)``); a flow marked confirmed is left
-    out. The candidate must then flag no more of the false positives and no fewer of the confirmed flows than the
-    current model."""
+    ``verdict_weight`` times and never calibrated on; a flow marked confirmed is never learnt as normal: it stays
+    only as its host's window context, and (``push`` > 0) the candidate is trained to give it an error above
+    ``push`` times the current model's threshold (``model.novelty.Teaching``; 1: the alert level the analyst saw
+    it at). The candidate must then flag no
+    more of the false positives and no fewer of the confirmed flows than the current model."""
     current = registry.require_current()
     model = registry.load(current)
     old_batches = [b["batch_id"] for b in registry.show(current)["data"].get("batches", [])]
@@ -200,16 +202,16 @@ def refresh_baseline(lake: Lake, registry: Registry, config: NoveltyConfig, new_
     new = lake.read_flows(new_batches)
     flagged = score_novelty(model, new, explain="none")["is_anomaly"].to_numpy(dtype=bool)
     false_positive, confirmed = _verdict_marks(lake, new)
-    keep = _guarded(new, flagged & ~false_positive) | false_positive
-    clean = new[keep & ~confirmed]
+    keep = (_guarded(new, flagged & ~false_positive) | false_positive) & ~confirmed
     old = lake.read_flows([b for b in old_batches if b not in set(new_batches)])
     rng = np.random.default_rng(seed)
     held = rng.random(len(old)) < holdout
-    replay = old[~held]
-    if len(replay) > replay_rows:  # keep time order: a sorted random subset
-        replay = replay.iloc[np.sort(rng.choice(len(replay), replay_rows, replace=False))]
-    taught = np.concatenate([np.zeros(len(replay), bool), false_positive[keep & ~confirmed]])
-    candidate = train_novelty(pd.concat([replay, clean], ignore_index=True), config, taught, verdict_weight)
+    replay = _replay(old[~held], replay_rows, rng)
+    learnt = keep | confirmed  # confirmed flows stay as their hosts' context, never learnt as normal
+    none = np.zeros(len(replay), bool)
+    teach = Teaching(np.concatenate([none, false_positive[learnt]]), np.concatenate([none, confirmed[learnt]]),
+                     verdict_weight, push * model.calibration.threshold)
+    candidate = train_novelty(pd.concat([replay, new[learnt]], ignore_index=True), config, teach)
     judge = old[held]
     rates = {name: float(score_novelty(m, judge, explain="none")["is_anomaly"].mean()) if len(judge) else 0.0
              for name, m in (("current", model), ("candidate", candidate))}
@@ -220,14 +222,19 @@ def refresh_baseline(lake: Lake, registry: Registry, config: NoveltyConfig, new_
     if false_positive.any() or confirmed.any():
         verdicts, ok, why = _verdict_check(candidate, new, flagged, false_positive, confirmed)
         promote, reason = promote and ok, f"{reason}; {why}"
-    sizes = {"new": len(new), "new_left_out": len(new) - len(clean), "replay": len(replay), "held_out": len(judge),
-             "taught": int(taught.sum())}
+    sizes = {"new": len(new), "new_left_out": int((~keep).sum()), "replay": len(replay), "held_out": len(judge),
+             "taught": int(teach.false_positive.sum()), "confirmed": int(teach.confirmed.sum())}
     version = registry.save(candidate, data=data_manifest(lake, old_batches + new_batches, refresh=sizes,
                                                           verdicts=verdicts),
                             status="promoted" if promote else "candidate", reason=reason, parent=current)
     if promote:
         registry.promote(version, reason="baseline refresh")
     return BaselineRefresh(version, current, promote, reason, new_batches, sizes, rates, verdicts)
+
+
+def _replay(old: pd.DataFrame, rows: int, rng: np.random.Generator) -> pd.DataFrame:
+    """At most ``rows`` of the old baseline flows, a sorted random subset (time order kept)."""
+    return old if len(old) <= rows else old.iloc[np.sort(rng.choice(len(old), rows, replace=False))]
 
 
 def _guarded(new: pd.DataFrame, flagged: np.ndarray) -> np.ndarray:

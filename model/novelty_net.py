@@ -57,8 +57,32 @@ class NoveltyNet(nn.Cell):
         return out.reshape(x.shape[0], self.t, self.f)  # (B, T, F)
 
 
+class ShunningReconstructionLoss(nn.Cell):
+    """The weighted reconstruction loss plus a push on confirmed anomalies (outlier exposure):
+    loss(out (B, T, F), y (B, T, F + 2)) = sum_w (out - y[..., :F])^2 / (F * sum w)
+    + mean over the flows with y[..., F + 1] = 1 of relu(margin - their mean squared error), w = y[..., F]."""
+
+    def __init__(self, margin: float) -> None:
+        ensure_threads()  # before any Cell: the device cannot be chosen once the runtime has started
+        super().__init__()
+        self.margin = margin
+
+    def construct(self, out: Tensor, y: Tensor) -> Tensor:
+        f = out.shape[-1]
+        squared = (out - y[:, :, :f]) ** 2  # (B, T, F)
+        weight = y[:, :, f:f + 1]  # (B, T, 1)
+        shun = y[:, :, f + 1:]  # (B, T, 1)
+        fit = (squared * weight).sum() / (weight.sum() * f + 1e-6)
+        short = ops.relu(self.margin - squared.mean(axis=-1, keep_dims=True)) * shun  # (B, T, 1)
+        return fit + short.sum() / (shun.sum() + 1e-6)
+
+
 class WeightedReconstructionLoss(nn.Cell):
     """loss(out (B, T, F), y (B, T, F + 1)) = sum_w (out - y[..., :F])^2 / (F * sum w), w = y[..., F]."""
+
+    def __init__(self) -> None:
+        ensure_threads()  # before any Cell: the device cannot be chosen once the runtime has started
+        super().__init__()
 
     def construct(self, out: Tensor, y: Tensor) -> Tensor:
         f = out.shape[-1]

@@ -121,6 +121,28 @@ def test_novelty_config_is_validated() -> None:
     assert NoveltyConfig.from_dict(NoveltyConfig(window=8).to_dict()) == NoveltyConfig(window=8)
 
 
+def test_shunning_loss_pushes_confirmed_flows_above_the_margin_only() -> None:
+    from mindspore import Tensor
+
+    from flowhawk.model.novelty import Teaching
+    from flowhawk.model.novelty_net import ShunningReconstructionLoss, WeightedReconstructionLoss
+
+    out = np.zeros((1, 2, 4), np.float32)
+    target = np.ones((1, 2, 4), np.float32)  # squared error 1.0 for every feature of both flows
+    plain = np.concatenate([target, np.ones((1, 2, 1)), np.zeros((1, 2, 1))], axis=2).astype(np.float32)
+    fit = float(WeightedReconstructionLoss()(Tensor(out), Tensor(plain[:, :, :5])).asnumpy())
+    assert float(ShunningReconstructionLoss(3.0)(Tensor(out), Tensor(plain)).asnumpy()) == pytest.approx(fit)
+    shunned = plain.copy()
+    shunned[0, 1, 4:] = [0.0, 1.0]  # the second flow is confirmed: not fitted, pushed towards error 3
+    loss = float(ShunningReconstructionLoss(3.0)(Tensor(out), Tensor(shunned)).asnumpy())
+    assert loss == pytest.approx(1.0 + (3.0 - 1.0), rel=1e-5)
+    assert float(ShunningReconstructionLoss(0.5)(Tensor(out), Tensor(shunned)).asnumpy()) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="disjoint"):
+        Teaching(np.array([True, False]), np.array([True, False]))
+    with pytest.raises(ValueError, match=r"Teaching.weight: must be >= 1"):
+        Teaching(np.zeros(2, bool), np.zeros(2, bool), weight=0)
+
+
 def test_batch_context_reads_the_hosts_last_flows_from_earlier_batches(tmp_path: Path) -> None:
     from flowhawk.lake.store import Lake
     from flowhawk.model.novelty import context_depth
@@ -343,9 +365,9 @@ def _backup_flows(template: pd.DataFrame, t0_ms: int, n: int = 40) -> pd.DataFra
                        Label=0, Attack="Benign")
 
 
-def _day(tmp: Path, seed: int, days: int) -> pd.DataFrame:
+def _day(tmp: Path, seed: int, days: int, attacks: tuple[str, ...] = ()) -> pd.DataFrame:
     start = 1_700_000_000.0 + 86_400 * days
-    flows = _synth_flows(tmp, seed=seed, start_epoch=start)
+    flows = _synth_flows(tmp, seed=seed, attacks=attacks, start_epoch=start)
     return pd.concat([flows, _backup_flows(flows, int(start * 1000))], ignore_index=True)
 
 
@@ -366,7 +388,7 @@ def test_false_positive_verdicts_teach_the_baseline_refresh(synth_model: tuple, 
 
     trained, tmp = synth_model
     root = tmp_path / "lake"
-    for name, frame in (("quiet", _synth_flows(tmp, seed=1)), ("day2", _day(tmp, 2, 1))):
+    for name, frame in (("quiet", _synth_flows(tmp, seed=1)), ("day2", _day(tmp, 2, 1, ("portscan",)))):
         ingest_frame(root, frame, name)
     lake, registry = Lake(root), novelty_registry(tmp_path / "models")
     registry.promote(registry.save(trained, data=data_manifest(lake, ["quiet"]), export=False))
@@ -380,6 +402,8 @@ def test_false_positive_verdicts_teach_the_baseline_refresh(synth_model: tuple, 
     backup = (flows["IPV4_SRC_ADDR"] == "10.99.0.250").to_numpy()
     assert scored["is_anomaly"][backup].mean() >= 0.5  # the premise: the new behaviour alerts
     VerdictStore(root).add_verdict("host", "10.99.0.250", "false_positive", "test", note="nightly backup")
+    scanner = str(flows.loc[flows["Attack"] == "portscan", "IPV4_SRC_ADDR"].mode()[0])
+    VerdictStore(root).add_verdict("host", scanner, "confirmed", "test", attack_class="portscan")
 
     assert cli_main(["verdict", "refresh", "--model", "novelty", "--lake", str(root), "--models",
                      str(tmp_path / "models")]) == 0
@@ -389,8 +413,11 @@ def test_false_positive_verdicts_teach_the_baseline_refresh(synth_model: tuple, 
     assert data["refresh"]["taught"] == flagged and verdicts["false_positive"] == flagged, data
     assert verdicts["false_positive_flagged_current"] == flagged, verdicts
     assert verdicts["false_positive_flagged_candidate"] < flagged / 2, verdicts
+    # the confirmed scan: never learnt as normal, pushed above the alert level, still flagged
+    assert 0 < verdicts["confirmed"] == data["refresh"]["confirmed"], verdicts
+    assert verdicts["confirmed_flagged_candidate"] >= verdicts["confirmed_flagged_current"] > 0, verdicts
     candidate = registry.load("v0002")
-    assert candidate.metrics["taught_rows"] == flagged
+    assert candidate.metrics["taught_rows"] == flagged and candidate.metrics["confirmed_rows"] == verdicts["confirmed"]
     nxt = _day(tmp, 4, 2).drop(columns=["Label", "Attack"])
     on_backup = {name: int(score_novelty(m, nxt, explain="none")["is_anomaly"][nxt["IPV4_SRC_ADDR"] == "10.99.0.250"]
                            .sum()) for name, m in (("current", trained), ("candidate", candidate))}
