@@ -10,8 +10,8 @@
 
 ``refresh`` teaches the current models the verdicts: the supervised model trains on them as labels (false
 positive -> benign, confirmed -> the class), the label-free model keeps the flows marked false positive in its
-baseline (the poisoning guard would leave them out) and leaves confirmed ones out; each under its promotion
-guard. ``both`` (the default) refreshes every kind that has a current model.
+baseline (the poisoning guard would leave them out) and trains the confirmed ones to stay above the alert level;
+each under its promotion guard. ``both`` (the default) refreshes every kind that has a current model.
 
 Entries go to ``<lake>/verdicts/`` (append-only, one file each; see ``reports/verdicts.py``), attributed to
 ``--analyst`` (else FLOWHAWK_ANALYST, else the login name). The lake: ``--lake``, else FLOWHAWK_LAKE, else

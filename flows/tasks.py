@@ -278,8 +278,8 @@ def baseline_step(lake: Path, models: Path, config: NoveltyConfig, guard: GuardC
 def refresh_novelty(lake: Path, models: Path, config: NoveltyConfig, after_batches: int,
                     drifted: bool) -> BaselineRefresh | None:
     """``model.novelty_lifecycle.maybe_refresh_baseline`` on the lake as the analysts' verdicts label it
-    (``reports.verdict_lake.VerdictLabelledLake``: flows marked false positive are taught, confirmed ones left
-    out): keep the baseline current (None: not time yet)."""
+    (``reports.verdict_lake.VerdictLabelledLake``: flows marked false positive are taught as normal, confirmed
+    ones kept above the alert level): keep the baseline current (None: not time yet)."""
     return maybe_refresh_baseline(VerdictLabelledLake(lake), novelty_registry(models), config, after_batches,
                                   drifted)
 

@@ -3,8 +3,8 @@
 ``VerdictSource`` is the protocol (``reports.verdict_lake.VerdictLabelledLake`` implements it: its flows carry the
 verdicts' labels, false positive -> 0 / ``Benign``, confirmed -> 1 / the class); ``flows_with_verdicts`` marks
 the rows of a frame read from such a view. Both refreshes use it: the supervised one weights the marked flows
-(``model.refresh``), the novelty one keeps false positives in its baseline and leaves confirmed flows out
-(``model.novelty_lifecycle.refresh_baseline``).
+(``model.refresh``), the novelty one keeps false positives in its baseline and pushes confirmed flows above
+its alert level (``model.novelty_lifecycle.refresh_baseline``).
 """
 
 from __future__ import annotations

@@ -229,6 +229,19 @@ def test_verdict_refresh_without_verdicts_is_a_one_line_error(tmp_path, capsys):
     assert code == 1 and len(err) == 1 and "no verdict labels any flow" in err[0]
 
 
+def test_verdict_refresh_of_a_model_kind_without_a_current_model_is_a_one_line_error(tmp_path, capsys):
+    from flowhawk.lake.store import Lake
+
+    lake = Lake(tmp_path / "lake")
+    _, _, _, analyst = _reported_pcap_batch(lake, tmp_path / "c.pcap")
+    VerdictStore(lake.root).add_verdict("incident", analyst.incidents["incident_id"].iloc[0], "false_positive", "eve")
+    for model, what in (("novelty", "novelty model"), ("both", "model")):
+        code = cli_main(["verdict", "refresh", "--model", model, "--lake", str(lake.root),
+                         "--models", str(tmp_path / "m")])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 1 and len(err) == 1 and f"no current {what} to refresh" in err[0], err
+
+
 def test_unexplained_flows_borrow_the_incident_reason_but_hosts_do_not_count_it(tmp_path):
     frame = scored_flows(T0, 4, 1)
     scanner = frame["IPV4_SRC_ADDR"] == SCANNER
