@@ -120,6 +120,7 @@ NF_V1_FEATURES: tuple[str, ...] = tuple(c.name for c in COLUMNS if c.group == "n
 PROVENANCE: tuple[str, ...] = tuple(c.name for c in COLUMNS if c.group == "provenance")
 LABELS: tuple[str, ...] = ("Label", "Attack")
 BENIGN = "Benign"
+FLOW_START = "FLOW_START_MILLISECONDS"  # a flow's time: windows are ordered by it, manifests record its range
 
 
 def conform(frame: pd.DataFrame, **constants: object) -> pa.Table:

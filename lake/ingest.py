@@ -25,13 +25,12 @@ from flowhawk.extractors.base import SOURCES, BadInputError, ExtractNotes, Extra
 from flowhawk.extractors.labels import LabelRules
 from flowhawk.extractors.nfcsv_to_flows import NfCsvExtractor
 from flowhawk.extractors.pcap_to_flows import PcapConfig, PcapExtractor
-from flowhawk.extractors.schema import FLOW_SCHEMA, SCHEMA_VERSION, conform
+from flowhawk.extractors.schema import FLOW_SCHEMA, FLOW_START, SCHEMA_VERSION, conform
 from flowhawk.extractors.zeek_to_flows import ZeekConnExtractor
 from flowhawk.lake.inputs import InputFile, check_unchanged, open_input
 from flowhawk.lake.store import MANIFEST, Lake, validate_batch_id
 
 log = logging.getLogger(__name__)
-START_COLUMN = "FLOW_START_MILLISECONDS"
 ProgressFn = Callable[["FileResult", int, int], None]
 
 
@@ -285,7 +284,7 @@ def start_range(parts: list[Path]) -> list[float] | None:
     lo, hi = float("inf"), float("-inf")
     for path in parts:
         meta = pq.ParquetFile(path).metadata
-        column = meta.schema.names.index(START_COLUMN)
+        column = meta.schema.names.index(FLOW_START)
         for group in range(meta.num_row_groups):
             stats = meta.row_group(group).column(column).statistics
             if meta.row_group(group).num_rows and (stats is None or not stats.has_min_max):

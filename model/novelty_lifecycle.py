@@ -186,13 +186,13 @@ def refresh_baseline(lake: Lake, registry: Registry, config: NoveltyConfig, new_
     old flows are never trained on and judge both models. Promotion: the candidate's false-alert rate there must
     not exceed the current model's by more than the budget (``config.budget``).
 
-    Verdicts (``lake`` a ``model.verdict_source.VerdictSource``, e.g. ``reports.verdict_lake.VerdictLabelledLake``): a
-    flow marked false positive is normal by the analyst's word, so it is kept whatever the guard says, trained on
-    ``verdict_weight`` times and never calibrated on; a flow marked confirmed is never learnt as normal: it stays
-    only as its host's window context, and (``push`` > 0) the candidate is trained to give it an error above
-    ``push`` times the current model's threshold (``model.novelty.Teaching``; 1: the alert level the analyst saw
-    it at). The candidate must then flag no
-    more of the false positives and no fewer of the confirmed flows than the current model."""
+    Verdicts (``lake`` a ``model.verdict_source.VerdictSource``, e.g. ``reports.verdict_lake.VerdictLabelledLake``):
+    a flow marked false positive is normal by the analyst's word, so it is kept whatever the guard says, drawn
+    ``verdict_weight`` times per epoch (within ``model.novelty.VERDICT_SHARE``) and never calibrated on; a flow
+    marked confirmed is never learnt as normal: it stays only as its host's window context, and (``push`` > 0) the
+    candidate is trained to give it an error above ``push`` times the current model's threshold
+    (``model.novelty.Teaching``; 1: the alert level the analyst saw it at). The candidate must then flag no more
+    of the false positives and no fewer of the confirmed flows than the current model."""
     current = registry.require_current()
     model = registry.load(current)
     old_batches = [b["batch_id"] for b in registry.show(current)["data"].get("batches", [])]

@@ -18,8 +18,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from flowhawk.extractors.schema import FLOW_START
+
 GROUP_BY = ("source", "global")
-TIME_COLUMN = "FLOW_START_MILLISECONDS"
+TIME_COLUMN = FLOW_START
 SOURCE_COLUMN = "IPV4_SRC_ADDR"
 
 
