@@ -24,7 +24,10 @@ outside the baseline stay far, yet finite).
 
 Addresses are identities, not measurements: they are used for grouping windows, never as features. Absolute
 timestamps and DNS query ids are excluded too. Columns entirely null (or constant) in training are dropped
-and listed in ``dropped``. NaN, inf and absurd values never reach the network: everything is clipped.
+and listed in ``dropped``; a column dropped as constant keeps, in ``constants``, its training median and the raw
+range it spanned (a counter constant but for a 0.2 % tail is dropped too, its tail counts as seen), so that a later
+value outside that range can still be named as never seen in training (``model.novelty_explain``). NaN, inf and
+absurd values never reach the network: everything is clipped.
 """
 
 from __future__ import annotations
@@ -85,7 +88,7 @@ def _floats(frame: pd.DataFrame, column: str) -> np.ndarray:
     return series.to_numpy(dtype=np.float64, na_value=np.nan)
 
 
-def _slog(values: np.ndarray) -> np.ndarray:
+def signed_log1p(values: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore"):
         return np.sign(values) * np.log1p(np.abs(values))
 
@@ -138,6 +141,7 @@ class FeaturePipeline:
         self.clip_quantile = float(clip_quantile)
         self.specs: list[dict[str, Any]] = []
         self.dropped: dict[str, str] = {}
+        self.constants: dict[str, dict[str, float]] = {}  # column -> {"value": median, "lo": min, "hi": max}
         self.fitted = False
 
     # ----------------------------------------------------------------- fit
@@ -145,7 +149,7 @@ class FeaturePipeline:
         """Fit on ``frame`` (training rows only). Raises ValueError when nothing usable remains."""
         if len(frame) == 0:
             raise ValueError("FeaturePipeline.fit: empty training frame")
-        self.specs, self.dropped = [], {}
+        self.specs, self.dropped, self.constants = [], {}, {}
         for column in feature_columns(self.feature_set) + list(self.extra_numeric):
             if column not in frame.columns:
                 self.dropped[column] = "absent"
@@ -157,6 +161,9 @@ class FeaturePipeline:
             spec = getattr(self, f"_fit_{_kind(column)}")(column, frame, raw)
             if spec is None:
                 self.dropped[column] = "constant"
+                seen = raw[np.isfinite(raw)]
+                self.constants[column] = {"value": float(np.median(seen)), "lo": float(seen.min()),
+                                          "hi": float(seen.max())}
             else:
                 self.specs.append(spec)
         if not self.specs:
@@ -166,7 +173,7 @@ class FeaturePipeline:
 
     def _fit_numeric(self, column: str, frame: pd.DataFrame, raw: np.ndarray) -> dict[str, Any] | None:
         use_log = column not in LINEAR_COLUMNS
-        values = _slog(raw) if use_log else raw
+        values = signed_log1p(raw) if use_log else raw
         finite = values[np.isfinite(values)]
         lo, hi = np.quantile(finite, [self.clip_quantile, 1.0 - self.clip_quantile])
         span = hi - lo
@@ -261,7 +268,8 @@ class FeaturePipeline:
                        "clip_quantile": self.clip_quantile, "min_fraction": self.min_fraction,
                        "top_values": self.top_values, "extra_numeric": list(self.extra_numeric),
                        "clip_margin": self.clip_margin},
-            "specs": self.specs, "dropped": self.dropped, "feature_names": self.feature_names,
+            "specs": self.specs, "dropped": self.dropped, "constants": self.constants,
+            "feature_names": self.feature_names,
         }, indent=1, allow_nan=False)
 
     @classmethod
@@ -276,6 +284,7 @@ class FeaturePipeline:
         pipeline = cls(data["feature_set"], **data["params"])
         pipeline.specs = data["specs"]
         pipeline.dropped = data.get("dropped", {})
+        pipeline.constants = data.get("constants", {})  # absent in pipelines saved before it was recorded
         pipeline.fitted = True
         if pipeline.feature_names != data["feature_names"]:
             raise ValueError("FeaturePipeline.from_json: feature_names do not match the specs")
@@ -301,7 +310,7 @@ def _exact(value: float) -> str:
 
 
 def _numeric(block: np.ndarray, raw: np.ndarray, spec: dict[str, Any]) -> None:
-    values = _slog(raw) if spec["log"] else raw.copy()
+    values = signed_log1p(raw) if spec["log"] else raw.copy()
     missing = np.isnan(values)
     values = np.clip(values, spec["lo"], spec["hi"])  # +-inf clip to the bounds
     values[missing] = spec["median"]

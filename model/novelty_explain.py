@@ -4,6 +4,12 @@ The network predicts every feature in the pipeline's scaled units; for the main 
 counter, a host-behaviour feature) the expectation is mapped back to raw units (standardisation and signed log1p
 undone), and the observation is the raw column value. Other features (one-hots, port scale, flag bits, missing
 indicators) are reported as scaled values, observed and expected alike.
+
+Columns the pipeline dropped as constant in training (``FeaturePipeline.constants``: a host that never sent a lone
+SYN on a quiet day has HOST_SYN_ONLY 0 in every window) are not in the network's input, so no error can point at
+them; yet a value outside the range training saw is the plainest deviation there is. Such columns come first,
+farthest outside that range first (in signed log1p units), observed raw vs the training median as expected, with
+``share`` null (they carry no share of the error); the network's ``top`` features follow.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ import json
 import numpy as np
 import pandas as pd
 
-from flowhawk.model.features import FeaturePipeline
+from flowhawk.model.features import FeaturePipeline, signed_log1p
 
 Explanation = list[dict[str, str | float]]
 
@@ -40,7 +46,33 @@ def explain_rows(pipeline: FeaturePipeline, raw: pd.DataFrame, top: np.ndarray, 
                for j in range(k)]
     entries = [[f'{{"feature": {n}, "observed": {o}, "expected": {e}, "share": {w}}}'
                 for n, o, e, w in zip(*column, strict=True)] for column in columns]
-    return ["[" + ", ".join(row) + "]" for row in zip(*entries, strict=True)] if k else ["[]"] * len(raw)
+    rows = [list(row) for row in zip(*entries, strict=True)] if k else [[] for _ in range(len(raw))]
+    for at, unseen in _unseen_entries(pipeline, raw).items():
+        rows[at] = unseen + rows[at]
+    return ["[" + ", ".join(row) + "]" for row in rows]
+
+
+def _unseen_entries(pipeline: FeaturePipeline, raw: pd.DataFrame) -> dict[int, list[str]]:
+    """Per row position with any: the JSON entries of the columns constant in training whose value lies outside
+    the range training saw, farthest first."""
+    found: list[tuple[np.ndarray, str, np.ndarray, str, np.ndarray]] = []
+    for column, seen in pipeline.constants.items():
+        if column not in raw.columns:
+            continue
+        values = pd.to_numeric(raw[column], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+        logged = signed_log1p(values)
+        lo, hi = signed_log1p(np.array([seen["lo"], seen["hi"]], dtype=np.float64))
+        distance = np.where(logged > hi, logged - hi, np.where(logged < lo, lo - logged, 0.0))
+        outside = np.flatnonzero(np.isfinite(distance) & (distance > 0))
+        if outside.size:
+            found.append((outside, json.dumps(column), values[outside], _numbers(np.array([seen["value"]]))[0],
+                          distance[outside]))
+    per_row: dict[int, list[tuple[float, str]]] = {}
+    for outside, name, observed, expected, distance in found:
+        for at, o, d in zip(outside.tolist(), _numbers(observed), distance.tolist(), strict=True):
+            entry = f'{{"feature": {name}, "observed": {o}, "expected": {expected}, "share": null}}'
+            per_row.setdefault(at, []).append((d, entry))
+    return {at: [entry for _, entry in sorted(items, key=lambda item: -item[0])] for at, items in per_row.items()}
 
 
 def _numbers(values: np.ndarray) -> list[str]:

@@ -252,6 +252,38 @@ def test_explanation_text_is_the_json_of_its_entries() -> None:
     assert explain_rows(pipeline, raw.iloc[:0], top[:0], expected[:0], share[:0]) == []
 
 
+def test_explanation_names_columns_constant_in_training_first() -> None:
+    """A quiet baseline host never sends a lone SYN or gets a RST: those host features are constant there and
+    dropped from the network's input, yet a scan's values outside the range training saw lead its explanation
+    (farthest first, training median as expected, no share of the error); values inside the range add nothing,
+    and the range survives the JSON round trip (and its absence in an older document)."""
+    from flowhawk.model.novelty_explain import explain_rows
+
+    web = _flows("10.0.0.5", ["10.0.0.1"] * 40, [443] * 40, 0, 1000)
+    web["OUT_BYTES"] = 900 + 10 * np.arange(40)
+    quiet = with_host_features(web, window=8)[0]
+    pipeline = FeaturePipeline.from_json(FeaturePipeline("nf-v1", extra_numeric=HOST_FEATURES).fit(quiet).to_json())
+    assert pipeline.dropped["HOST_SYN_ONLY"] == "constant" and pipeline.dropped["HOST_RST"] == "constant"
+    assert pipeline.constants["HOST_SYN_ONLY"] == {"value": 0.0, "lo": 0.0, "hi": 0.0}
+    scan = with_host_features(_scan_frame(), window=8)[0]
+    rows = scan[scan["IPV4_SRC_ADDR"].isin(["10.0.0.66", "10.0.0.77"])].iloc[[10, 30]]  # RST back; lone SYNs
+    rows = pd.concat([quiet.iloc[[5]], rows])
+    top = np.zeros((3, 1), dtype=np.int32)
+    parsed = [json.loads(t) for t in explain_rows(pipeline, rows, top, np.zeros((3, 1)), np.ones((3, 1)))]
+    assert len(parsed[0]) == 1 and parsed[0][0]["share"] == 1.0  # a quiet flow: the network's top feature only
+    unseen = [{e["feature"]: e for e in p if e["share"] is None} for p in parsed[1:]]
+    assert unseen[0]["HOST_RST"] == {"feature": "HOST_RST", "observed": 1.0, "expected": 0.0, "share": None}
+    assert "HOST_SYN_ONLY" not in unseen[0] and unseen[1]["HOST_SYN_ONLY"]["observed"] == 1.0
+    assert unseen[1]["HOST_DST_HOSTS"]["observed"] == 8 and unseen[1]["HOST_DST_HOSTS"]["expected"] == 1
+    for p in parsed[1:]:
+        assert all(e["share"] is None for e in p[:-1]) and p[-1]["share"] == 1.0  # unseen first, then the network's
+        far = [abs(np.log1p(e["observed"]) - np.log1p(e["expected"])) for e in p[:-1]]
+        assert far == sorted(far, reverse=True)
+    data = json.loads(pipeline.to_json())
+    del data["constants"]
+    assert FeaturePipeline.from_json(json.dumps(data)).constants == {}
+
+
 @pytest.mark.slow
 def test_port_scan_scores_above_benign_with_explanation(synth_model: tuple) -> None:
     from flowhawk.model.novelty import score_novelty
@@ -268,7 +300,7 @@ def test_port_scan_scores_above_benign_with_explanation(synth_model: tuple) -> N
         assert result["novelty_score"][scan].median() > result["novelty_score"][~scan].quantile(0.99)
     assert scored["is_anomaly"][scan].mean() >= 0.9 and scored["is_anomaly"][~scan].mean() <= 0.05
     explanation = json.loads(scored["explanation"][scan].iloc[len(scan[scan]) // 2])
-    assert len(explanation) == trained.config.explain_top
+    assert sum(e["share"] is not None for e in explanation) == trained.config.explain_top
     assert {"feature", "observed", "expected", "share"} <= set(explanation[0])
 
 
