@@ -2,7 +2,7 @@
 
 Objectives (``objective``):
 
-- ``reconstruct``: a window autoencoder. The encoder (conv + BiLSTM, the detector's fused kernels) reads the
+- ``reconstruct``: a window autoencoder. The encoder (conv + max pool + BiLSTM, the detector's fused kernels) reads the
   window, squeezes it through a ``latent``-wide bottleneck, and a dense decoder rebuilds every flow of the window.
   In training a random ``mask_rate`` share of the window's flows is hidden from the encoder (denoising); the loss
   covers every real flow. A flow's score is the error of its own (last) position, nothing hidden.
@@ -43,7 +43,7 @@ FEATURE_SETS: tuple[str, ...] = ("nf-v1", "full")
 _INTS = {"window": (2, 256), "conv_channels": (1, 1024), "kernel_size": (1, 15), "hidden": (1, 1024),
          "latent": (1, 1024), "epochs": (1, 1000), "batch_size": (1, 65536), "seed": (0, 2**31 - 1),
          "max_train_rows": (100, 10**8), "explain_top": (0, 32), "min_calibration": (10, 10**7), "segments": (1, 1000),
-         "score_top": (0, 4096)}
+         "score_top": (0, 4096), "pool": (1, 8)}
 _FLOATS = {"mask_rate": (0.0, 0.9), "dropout": (0.0, 0.9), "learning_rate": (1e-6, 1.0), "holdout": (0.05, 0.9),
            "budget": (1e-6, 0.5), "tail_fraction": (0.005, 0.5), "clip_margin": (0.0, 100.0)}
 
@@ -64,6 +64,7 @@ class NoveltyConfig:
     window: int = 16
     conv_channels: int = 32
     kernel_size: int = 3
+    pool: int = 2  # max pooling over time before the BiLSTM, as in the detector (models saved without it: 1)
     hidden: int = 32
     latent: int = 16
     dropout: float = 0.1
@@ -102,7 +103,7 @@ class NoveltyConfig:
         """Inverse of ``to_dict``; unknown keys are rejected, naming them and the valid ones."""
         if not isinstance(data, dict):
             raise ValueError(f"NoveltyConfig.from_dict needs a dict, got {type(data).__name__}")
-        return config_from_mapping(cls, data)  # type: ignore[return-value]
+        return config_from_mapping(cls, {"pool": 1, **data})  # type: ignore[return-value]  # saved before pool
 
     def replace(self, **changes: Any) -> NoveltyConfig:
         return dataclasses.replace(self, **changes)

@@ -46,33 +46,37 @@ def explain_rows(pipeline: FeaturePipeline, raw: pd.DataFrame, top: np.ndarray, 
                for j in range(k)]
     entries = [[f'{{"feature": {n}, "observed": {o}, "expected": {e}, "share": {w}}}'
                 for n, o, e, w in zip(*column, strict=True)] for column in columns]
-    rows = [list(row) for row in zip(*entries, strict=True)] if k else [[] for _ in range(len(raw))]
+    inner = [", ".join(row) for row in zip(*entries, strict=True)] if k else [""] * len(raw)
     for at, unseen in _unseen_entries(pipeline, raw).items():
-        rows[at] = unseen + rows[at]
-    return ["[" + ", ".join(row) + "]" for row in rows]
+        inner[at] = unseen + (", " + inner[at] if inner[at] else "")
+    return ["[" + text + "]" for text in inner]
 
 
-def _unseen_entries(pipeline: FeaturePipeline, raw: pd.DataFrame) -> dict[int, list[str]]:
-    """Per row position with any: the JSON entries of the columns constant in training whose value lies outside
-    the range training saw, farthest first."""
-    found: list[tuple[np.ndarray, str, np.ndarray, str, np.ndarray]] = []
-    for column, seen in pipeline.constants.items():
-        if column not in raw.columns:
-            continue
-        values = pd.to_numeric(raw[column], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-        logged = signed_log1p(values)
-        lo, hi = signed_log1p(np.array([seen["lo"], seen["hi"]], dtype=np.float64))
-        distance = np.where(logged > hi, logged - hi, np.where(logged < lo, lo - logged, 0.0))
-        outside = np.flatnonzero(np.isfinite(distance) & (distance > 0))
-        if outside.size:
-            found.append((outside, json.dumps(column), values[outside], _numbers(np.array([seen["value"]]))[0],
-                          distance[outside]))
-    per_row: dict[int, list[tuple[float, str]]] = {}
-    for outside, name, observed, expected, distance in found:
-        for at, o, d in zip(outside.tolist(), _numbers(observed), distance.tolist(), strict=True):
-            entry = f'{{"feature": {name}, "observed": {o}, "expected": {expected}, "share": null}}'
-            per_row.setdefault(at, []).append((d, entry))
-    return {at: [entry for _, entry in sorted(items, key=lambda item: -item[0])] for at, items in per_row.items()}
+def _unseen_entries(pipeline: FeaturePipeline, raw: pd.DataFrame) -> dict[int, str]:
+    """Per row position with any: the JSON entries (joined) of the columns constant in training whose value lies
+    outside the range training saw, farthest first (vectorised over the few constant columns)."""
+    columns = [c for c in pipeline.constants if c in raw.columns]
+    if not columns or not len(raw):
+        return {}
+    values = np.column_stack([pd.to_numeric(raw[c], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+                              for c in columns])  # (N, C)
+    lo = signed_log1p(np.array([pipeline.constants[c]["lo"] for c in columns], dtype=np.float64))
+    hi = signed_log1p(np.array([pipeline.constants[c]["hi"] for c in columns], dtype=np.float64))
+    logged = signed_log1p(values)
+    distance = np.where(logged > hi, logged - hi, np.where(logged < lo, lo - logged, 0.0))
+    distance[~np.isfinite(distance)] = 0.0
+    rows = np.flatnonzero((distance > 0).any(axis=1))
+    if not rows.size:
+        return {}
+    distance = distance[rows]
+    order = np.argsort(-distance, axis=1, kind="stable")  # (M, C): farthest first, ties in column order
+    count = (distance > 0).sum(axis=1)
+    expected = _numbers(np.array([pipeline.constants[c]["value"] for c in columns], dtype=np.float64))
+    heads = [f'{{"feature": {json.dumps(c)}, "observed": ' for c in columns]
+    tails = [f', "expected": {e}, "share": null}}' for e in expected]
+    observed = [_numbers(values[rows, j]) for j in range(len(columns))]
+    return {at: ", ".join(heads[j] + observed[j][i] + tails[j] for j in order[i, :count[i]].tolist())
+            for i, at in enumerate(rows.tolist())}
 
 
 def _numbers(values: np.ndarray) -> list[str]:

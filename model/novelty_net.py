@@ -39,7 +39,7 @@ class NoveltyNet(nn.Cell):
         fused = config.impl in ("auto", "fused")
         self.t = config.window
         self.f = n_features
-        self.conv = ConvReluPool(n_features + 1, config.conv_channels, config.kernel_size, 1, fused)
+        self.conv = ConvReluPool(n_features + 1, config.conv_channels, config.kernel_size, config.pool, fused)
         self.drop = nn.Dropout(p=config.dropout)
         self.bilstm = BiLSTM(config.conv_channels, config.hidden, 1, config.impl)
         self.bottleneck = nn.Dense(2 * config.hidden, config.latent, activation="tanh")
@@ -49,7 +49,7 @@ class NoveltyNet(nn.Cell):
     def construct(self, x: Tensor, mask: Tensor) -> Tensor:
         # x: (B, T, F + 1) hidden flows zeroed + hide channel, mask: (B, T)
         mask = ops.stop_gradient(mask)
-        y, pmask = self.conv(x, mask)  # (B, T, C), (B, T): ReLU(conv), zero at padding
+        y, pmask = self.conv(x, mask)  # (B, T', C), (B, T'), T' = T // pool: ReLU(conv), zero at padding, max pool
         y = self.drop(y)
         h = self.bilstm.last(y, pmask)  # (B, 2H)
         z = self.bottleneck(h)  # (B, L)

@@ -119,6 +119,10 @@ def test_novelty_config_is_validated() -> None:
     with pytest.raises(ValueError, match="unknown key"):
         NoveltyConfig.from_dict({"windw": 8})
     assert NoveltyConfig.from_dict(NoveltyConfig(window=8).to_dict()) == NoveltyConfig(window=8)
+    with pytest.raises(ValueError, match=r"NoveltyConfig.pool: must be an integer in \[1, 8\]"):
+        NoveltyConfig(pool=0)
+    saved_before_pool = {k: v for k, v in NoveltyConfig().to_dict().items() if k != "pool"}
+    assert NoveltyConfig().pool == 2 and NoveltyConfig.from_dict(saved_before_pool).pool == 1  # their network had none
 
 
 def test_shunning_loss_pushes_confirmed_flows_above_the_margin_only() -> None:
