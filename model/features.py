@@ -80,7 +80,7 @@ def _kind(column: str) -> str:
     return "numeric"
 
 
-def _floats(frame: pd.DataFrame, column: str) -> np.ndarray:
+def column_floats(frame: pd.DataFrame, column: str) -> np.ndarray:
     """Column as float64 with NaN for null/unparseable; all NaN when the column is absent."""
     if column not in frame.columns:
         return np.full(len(frame), np.nan)
@@ -95,7 +95,7 @@ def signed_log1p(values: np.ndarray) -> np.ndarray:
 
 def _category_codes(frame: pd.DataFrame, column: str) -> np.ndarray:
     """Integer category codes; L7_PROTO keeps its master id; NaN/inf/unparseable -> -1."""
-    values = _floats(frame, column)
+    values = column_floats(frame, column)
     values = np.where(np.isfinite(values), np.floor(values), -1.0)
     return np.clip(values, -1, 2**31 - 1).astype(np.int64)
 
@@ -154,7 +154,7 @@ class FeaturePipeline:
             if column not in frame.columns:
                 self.dropped[column] = "absent"
                 continue
-            raw = _floats(frame, column)
+            raw = column_floats(frame, column)
             if not np.isfinite(raw).any():
                 self.dropped[column] = "entirely null"
                 continue
@@ -247,7 +247,7 @@ class FeaturePipeline:
             if spec["kind"] == "category":
                 _one_hot(block, _category_codes(frame, spec["name"]), spec["values"])
             else:
-                raw = _floats(frame, spec["name"])
+                raw = column_floats(frame, spec["name"])
                 {"numeric": _numeric, "port": _port, "flags": _flags}[spec["kind"]](block, raw, spec)
             col += width
         return out

@@ -30,6 +30,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from flowhawk.model.features import column_floats
 from flowhawk.model.windows import TIME_COLUMN, WindowIndex, build_window_index
 
 HOST_FEATURES: tuple[str, ...] = ("HOST_FLOWS", "HOST_DST_HOSTS", "HOST_DST_PORTS", "HOST_UNANSWERED", "HOST_RST",
@@ -52,12 +53,6 @@ SYN, RST, ACK = 2, 4, 16
 DEFAULT_CHUNK = 65_536
 
 
-def _column(frame: pd.DataFrame, name: str) -> np.ndarray:
-    if name not in frame.columns:
-        return np.full(len(frame), np.nan)
-    return pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-
-
 def _codes(frame: pd.DataFrame, name: str) -> np.ndarray:
     """Integer code per row (>= 0); missing values share one code of their own."""
     if name not in frame.columns:
@@ -68,12 +63,12 @@ def _codes(frame: pd.DataFrame, name: str) -> np.ndarray:
 
 def _per_flow(frame: pd.DataFrame) -> dict[str, np.ndarray]:
     """The per-flow inputs the window statistics aggregate."""
-    ports = _column(frame, "L4_DST_PORT")
-    out_pkts = _column(frame, "OUT_PKTS")
-    flags = _column(frame, "TCP_FLAGS")
-    tcp = (_column(frame, "PROTOCOL") == 6) & np.isfinite(flags)
+    ports = column_floats(frame, "L4_DST_PORT")
+    out_pkts = column_floats(frame, "OUT_PKTS")
+    flags = column_floats(frame, "TCP_FLAGS")
+    tcp = (column_floats(frame, "PROTOCOL") == 6) & np.isfinite(flags)
     bits = np.where(np.isfinite(flags), flags, 0).astype(np.int64)
-    size = np.nansum(np.stack([_column(frame, "IN_BYTES"), _column(frame, "OUT_BYTES")]), axis=0)
+    size = np.nansum(np.stack([column_floats(frame, "IN_BYTES"), column_floats(frame, "OUT_BYTES")]), axis=0)
     return {
         "dst": _codes(frame, "IPV4_DST_ADDR"),
         "port_code": np.where(np.isfinite(ports), ports, 65536).astype(np.int64),
@@ -83,7 +78,7 @@ def _per_flow(frame: pd.DataFrame) -> dict[str, np.ndarray]:
         "rst": (tcp & ((bits & RST) > 0)).astype(np.float64),
         "syn_only": (tcp & ((bits & SYN) > 0) & ((bits & ACK) == 0)).astype(np.float64),
         "size": np.log1p(np.maximum(size, 0.0)),
-        "time": _column(frame, TIME_COLUMN),
+        "time": column_floats(frame, TIME_COLUMN),
     }
 
 

@@ -19,7 +19,7 @@ import json
 import numpy as np
 import pandas as pd
 
-from flowhawk.model.features import FeaturePipeline, signed_log1p
+from flowhawk.model.features import FeaturePipeline, column_floats, signed_log1p
 
 Explanation = list[dict[str, str | float]]
 
@@ -58,8 +58,7 @@ def _unseen_entries(pipeline: FeaturePipeline, raw: pd.DataFrame) -> dict[int, s
     columns = [c for c in pipeline.constants if c in raw.columns]
     if not columns or not len(raw):
         return {}
-    values = np.column_stack([pd.to_numeric(raw[c], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-                              for c in columns])  # (N, C)
+    values = np.column_stack([column_floats(raw, c) for c in columns])  # (N, C)
     lo = signed_log1p(np.array([pipeline.constants[c]["lo"] for c in columns], dtype=np.float64))
     hi = signed_log1p(np.array([pipeline.constants[c]["hi"] for c in columns], dtype=np.float64))
     logged = signed_log1p(values)
@@ -95,8 +94,7 @@ def _observed_expected(table: list[tuple[str, dict | None]], raw: pd.DataFrame, 
     column as observed), scaled units for every other feature."""
     columns = sorted({spec["name"] for _, spec in table if spec is not None})
     observed_raw = np.column_stack([
-        pd.to_numeric(raw[c], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan) if c in raw.columns
-        else np.full(len(raw), np.nan) for c in columns] or [np.full(len(raw), np.nan)])
+        column_floats(raw, c) for c in columns] or [np.full(len(raw), np.nan)])
     n_features = len(table)
     numeric = np.zeros(n_features, dtype=bool)
     column_of = np.zeros(n_features, dtype=np.int64)
