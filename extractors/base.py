@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,6 +72,16 @@ def read_head(path: Path, n: int = 4096) -> bytes:
     return head
 
 
+_ZEEK_HEADERS = ("#separator", "#fields")
+
+
+def _leading_comments(text: str) -> list[str]:
+    """The ``#`` lines a text starts with: a Zeek log's header, maybe after other comments (a test suite's
+    ``### BTest baseline`` line, a note an analyst added)."""
+    lines = text.lstrip().split("\n")
+    return list(itertools.takewhile(lambda line: line.startswith("#"), lines))
+
+
 def sniff_format(path: Path) -> str:
     """Detect the input kind from content, never the extension.
 
@@ -84,7 +95,7 @@ def sniff_format(path: Path) -> str:
         return _PCAP_MAGICS[head[:4]]
     text = head.decode("utf-8", errors="replace")
     first = text.lstrip().split("\n", 1)[0]
-    if text.startswith("#separator") or text.startswith("#fields") or "id.orig_h" in first:
+    if any(line.startswith(_ZEEK_HEADERS) for line in _leading_comments(text)) or "id.orig_h" in first:
         return "zeek"
     if "IPV4_SRC_ADDR" in first and "," in first:
         return "nf-csv"

@@ -45,8 +45,9 @@ import re
 import shutil
 import subprocess
 import tempfile
+from collections import Counter
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -138,6 +139,7 @@ class _Damage:
     wrong_count: int = 0
     bad_json: int = 0
     bad_value: int = 0
+    bad_fields: Counter[str] = field(default_factory=Counter)  # rows per field that failed (a row may fail twice)
     truncated_last: bool = False
 
 
@@ -330,9 +332,12 @@ def _typed(raw: pd.DataFrame, layout: _Layout, damage: _Damage) -> tuple[dict[st
             continue
         zeek_type = layout.types.get(name) or CONN_FIELD_TYPES[name]
         cols[name], col_bad = convert(raw[name], zeek_type, layout.unset)
+        damage.bad_fields[name] += int(col_bad.sum())
         bad |= col_bad
     for name in REQUIRED:
-        bad |= cols[name].isna() if name in cols else True
+        missing = cols[name].isna() & ~bad if name in cols else ~bad
+        damage.bad_fields[name] += int(missing.sum())
+        bad |= missing
     damage.bad_value += int(bad.sum())
     return {k: v[~bad].reset_index(drop=True) for k, v in cols.items()}, bad
 
@@ -418,7 +423,8 @@ def _report(path: Path, damage: _Damage, notes: ExtractNotes) -> None:
         notes.truncated = True
     if skipped:
         message = (f"skipped {skipped} garbled line(s) (wrong field count {damage.wrong_count}, "
-                   f"invalid JSON {damage.bad_json}, unparsable/unset required values {damage.bad_value})"
+                   f"invalid JSON {damage.bad_json}, unparsable/unset required values {damage.bad_value}"
+                   + "".join(f"; {name} {n}" for name, n in damage.bad_fields.most_common(3) if n) + ")"
                    + ("; the last line is truncated" if damage.truncated_last else ""))
         notes.add(message)
         log.warning("%s: %s", path.name, message)

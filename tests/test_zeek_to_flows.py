@@ -177,7 +177,8 @@ def test_garbled_and_truncated_lines_are_counted(tmp_path: Path) -> None:
     assert len(df) == 2 and df.flow_index.tolist() == [0, 3]
     assert notes.truncated
     assert "skipped 3 garbled line(s)" in notes.messages[0] and "wrong field count 2" in notes.messages[0]
-    assert "unparsable/unset required values 1" in notes.messages[0] and "truncated" in notes.messages[0]
+    assert "unparsable/unset required values 1; orig_pkts 1" in notes.messages[0]
+    assert "truncated" in notes.messages[0]
 
 
 def test_missing_required_fields_is_one_line_error(tmp_path: Path) -> None:
