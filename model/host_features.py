@@ -14,15 +14,11 @@ HOST_SYN_ONLY       share of TCP flows with SYN but never ACK (half-open / refus
 HOST_PORT_SPREAD    standard deviation of the destination ports
 HOST_SIZE_SPREAD    standard deviation of log1p(IN_BYTES + OUT_BYTES)
 HOST_RATE           flows per second: (flows - 1) / (last start - first start), NaN without timestamps
-DST_FAN_IN          distinct source addresses among the last T flows that reached this flow's destination
-                    (windows grouped by destination instead: a flood from spoofed sources reaches T, though
-                    every source sends one ordinary-looking flow)
 ==================  =============================================================================
 
 ``HOST_FEATURE_SOURCES`` names, per feature, the flow-schema columns its value is computed from (read off
 ``_per_flow`` and ``_window_stats``). Every feature also depends on which flows form the window (the source
-address and the start-time order, ``model.windows``; the destination address for DST_FAN_IN); that grouping is
-not listed.
+address and the start-time order, ``model.windows``); that grouping is common to all and not listed.
 
 Missing inputs count as absent evidence (a flow without OUT_PKTS is not "unanswered"). The values are raw
 measurements; ``FeaturePipeline(extra_numeric=HOST_FEATURES)`` scales them like every other counter. Work is done
@@ -35,12 +31,10 @@ import numpy as np
 import pandas as pd
 
 from flowhawk.model.features import column_floats
-from flowhawk.model.windows import DESTINATION_COLUMN, TIME_COLUMN, WindowIndex, build_window_index
+from flowhawk.model.windows import TIME_COLUMN, WindowIndex, build_window_index
 
-SOURCE_FEATURES: tuple[str, ...] = ("HOST_FLOWS", "HOST_DST_HOSTS", "HOST_DST_PORTS", "HOST_UNANSWERED", "HOST_RST",
-                                    "HOST_SYN_ONLY", "HOST_PORT_SPREAD", "HOST_SIZE_SPREAD", "HOST_RATE")
-DESTINATION_FEATURES: tuple[str, ...] = ("DST_FAN_IN",)
-HOST_FEATURES: tuple[str, ...] = SOURCE_FEATURES + DESTINATION_FEATURES
+HOST_FEATURES: tuple[str, ...] = ("HOST_FLOWS", "HOST_DST_HOSTS", "HOST_DST_PORTS", "HOST_UNANSWERED", "HOST_RST",
+                                  "HOST_SYN_ONLY", "HOST_PORT_SPREAD", "HOST_SIZE_SPREAD", "HOST_RATE")
 # The flow-schema columns each feature is computed from (``_per_flow`` -> ``_window_stats``). HOST_RST and
 # HOST_SYN_ONLY read PROTOCOL as well as TCP_FLAGS: only flows with PROTOCOL 6 and a TCP_FLAGS value count, in the
 # numerator and in the share's denominator. HOST_FLOWS counts the window's flows and reads no field of them.
@@ -54,7 +48,6 @@ HOST_FEATURE_SOURCES: dict[str, tuple[str, ...]] = {
     "HOST_PORT_SPREAD": ("L4_DST_PORT",),
     "HOST_SIZE_SPREAD": ("IN_BYTES", "OUT_BYTES"),
     "HOST_RATE": (TIME_COLUMN,),
-    "DST_FAN_IN": ("IPV4_SRC_ADDR",),
 }
 SYN, RST, ACK = 2, 4, 16
 DEFAULT_CHUNK = 65_536
@@ -77,7 +70,6 @@ def _per_flow(frame: pd.DataFrame) -> dict[str, np.ndarray]:
     bits = np.where(np.isfinite(flags), flags, 0).astype(np.int64)
     size = np.nansum(np.stack([column_floats(frame, "IN_BYTES"), column_floats(frame, "OUT_BYTES")]), axis=0)
     return {
-        "src": _codes(frame, "IPV4_SRC_ADDR"),
         "dst": _codes(frame, "IPV4_DST_ADDR"),
         "port_code": np.where(np.isfinite(ports), ports, 65536).astype(np.int64),
         "port": np.where(np.isfinite(ports), ports, 0.0),
@@ -107,7 +99,7 @@ def _share(values: np.ndarray, valid: np.ndarray, n: np.ndarray) -> np.ndarray:
 
 
 def _window_stats(flow: dict[str, np.ndarray], index: np.ndarray) -> np.ndarray:
-    """(B, len(SOURCE_FEATURES)) statistics of the windows given by a (B, T) index matrix (-1 = padding)."""
+    """(B, len(HOST_FEATURES)) statistics of the windows given by a (B, T) index matrix (-1 = padding)."""
     valid = index >= 0
     at = np.where(valid, index, 0)
     n = valid.sum(axis=1).astype(np.float64)
@@ -131,31 +123,17 @@ def _window_stats(flow: dict[str, np.ndarray], index: np.ndarray) -> np.ndarray:
     ], axis=1)
 
 
-def _fan_in(flow: dict[str, np.ndarray], index: np.ndarray) -> np.ndarray:
-    """(B, 1) distinct sources of the windows of a destination-grouped (B, T) index matrix."""
-    valid = index >= 0
-    return _distinct(flow["src"][np.where(valid, index, 0)], valid)[:, None].astype(np.float64)
-
-
 def host_window_features(frame: pd.DataFrame, index: WindowIndex, chunk: int = DEFAULT_CHUNK) -> pd.DataFrame:
-    """One row per flow of ``frame`` (same index): the HOST_FEATURES of its window in ``index`` (source-grouped)
-    and of its destination's window (DESTINATION_FEATURES, over an index of the same length grouped by
-    destination)."""
+    """One row per flow of ``frame`` (same index): the HOST_FEATURES of its window in ``index``."""
     if len(index) != len(frame):
         raise ValueError(f"host_window_features: index covers {len(index)} rows, the frame has {len(frame)}")
     if chunk < 1:
         raise ValueError(f"host_window_features: chunk must be >= 1, got {chunk}")
     flow = _per_flow(frame)
-    # without destination addresses every flow is alone at its destination (fan-in 1), as a flow whose
-    # destination is missing is in group_codes
-    inbound = (build_window_index(frame, window=index.window, group_by="destination")
-               if DESTINATION_COLUMN in frame.columns else None)
     out = np.empty((len(frame), len(HOST_FEATURES)), dtype=np.float64)
-    split = len(SOURCE_FEATURES)
     for start in range(0, len(frame), chunk):
         rows = np.arange(start, min(start + chunk, len(frame)), dtype=np.int64)
-        out[rows, :split] = _window_stats(flow, index.index_matrix(rows))
-        out[rows, split:] = 1.0 if inbound is None else _fan_in(flow, inbound.index_matrix(rows))
+        out[rows] = _window_stats(flow, index.index_matrix(rows))
     return pd.DataFrame(out, columns=list(HOST_FEATURES), index=frame.index)
 
 

@@ -5,9 +5,8 @@ oldest first and left-padded when the group has fewer earlier flows; ``mask`` ma
 padding (0). Flows are ordered by FLOW_START_MILLISECONDS when the frame has it (ties and missing times keep
 frame order), else by frame order (= flow_index within a source file, as in the NF CSVs).
 
-Groups: ``source`` (IPV4_SRC_ADDR; a flow without a source address is a group of its own), ``destination``
-(IPV4_DST_ADDR, the same way: what reached one address, for ``model.host_features``' fan-in) or ``global`` (one
-sequence). No (N, T) array is ever built for the whole frame: ``WindowIndex`` keeps three int arrays of
+Groups: ``source`` (IPV4_SRC_ADDR; a flow without a source address is a group of its own) or ``global``
+(one sequence). No (N, T) array is ever built for the whole frame: ``WindowIndex`` keeps three int arrays of
 length N (sorted order, rank in that order, depth in the group) and ``gather`` builds (B, T, F) on demand.
 """
 
@@ -21,10 +20,9 @@ import pandas as pd
 
 from flowhawk.extractors.schema import FLOW_START
 
-GROUP_BY = ("source", "destination", "global")
+GROUP_BY = ("source", "global")
 TIME_COLUMN = FLOW_START
 SOURCE_COLUMN = "IPV4_SRC_ADDR"
-DESTINATION_COLUMN = "IPV4_DST_ADDR"
 
 
 @dataclass(frozen=True)
@@ -70,16 +68,15 @@ class WindowIndex:
 
 
 def group_codes(frame: pd.DataFrame, group_by: str) -> np.ndarray:
-    """Integer group of every row; rows without the grouping address each get a group of their own."""
+    """Integer group of every row; rows without a source address each get a group of their own."""
     if group_by not in GROUP_BY:
         raise ValueError(f"group_by: must be one of {GROUP_BY}, got {group_by!r}")
     n = len(frame)
     if group_by == "global":
         return np.zeros(n, dtype=np.int64)
-    column = SOURCE_COLUMN if group_by == "source" else DESTINATION_COLUMN
-    if column not in frame.columns:
-        raise ValueError(f"group_by={group_by!r} needs column {column}; use group_by='global'")
-    codes, uniques = pd.factorize(frame[column], use_na_sentinel=True)
+    if SOURCE_COLUMN not in frame.columns:
+        raise ValueError(f"group_by='source' needs column {SOURCE_COLUMN}; use group_by='global'")
+    codes, uniques = pd.factorize(frame[SOURCE_COLUMN], use_na_sentinel=True)
     codes = codes.astype(np.int64)
     missing = codes < 0
     codes[missing] = len(uniques) + np.arange(int(missing.sum()))
