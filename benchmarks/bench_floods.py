@@ -1,7 +1,8 @@
 """Floods from spoofed sources, and other networks' ordinary traffic, against a quiet-day novelty baseline.
 
 A flood whose packets carry random source addresses gives one short flow per source: per-source windows see a host
-that sent one ordinary-looking flow. Only the destination's side shows it (``DST_FAN_IN``, ``model.host_features``).
+that sent one ordinary-looking flow, and only the destination's side would show it. This measures that blind spot
+(benchmarks/results/novelty.md, "Spoofed-source floods"; a destination fan-in feature was tried and reverted there).
 This trains the novelty model on the lab's quiet day (``lab/baseline/capture.pcap``, as ``bench_novelty.py lab``)
 and scores, each capture alone (no context: other networks):
 
