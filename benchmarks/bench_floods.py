@@ -1,10 +1,11 @@
 """Floods from spoofed sources, and other networks' ordinary traffic, against a quiet-day novelty baseline.
 
 A flood whose packets carry random source addresses gives one short flow per source: per-source windows see a host
-that sent one ordinary-looking flow, and only the destination's side would show it. This measures that blind spot
-(benchmarks/results/novelty.md, "Spoofed-source floods"; a destination fan-in feature was tried and reverted there).
-This trains the novelty model on the lab's quiet day (``lab/baseline/capture.pcap``, as ``bench_novelty.py lab``)
-and scores, each capture alone (no context: other networks):
+that sent one ordinary-looking flow, and only the destination's side shows it (the network alone flagged 0-30 %:
+benchmarks/results/novelty.md, "Spoofed-source floods"; now the model's inbound-flood rule,
+``model.novelty_inbound``, counts each destination's sources). This trains the novelty model on the lab's
+quiet day (``lab/baseline/capture.pcap``, as ``bench_novelty.py lab``) and scores, each capture alone (no
+context: other networks):
 
 - the DDoS captures of ``pcaps/stopddos`` (their README: one-way, at least 99 % attack traffic, so the flagged share
   is the recall) and ``pcaps/zeek-traces/dhcp_flood.pcap`` (a DHCP starvation flood: one spoofed MAC/IP per flow);
@@ -88,7 +89,15 @@ def main(argv: list[str] | None = None) -> int:
         lead = ", ".join(f"{k} ({v / leaders.sum():.0%})" for k, v in leaders.head(2).items()) or "-"
         lines.append(f"| {name} | {len(frame):,} | {frame['IPV4_SRC_ADDR'].nunique():,} | "
                      f"{frame['IPV4_DST_ADDR'].nunique():,} | {flagged} | {lead} |")
+    lab = load_pcap(DATA / "lab/capture.pcap", DATA / "lab/labels.csv", args.cache, "lab")
+    rule = models[0].inbound
+    lab_hits = int(rule.hits(lab)[0].sum()) if rule else 0
+    control_hits = sum(int(rule.hits(f)[0].sum()) for f in controls.values()) if rule else 0
     lines += ["", _controls(controls, models, score_novelty), "",
+              (f"Inbound-flood rule (seed 0): baseline maximum {rule.max_sources} sources at one destination per "
+               f"{rule.bin_s:g} s, hits above {rule.limit}; it fires on {control_hits:,} of the control's flows and "
+               f"{lab_hits:,} of the lab attack day's {len(lab):,} (fixed-source attacks)." if rule else
+               "No inbound-flood rule (a model saved before it)."), "",
               f"Total {time.monotonic() - started:.0f} s."]
     emit("\n".join(lines), args.out)
     return 0

@@ -23,6 +23,7 @@ from flowhawk.extractors.schema import FLOW_START
 GROUP_BY = ("source", "global")
 TIME_COLUMN = FLOW_START
 SOURCE_COLUMN = "IPV4_SRC_ADDR"
+DESTINATION_COLUMN = "IPV4_DST_ADDR"
 
 
 @dataclass(frozen=True)

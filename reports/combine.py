@@ -8,7 +8,9 @@ The rule (documented in the README's report schema):
   (tail probability <= its false-alert budget).
 - ``score``: the larger of the two scores present (null when neither model exists: a baselining report).
 - ``predicted_class``: the supervised class when the supervised model flags the flow; ``novel`` when only the
-  novelty model does; otherwise the benign class (``Benign``); null while baselining.
+  novelty model does (``inbound-flood`` when its inbound-flood rule did: the flow's destination heard far more
+  sources at once than any destination of the baseline, ``model.novelty_inbound``); otherwise the benign class
+  (``Benign``); null while baselining.
 - ``reason`` / ``explanation``: the supervised model's (known attack class, probability and the features that
   drove it) when it flags the flow; otherwise, when the novelty model does, ``novel: `` and its top deviating
   features with observed vs expected values ("normal" in the text), and the same JSON shape
@@ -23,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from flowhawk.extractors.schema import BENIGN
+from flowhawk.model.novelty_inbound import INBOUND_CLASS
 from flowhawk.reports.explain import make_explanation, reason_text
 
 NOVEL = "novel"
@@ -60,11 +63,14 @@ def _classes(n: int, supervised: pd.DataFrame | None, novelty: pd.DataFrame | No
     if supervised is not None:
         classes = supervised["predicted_class"].astype(object).to_numpy().copy()
     classes[flag_n & ~flag_s] = NOVEL
+    if novelty is not None and "inbound_flood" in novelty.columns:
+        classes[flag_n & ~flag_s & novelty["inbound_flood"].to_numpy(dtype=bool)] = INBOUND_CLASS
     return classes
 
 
 def _reasons(n: int, supervised: pd.DataFrame | None, novelty: pd.DataFrame | None, flag_s: np.ndarray,
              flag_n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    no = np.zeros(n, dtype=bool)
     reason = np.full(n, None, dtype=object)
     explanation = np.full(n, None, dtype=object)
     if supervised is not None:
@@ -75,9 +81,11 @@ def _reasons(n: int, supervised: pd.DataFrame | None, novelty: pd.DataFrame | No
         only = np.flatnonzero(flag_n & ~flag_s)
         texts = novelty["explanation"].astype(object).to_numpy()
         scores = novelty["novelty_score"].to_numpy(dtype=np.float64)
+        classes = _classes(n, None, novelty, no, flag_n)
         for i in only:
             top = [{"feature": e["feature"], "observed": e["observed"], "expected": e["expected"],
                     "weight": e.get("share")} for e in (json.loads(texts[i]) if texts[i] else [])]
-            reason[i] = reason_text(NOVEL, None, top)
-            explanation[i] = make_explanation("novelty", "reconstruction error", NOVEL, None, float(scores[i]), top)
+            reason[i] = reason_text(classes[i], None, top)
+            explanation[i] = make_explanation("novelty", "reconstruction error", classes[i], None, float(scores[i]),
+                                              top)
     return reason, explanation

@@ -1,8 +1,10 @@
 """Incidents: a batch's anomalous flows grouped by (source, behaviour, time gap).
 
-Rule: anomalous flows are keyed by source address and behaviour (predicted class and IP protocol). Within a
-key, flows in start-time order join the current incident while they start at most ``incident_gap_s`` after
-the latest end seen so far in it; a longer silence starts a new incident. Flows without timestamps fall in one
+Rule: anomalous flows are keyed by source address and behaviour (predicted class and IP protocol); an inbound
+flood's flows (class ``inbound-flood``: many sources, often spoofed, at one destination) by their destination
+instead, so a flood from 10,000 addresses is one incident against its target, not 10,000. Within a key, flows
+in start-time order join the current incident while they start at most ``incident_gap_s`` after the latest end
+seen so far in it; a longer silence starts a new incident. Flows without timestamps fall in one
 incident per key. The representative flow of an incident is its highest-scoring explained flow (any flow
 when none is explained; first in flow order on ties): its ports, destination, Community ID and explanation
 stand for the incident in alerts.
@@ -11,7 +13,8 @@ Severity (1 low, 2 medium, 3 high, 4 critical): 1, plus one per ``severity_score
 score reaches, plus one when it has at least ``severity_fanout`` flows, peers or destination ports.
 
 ``incidents.parquet`` (``INCIDENT_SCHEMA``) is written into each batch report; ``read_incidents`` reads all
-batches' as one table. The signature ``<source>|<behaviour>`` is what an allowlist entry matches.
+batches' as one table. The signature ``<source>|<behaviour>`` is what an allowlist entry matches (an inbound
+flood's: ``<destination>|<behaviour>``).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from flowhawk.model.novelty_inbound import INBOUND_CLASS
 from flowhawk.reports.analyst_config import AnalystConfig, fields_markdown
 
 INCIDENTS_FILE = "incidents.parquet"
@@ -33,7 +37,7 @@ _S, _I, _F = pa.string(), pa.int64(), pa.float64()
 INCIDENT_FIELDS: tuple[tuple[str, pa.DataType, str], ...] = (
     ("incident_id", _S, "stable id: hash of batch, source, behaviour and first flow"),
     ("batch_id", _S, "report batch the incident was found in"),
-    ("source", _S, "source address of the incident's flows"),
+    ("source", _S, "source address of the incident's flows (an inbound flood's: its representative flow's)"),
     ("behaviour", _S, "predicted class / transport (e.g. synflood/tcp)"),
     ("predicted_class", _S, "the model's class for the incident's flows"),
     ("protocol", pa.int16(), "IP protocol number"),
@@ -52,7 +56,8 @@ INCIDENT_FIELDS: tuple[tuple[str, pa.DataType, str], ...] = (
     ("explanation", _S, "JSON: the representative flow's explanation"),
     ("severity", pa.int8(), "1 low, 2 medium, 3 high, 4 critical (rule in the module doc)"),
     ("severity_label", _S, "low / medium / high / critical"),
-    ("signature", _S, "<source>|<behaviour>: what an allowlist's incident signature matches"),
+    ("signature", _S, "<source>|<behaviour> (inbound flood: <destination>|<behaviour>): what an allowlist's "
+                      "incident signature matches"),
     ("true_class", _S, "most frequent ground-truth Attack label of the flows (null when unlabelled)"),
     ("rep_row", _I, "row of the representative flow in scored_flows.parquet"),
     ("rep_src_port", pa.int32(), "representative flow: source port"),
@@ -80,7 +85,7 @@ def assign_incidents(frame: pd.DataFrame, batch_id: str, config: AnalystConfig) 
         return out
     start = anomalous["FLOW_START_MILLISECONDS"].astype("float64").fillna(0.0)
     end = anomalous["FLOW_END_MILLISECONDS"].astype("float64").fillna(start).combine(start, max)
-    keys = pd.DataFrame({"source": anomalous["IPV4_SRC_ADDR"].fillna("?").astype(str),
+    keys = pd.DataFrame({"source": _key_address(anomalous),
                          "behaviour": behaviour_of(anomalous), "start": start, "end": end,
                          "pos": np.arange(len(anomalous))}, index=anomalous.index)
     keys = keys.sort_values(["source", "behaviour", "start", "pos"], kind="stable")
@@ -93,6 +98,16 @@ def assign_incidents(frame: pd.DataFrame, batch_id: str, config: AnalystConfig) 
            for n, r in zip(number[first.index], first.itertuples(), strict=True)}
     out.loc[keys.index] = number.map(ids).to_numpy()
     return out
+
+
+def _inbound(frame: pd.DataFrame) -> pd.Series:
+    return frame["predicted_class"].astype(object).eq(INBOUND_CLASS)
+
+
+def _key_address(frame: pd.DataFrame) -> pd.Series:
+    """The address an incident is keyed by: the source, or for an inbound flood ``>`` + its destination."""
+    source = frame["IPV4_SRC_ADDR"].fillna("?").astype(str)
+    return source.where(~_inbound(frame), ">" + frame["IPV4_DST_ADDR"].fillna("?").astype(str))
 
 
 def _incident_id(batch_id: str, source: str, behaviour: str, first_pos: int) -> str:
@@ -132,6 +147,7 @@ def _incident_row(batch_id: str, incident_id: str, flows: pd.DataFrame, config: 
     truth = flows["Attack"].dropna() if "Attack" in flows.columns else pd.Series(dtype=object)
     start, end = flows["FLOW_START_MILLISECONDS"].dropna(), flows["FLOW_END_MILLISECONDS"].dropna()
     source, behaviour = str(rep["IPV4_SRC_ADDR"]), str(behaviour_of(flows.iloc[:1]).iloc[0])
+    signed = str(rep["IPV4_DST_ADDR"]) if bool(_inbound(flows.iloc[:1]).iloc[0]) else source
     return {
         "incident_id": incident_id, "batch_id": batch_id, "source": source, "behaviour": behaviour,
         "predicted_class": _str(rep["predicted_class"]), "protocol": _int(rep["PROTOCOL"]),
@@ -142,7 +158,7 @@ def _incident_row(batch_id: str, incident_id: str, flows: pd.DataFrame, config: 
         "top_peers": _top(flows["IPV4_DST_ADDR"]), "top_ports": _top(dst_ports),
         "max_score": max_score, "mean_score": float(flows["score"].mean()),
         "reason": _str(rep.get("reason")), "explanation": _str(rep.get("explanation")),
-        "severity": level, "severity_label": SEVERITY_LABELS[level], "signature": f"{source}|{behaviour}",
+        "severity": level, "severity_label": SEVERITY_LABELS[level], "signature": f"{signed}|{behaviour}",
         "true_class": str(truth.value_counts().index[0]) if len(truth) else None,
         "rep_row": int(rep["_row"]), "rep_src_port": _int(rep["L4_SRC_PORT"]),
         "rep_dst_addr": _str(rep["IPV4_DST_ADDR"]), "rep_dst_port": _int(rep["L4_DST_PORT"]),

@@ -126,3 +126,20 @@ def test_a_split_batch_scored_with_its_history_scores_like_the_whole(trained):
     anomalous = joined["is_anomaly"].to_numpy()
     probability = np.array([json.loads(e)["probability"] for e in explained["explanation"][anomalous]])
     np.testing.assert_allclose(probability, joined["score"][anomalous], rtol=1e-4)
+
+
+def test_combined_reason_names_the_inbound_flood_rule():
+    """A flow only the novelty model's inbound-flood rule flags is classed and explained as such; the others as
+    before (the supervised class when it flags, 'novel' when only the network does)."""
+    from flowhawk.reports.combine import combine_scores
+
+    entry = '{"feature": "DST_SOURCES", "observed": 9697.0, "expected": 7.0, "share": null}'
+    novelty = pd.DataFrame({"novelty_score": [0.9999, 0.9999, 0.2], "is_anomaly": [True, True, False],
+                            "inbound_flood": [True, False, False],
+                            "explanation": [f"[{entry}]", '[{"feature": "IN_PKTS", "observed": 5000.0, '
+                                            '"expected": 35.0, "share": 0.9}]', None]})
+    out = combine_scores(3, None, novelty)
+    assert out["predicted_class"].tolist() == ["inbound-flood", "novel", "Benign"]
+    assert out["reason"][0] == "inbound-flood: DST_SOURCES 9697 (normal 7)"
+    assert json.loads(out["explanation"][0])["predicted_class"] == "inbound-flood"
+    assert out["reason"][1].startswith("novel: IN_PKTS 5000") and out["reason"][2] is None

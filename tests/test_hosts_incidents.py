@@ -107,6 +107,20 @@ def test_incidents_group_by_source_behaviour_and_gap(tmp_path):
     assert read_incidents(tmp_path / "none").empty
 
 
+def test_an_inbound_flood_is_one_incident_against_its_target():
+    """Spoofed sources, one flow each: keyed by source they would be 80 incidents; keyed by target, one."""
+    rows = [_flow(f"198.51.100.{i}", 1000 + i, SERVER, 80, T0 + i * 10, 0.999, "inbound-flood", "flood")
+            for i in range(80)]
+    frame = pd.concat([scored_flows(T0, 3, 1), pd.DataFrame(rows)], ignore_index=True)
+    ids = assign_incidents(frame, "b0", AnalystConfig())
+    incidents = build_incidents(frame, ids, "b0", AnalystConfig())
+    flood = incidents[incidents["behaviour"] == "inbound-flood/tcp"]
+    assert len(flood) == 1 and flood.iloc[0]["flows"] == 80 and flood.iloc[0]["peers"] == 1
+    assert flood.iloc[0]["signature"] == f"{SERVER}|inbound-flood/tcp"
+    assert flood.iloc[0]["source"].startswith("198.51.100.")  # the representative flow's source
+    assert len(incidents[incidents["behaviour"] == "portscan/tcp"]) == 1  # other flows keep their source keys
+
+
 def test_config_rejects_bad_values():
     with pytest.raises(ValueError, match="half_life_h"):
         AnalystConfig(half_life_h=0)

@@ -7,6 +7,7 @@ Fast tests use hand-built flow frames and synthetic score draws; the slow ones s
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ from flowhawk.model.calibration import EPS, MAX_EXPECTED_ABOVE, TailCalibration,
 from flowhawk.model.features import FeaturePipeline
 from flowhawk.model.host_features import HOST_FEATURES, host_window_features, with_host_features
 from flowhawk.model.novelty_config import NoveltyConfig
+from flowhawk.model.novelty_inbound import InboundRule, fit_inbound
 from flowhawk.model.windows import build_window_index
 from tests.test_registry import _rewrite
 
@@ -52,6 +54,31 @@ def test_host_features_make_scans_visible() -> None:
     assert last.loc["10.0.0.66", "HOST_RATE"] == pytest.approx(15 / 0.030)  # 16 flows in 30 ms
     assert last.loc["10.0.0.5", "HOST_RATE"] == pytest.approx(1.0)
     assert hosts["HOST_FLOWS"].iloc[0] == 1 and hosts["HOST_RATE"].iloc[0] == 0.0  # a host's first flow
+
+
+def test_inbound_rule_flags_a_crowd_at_one_destination_only() -> None:
+    """One-sided: the baseline's clients of one server never hit; a spoofed crowd at it does; fewer never do."""
+    baseline = pd.concat([_flows(f"10.0.0.{20 + c}", ["10.0.0.1"] * 30, [443] * 30, c * 7, 1000)
+                          for c in range(6)], ignore_index=True)
+    rule = fit_inbound(baseline)
+    assert rule.max_sources == 6 and rule.limit == 64 and rule.baseline_flows == 180
+    assert not rule.hits(baseline)[0].any()
+    spoofed = pd.concat([_flows(f"198.51.{i // 250}.{i % 250}", ["10.0.0.1"], [80], 40_000 + i, 1, out_pkts=0,
+                                flags=2) for i in range(300)], ignore_index=True)
+    day = pd.concat([baseline, spoofed], ignore_index=True)
+    hits, counts = rule.hits(day)
+    assert hits[len(baseline):].all() and counts[-1] == 300  # distinct sources in the flood's 10 s bin
+    assert not hits[day["FLOW_START_MILLISECONDS"].to_numpy() < 30_000].any()  # bins before the flood
+    quiet = pd.concat([_flows("10.0.0.20", ["10.0.0.1"] * 5, [443] * 5, 0, 10)], ignore_index=True)
+    assert not rule.hits(quiet)[0].any()  # few sources is never evidence
+    assert InboundRule.from_dict(rule.to_dict()) == rule
+    untimed = spoofed.drop(columns=["FLOW_START_MILLISECONDS"])
+    assert rule.hits(untimed)[0].all()  # without timestamps the whole frame is one bin
+    assert not rule.hits(spoofed.drop(columns=["IPV4_DST_ADDR"]))[0].any()
+    with pytest.raises(ValueError, match=r"InboundRule.factor: must be in \[1, 1000\], got 0.5"):
+        InboundRule(max_sources=1, baseline_flows=1, factor=0.5)
+    with pytest.raises(ValueError, match="InboundRule: expected a dict"):
+        InboundRule.from_dict({"max_sources": 1, "baseline_flows": 1, "bogus": 2})
 
 
 def test_host_features_chunks_agree_and_reject_misaligned_index() -> None:
@@ -323,6 +350,11 @@ def test_registry_round_trip_keeps_scores_and_kind(synth_model: tuple, tmp_path:
     assert json.loads((registry.path(version) / "model.json").read_text())["kind"] == "novelty"
     loaded = registry.load()
     assert isinstance(loaded, TrainedNovelty) and loaded.threshold == trained.threshold
+    assert trained.inbound is not None and loaded.inbound == trained.inbound
+    old = tmp_path / "saved-before-the-inbound-rule"
+    shutil.copytree(registry.path(version), old)
+    _rewrite(old, "model.json", lambda meta: meta.pop("inbound"))
+    assert TrainedNovelty.load(old).inbound is None
     frame = _synth_flows(tmp, seed=3, attacks=("portscan",)).drop(columns=["Label", "Attack"])
     pd.testing.assert_frame_equal(score_novelty(loaded, frame), score_novelty(trained, frame))
     assert registry.list()[0]["kind"] == "novelty"
