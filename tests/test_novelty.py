@@ -336,6 +336,31 @@ def test_port_scan_scores_above_benign_with_explanation(synth_model: tuple) -> N
 
 
 @pytest.mark.slow
+def test_spoofed_flood_is_flagged_by_the_inbound_rule_only(synth_model: tuple) -> None:
+    """200 spoofed sources, one SYN each, at one server in a second: flagged with DST_SOURCES leading; the
+    synthesised day's own flows are scored exactly as without the rule."""
+    from flowhawk.model.novelty import score_novelty
+
+    trained, tmp = synth_model
+    day = _synth_flows(tmp, seed=3, start_epoch=1_700_003_600.0).drop(columns=["Label", "Attack"])
+    target = day["IPV4_DST_ADDR"].mode()[0]
+    t0 = int(day["FLOW_START_MILLISECONDS"].max()) + 60_000
+    flood = pd.concat([_flows(f"203.0.{i // 200}.{i % 200}", [target], [80], t0 + 5 * i, 1, out_pkts=0, flags=2)
+                       for i in range(200)], ignore_index=True)
+    scored = score_novelty(trained, pd.concat([day, flood], ignore_index=True))
+    alone = score_novelty(trained, day)
+    hit = scored["inbound_flood"].to_numpy()
+    assert trained.inbound is not None and trained.inbound.limit == 64
+    assert hit[len(day):].all() and not hit[:len(day)].any() and scored["is_anomaly"][len(day):].all()
+    assert (scored["novelty_p"][len(day):] <= trained.inbound.tail_bound).all()
+    assert json.loads(scored["explanation"].iloc[-1])[0] == {"feature": "DST_SOURCES", "observed": 200.0,
+                                                            "expected": float(trained.inbound.max_sources),
+                                                            "share": None}
+    pd.testing.assert_frame_equal(scored.iloc[:len(day)].drop(columns="explanation"),
+                                  alone.drop(columns="explanation"), check_index_type=False)
+
+
+@pytest.mark.slow
 def test_registry_round_trip_keeps_scores_and_kind(synth_model: tuple, tmp_path: Path) -> None:
     from flowhawk.model.novelty import score_novelty
     from flowhawk.model.novelty_store import TrainedNovelty
