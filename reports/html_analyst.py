@@ -9,6 +9,7 @@ from html import escape
 
 import pandas as pd
 
+from flowhawk.model.novelty_inbound import INBOUND_CLASS
 from flowhawk.reports.analyst import AnalystResult
 
 _SEVERITY_CLASS = {"critical": "sev4", "high": "sev3", "medium": "sev2", "low": "sev1"}
@@ -58,6 +59,13 @@ def hosts_section(analyst: AnalystResult, top_n: int) -> str:
             "<th>last seen</th><th>verdict</th></tr>" + rows + "</table>")
 
 
+def _incident_source(r: object) -> str:
+    """The source cell: the address, or for an inbound flood (many sources, keyed by target) its target."""
+    if str(r.behaviour).startswith(INBOUND_CLASS + "/"):
+        return f"many &rarr; {_text(r.top_peers)}"
+    return _text(r.source)
+
+
 def incidents_section(analyst: AnalystResult, limit: int = 200) -> str:
     incidents = analyst.incidents
     suppressed = sum(analyst.suppressed.values())
@@ -72,7 +80,7 @@ def incidents_section(analyst: AnalystResult, limit: int = 200) -> str:
     for r in incidents.head(limit).itertuples():
         level = _SEVERITY_CLASS.get(r.severity_label, "sev1")
         rows.append(
-            f"<tr><td><span class='sev {level}'>{_text(r.severity_label)}</span></td><td>{_text(r.source)}</td>"
+            f"<tr><td><span class='sev {level}'>{_text(r.severity_label)}</span></td><td>{_incident_source(r)}</td>"
             f"<td>{_text(r.behaviour)}</td><td>{_stamp(r.start_ms)}</td><td>{_stamp(r.end_ms)}</td>"
             f"<td class='n'>{r.flows:,}</td><td class='n'>{r.peers:,}</td><td class='n'>{r.ports:,}</td>"
             f"<td>{_text(r.top_ports)}</td><td class='n'>{r.max_score:.3f}</td><td class='why'>{_text(r.reason)}</td>"

@@ -8,6 +8,7 @@ import pytest
 from flowhawk.extractors.community_id import community_id
 from flowhawk.reports.analyst_config import HOUR_MS, AnalystConfig
 from flowhawk.reports.hosts import HostStore
+from flowhawk.reports.html_analyst import _incident_source
 from flowhawk.reports.incidents import (
     INCIDENT_SCHEMA,
     assign_incidents,
@@ -119,6 +120,8 @@ def test_an_inbound_flood_is_one_incident_against_its_target():
     assert flood.iloc[0]["signature"] == f"{SERVER}|inbound-flood/tcp"
     assert flood.iloc[0]["source"].startswith("198.51.100.")  # the representative flow's source
     assert len(incidents[incidents["behaviour"] == "portscan/tcp"]) == 1  # other flows keep their source keys
+    cells = [_incident_source(r) for r in incidents.itertuples()]
+    assert f"many &rarr; {SERVER}" in cells and SCANNER in cells  # the report shows the flood's target
 
 
 def test_config_rejects_bad_values():
