@@ -28,7 +28,7 @@ import pandas as pd
 from flowhawk.model.windows import DESTINATION_COLUMN, SOURCE_COLUMN, time_key
 
 INBOUND_FEATURE = "DST_SOURCES"
-INBOUND_CLASS = "inbound-flood"  # the predicted class of a hit the network did not flag (reports.combine)
+INBOUND_CLASS = "inbound-flood"  # the predicted class of a hit, flagged by the network or not (reports.combine)
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,9 @@ The rule (documented in the README's report schema):
   (tail probability <= its false-alert budget).
 - ``score``: the larger of the two scores present (null when neither model exists: a baselining report).
 - ``predicted_class``: the supervised class when the supervised model flags the flow; ``novel`` when only the
-  novelty model does (``inbound-flood`` when its inbound-flood rule did: the flow's destination heard far more
-  sources at once than any destination of the baseline, ``model.novelty_inbound``); otherwise the benign class
-  (``Benign``); null while baselining.
+  novelty model does (``inbound-flood`` when its inbound-flood rule is among the reasons: the flow's destination
+  heard far more sources at once than any destination of the baseline, ``model.novelty_inbound``); otherwise the
+  benign class (``Benign``); null while baselining.
 - ``reason`` / ``explanation``: the supervised model's (known attack class, probability and the features that
   drove it) when it flags the flow; otherwise, when the novelty model does, ``novel: `` and its top deviating
   features with observed vs expected values ("normal" in the text), and the same JSON shape
@@ -50,7 +50,7 @@ def combine_scores(n: int, supervised: pd.DataFrame | None, novelty: pd.DataFram
         "predicted_class": _classes(n, supervised, novelty, flag_s, flag_n),
         "attack_score": attack, "novelty_score": novel,
     })
-    reason, explanation = _reasons(n, supervised, novelty, flag_s, flag_n)
+    reason, explanation = _reasons(n, supervised, novelty, flag_s, flag_n, out["predicted_class"].to_numpy())
     out["reason"], out["explanation"] = reason, explanation
     return out
 
@@ -69,8 +69,7 @@ def _classes(n: int, supervised: pd.DataFrame | None, novelty: pd.DataFrame | No
 
 
 def _reasons(n: int, supervised: pd.DataFrame | None, novelty: pd.DataFrame | None, flag_s: np.ndarray,
-             flag_n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    no = np.zeros(n, dtype=bool)
+             flag_n: np.ndarray, classes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     reason = np.full(n, None, dtype=object)
     explanation = np.full(n, None, dtype=object)
     if supervised is not None:
@@ -81,7 +80,6 @@ def _reasons(n: int, supervised: pd.DataFrame | None, novelty: pd.DataFrame | No
         only = np.flatnonzero(flag_n & ~flag_s)
         texts = novelty["explanation"].astype(object).to_numpy()
         scores = novelty["novelty_score"].to_numpy(dtype=np.float64)
-        classes = _classes(n, None, novelty, no, flag_n)
         for i in only:
             top = [{"feature": e["feature"], "observed": e["observed"], "expected": e["expected"],
                     "weight": e.get("share")} for e in (json.loads(texts[i]) if texts[i] else [])]

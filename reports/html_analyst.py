@@ -61,7 +61,7 @@ def hosts_section(analyst: AnalystResult, top_n: int) -> str:
 
 def _incident_source(r: object) -> str:
     """The source cell: the address, or for an inbound flood (many sources, keyed by target) its target."""
-    if str(r.behaviour).startswith(INBOUND_CLASS + "/"):
+    if r.predicted_class == INBOUND_CLASS:
         return f"many &rarr; {_text(r.top_peers)}"
     return _text(r.source)
 

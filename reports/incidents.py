@@ -147,7 +147,7 @@ def _incident_row(batch_id: str, incident_id: str, flows: pd.DataFrame, config: 
     truth = flows["Attack"].dropna() if "Attack" in flows.columns else pd.Series(dtype=object)
     start, end = flows["FLOW_START_MILLISECONDS"].dropna(), flows["FLOW_END_MILLISECONDS"].dropna()
     source, behaviour = str(rep["IPV4_SRC_ADDR"]), str(behaviour_of(flows.iloc[:1]).iloc[0])
-    signed = str(rep["IPV4_DST_ADDR"]) if bool(_inbound(flows.iloc[:1]).iloc[0]) else source
+    signed = str(rep["IPV4_DST_ADDR"]) if rep["predicted_class"] == INBOUND_CLASS else source
     return {
         "incident_id": incident_id, "batch_id": batch_id, "source": source, "behaviour": behaviour,
         "predicted_class": _str(rep["predicted_class"]), "protocol": _int(rep["PROTOCOL"]),

@@ -341,7 +341,7 @@ SCORED_COLUMN_DOCS: dict[str, str] = {
     "is_anomaly": "the supervised model flags the flow (attack_score >= threshold) or the novelty model does "
                   "(tail probability <= its false-alert budget, or its inbound-flood rule)",
     "predicted_class": "the supervised class when it flags the flow, 'novel' when only the novelty model does "
-                       "('inbound-flood' when only its inbound-flood rule does), else 'Benign'; null while "
+                       "('inbound-flood' when its inbound-flood rule does too), else 'Benign'; null while "
                        "baselining",
     "model_version": "registry version(s) of the model(s) that scored the batch ('baselining' before any)",
     "threshold": "the supervised model's decision threshold (without one: 1 - the novelty budget)",
