@@ -3,7 +3,9 @@ the anomalies, group them into incidents, and tabulate per true attack class the
 incidents against the fields that attack changes (decided before running, listed in EXPECTED).
 
     python benchmarks/bench_explain.py --lake L --models M --batch lab [--kind supervised|novelty] \
-        [--reference mean|sampled] [--samples K --seed S] [--out benchmarks/results/analyst.md]
+        [--table predeclared|blind] [--reference mean|sampled] [--samples K --seed S] \
+        [--out benchmarks/results/analyst.md]
+    python benchmarks/bench_explain.py --lake L --models M --batch lab --kind fields --quiet-batch quiet
 
 ``--kind supervised`` (default): the current supervised model, explained by occlusion. ``--kind novelty``: the
 current model of the novelty registry (``<models>/novelty``), the batch's windows reaching back into its hosts'
@@ -12,6 +14,9 @@ features (observed vs expected). There a feature matches an attack when its fiel
 ``PROTOCOL=17`` is a field of PROTOCOL) is one of the attack's EXPECTED fields, or it is a host feature whose
 ``HOST_FEATURE_SOURCES`` include one of them; the match column names the field that matched. Attack kinds the model
 flags no flow of are listed with 0 incidents and count as not matched (N of all 8).
+
+``--kind fields`` uses no model: per attack kind, the share of its flows whose value of each feature an attack-free
+batch of the same network never had (``attack_fields.py``), beside its EXPECTED fields.
 
 Also writes the batch's full report (report.html, incidents.parquet, alerts.jsonl) into ``<lake>/reports``.
 """
@@ -42,15 +47,37 @@ EXPECTED: dict[str, tuple[str, ...]] = {
     "slowloris": ("FLOW_DURATION_MILLISECONDS", "IN_BYTES", "IN_PKTS"),  # held connections, trickled headers
 }
 
+# A second table, written after EXPECTED had been measured, by an annotator blind to every model output: a helper
+# that read only benchmarks/expected_blind_brief.md (the lab's tools and benign mix, from the lab's
+# make_lab_capture.sh, and the 19 features a label-free explanation can name) and named 1-3 features per attack,
+# most distinctive first, with its reasons (benchmarks/results/analyst.md quotes them). Matched by the feature's
+# own name or its field's, with no host-feature expansion (``--table blind``).
+EXPECTED_BLIND: dict[str, tuple[str, ...]] = {
+    "synscan": ("HOST_DST_PORTS", "HOST_PORT_SPREAD", "HOST_RST"),
+    "connscan": ("HOST_DST_PORTS", "HOST_PORT_SPREAD", "HOST_RST"),
+    "synflood": ("HOST_RATE", "TCP_FLAGS", "HOST_RST"),
+    "udpflood": ("HOST_RATE", "HOST_UNANSWERED", "HOST_SIZE_SPREAD"),
+    "icmpflood": ("IN_PKTS", "OUT_PKTS", "IN_BYTES"),
+    "httpflood": ("HOST_RATE", "HOST_SIZE_SPREAD"),
+    "dirscan": ("HOST_RATE", "HOST_SIZE_SPREAD"),
+    "slowloris": ("FLOW_DURATION_MILLISECONDS", "HOST_RATE", "HOST_SIZE_SPREAD"),
+}
+TABLES = {"predeclared": EXPECTED, "blind": EXPECTED_BLIND}
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lake", type=Path, required=True)
     parser.add_argument("--models", type=Path, required=True)
     parser.add_argument("--batch", required=True)
-    parser.add_argument("--kind", default="supervised", choices=("supervised", "novelty"),
+    parser.add_argument("--kind", default="supervised", choices=("supervised", "novelty", "fields"),
                         help="which current model scores and explains: the supervised one (occlusion) or the "
-                             "label-free novelty model (top deviating features)")
+                             "label-free novelty model (top deviating features); 'fields': no model, where each "
+                             "attack's features lie against the --quiet-batch")
+    parser.add_argument("--table", default="predeclared", choices=tuple(TABLES),
+                        help="what each attack is expected to change: EXPECTED (decided before the first run) or "
+                             "EXPECTED_BLIND (a blind annotator's, written later)")
+    parser.add_argument("--quiet-batch", help="--kind fields: the attack-free batch to compare with")
     parser.add_argument("--reference", default="mean", choices=("mean", "sampled"),
                         help="occlusion reference (reports.explain.explain_supervised; supervised only)")
     parser.add_argument("--samples", type=int, default=4, help="benign draws per column (--reference sampled)")
@@ -59,6 +86,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="occlude in every flow of the window or in the scored flow only (supervised only)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
+    if args.kind == "fields":
+        from attack_fields import fields_table
+
+        emit(fields_table(args.lake, args.batch, args.quiet_batch, TABLES[args.table]), args.out)
+        return 0
     return novelty(args) if args.kind == "novelty" else supervised(args)
 
 
@@ -92,7 +124,7 @@ def supervised(args: argparse.Namespace) -> int:
     method = f"{args.reference} reference" + (f", {args.samples} draws, seed {args.seed}"
                                               if args.reference == "sampled" else "") + f", {args.scope} scope"
     emit(table(analyst.incidents, int(scores["is_anomaly"].sum()), version, len(flows),
-               (t_score, t_explain, t_analyse), method), args.out)
+               (t_score, t_explain, t_analyse), method, TABLES[args.table]), args.out)
     print(f"report: {paths.html}")
     return 0
 
@@ -128,7 +160,7 @@ def novelty(args: argparse.Namespace) -> int:
             f"({0 if context is None else len(context):,} earlier flows of their hosts as context), "
             f"{int(scores['is_anomaly'].sum()):,} anomalous, {len(analyst.incidents):,} incidents; context "
             f"{t_context:.1f} s, scoring + explanations {t_score:.1f} s, incidents + hosts + alerts {t_analyse:.1f} s")
-    emit(novelty_table(analyst.incidents, _flagged(flows, scores), head), args.out)
+    emit(novelty_table(analyst.incidents, _flagged(flows, scores), head, args.table), args.out)
     print(f"report: {paths.html}")
     return 0
 
@@ -150,7 +182,7 @@ def _flagged(flows, scores) -> dict[str, dict]:
 
 
 def table(incidents, anomalies: int, version: str, flows: int, seconds: tuple[float, float, float],
-          method: str) -> str:
+          method: str, table_: dict[str, tuple[str, ...]]) -> str:
     lines = [f"model {version}; {flows:,} flows, {anomalies:,} anomalous, {len(incidents):,} incidents; "
              f"scoring {seconds[0]:.1f} s, occlusion explanations ({method}) {seconds[1]:.1f} s, "
              f"incidents + hosts + alerts "
@@ -164,7 +196,7 @@ def table(incidents, anomalies: int, version: str, flows: int, seconds: tuple[fl
         seconds_ = Counter(_top(e, 1) for e in rows["explanation"])
         top, n = firsts.most_common(1)[0]
         second = seconds_.most_common(1)[0][0]
-        expected = EXPECTED.get(str(cls), ())
+        expected = table_.get(str(cls), ())
         ok, ok2 = top in expected, top in expected or second in expected
         matched += ok and bool(expected)
         matched2 += ok2 and bool(expected)
@@ -172,49 +204,53 @@ def table(incidents, anomalies: int, version: str, flows: int, seconds: tuple[fl
                      f"| {', '.join(expected) or '(benign: false positives)'} | "
                      f"{'yes' if ok else ('-' if not expected else 'no')} | "
                      f"{'yes' if ok2 else ('-' if not expected else 'no')} |")
-    attacks = sum(1 for c in incidents["true_class"].dropna().unique() if str(c) in EXPECTED)
+    attacks = sum(1 for c in incidents["true_class"].dropna().unique() if str(c) in table_)
     lines += ["", f"top feature matches the attack's fields for {matched} of {attacks} attack kinds; "
                   f"one of the top two for {matched2} of {attacks}"]
     return "\n".join(lines)
 
 
-def feature_match(feature: str, expected: tuple[str, ...]) -> str | None:
+def feature_match(feature: str, expected: tuple[str, ...], via: bool = True) -> str | None:
     """How a novelty feature matches an attack's EXPECTED fields: ``yes`` (the field itself), ``yes (FIELD)`` (a
     feature of that field: one-hot, bit, missing indicator), ``yes (via FIELD)`` (a host feature computed from it,
-    ``HOST_FEATURE_SOURCES``); None when it does not."""
+    ``HOST_FEATURE_SOURCES``; only with ``via``); None when it does not."""
     from flowhawk.model.host_features import HOST_FEATURE_SOURCES
 
     field = re.split(r"[:=]", feature, maxsplit=1)[0]
     if field in expected:
         return "yes" if field == feature else f"yes ({field})"
+    if not via:
+        return None
     hits = [s for s in HOST_FEATURE_SOURCES.get(field, ()) if s in expected]
     return f"yes (via {', '.join(hits)})" if hits else None
 
 
-def novelty_table(incidents, flagged: dict[str, dict], head: str) -> str:
+def novelty_table(incidents, flagged: dict[str, dict], head: str, name: str = "predeclared") -> str:
     """The supervised table's columns for the novelty model, every EXPECTED attack kind listed (0 incidents when
-    none of its flows is flagged), then the top features' observed vs expected values per class."""
+    none of its flows is flagged), then the top features' observed vs expected values per class. ``name``: which
+    of TABLES says what each attack changes."""
+    table_, via = TABLES[name], name == "predeclared"
     lines = [head, "", "| true class | incidents | flows | top feature (share of incidents) | 2nd | expected fields | "
              "match | in top 2 |", "|---|---:|---:|---|---|---|---|---|"]
     matched = matched2 = 0
     labelled = incidents[incidents["true_class"].notna()]
-    for cls in sorted(set(EXPECTED) | set(labelled["true_class"].astype(str))):
+    for cls in sorted(set(table_) | set(labelled["true_class"].astype(str))):
         rows = labelled[labelled["true_class"].astype(str) == cls]
-        expected = EXPECTED.get(cls, ())
+        expected = table_.get(cls, ())
         fields = ", ".join(expected) or "(benign: false positives)"
         if not len(rows):
             why = "no incident of its own" if flagged.get(cls, {}).get("flagged") else "no flow flagged"
             lines.append(f"| {cls} | 0 | 0 | ({why}) | - | {fields} | no | no |")
             continue
         (top, n), second = _modal(rows, 0), _modal(rows, 1)[0]
-        ok = feature_match(top, expected)
-        ok2 = ok or feature_match(second, expected)
+        ok = feature_match(top, expected, via)
+        ok2 = ok or feature_match(second, expected, via)
         matched, matched2 = matched + bool(ok), matched2 + bool(ok2)
         mark = (lambda m: m or "no") if expected else (lambda m: "-")
         lines.append(f"| {cls} | {len(rows)} | {int(rows['flows'].sum()):,} | {top} ({n / len(rows):.0%}) | {second} "
                      f"| {fields} | {mark(ok)} | {mark(ok2)} |")
-    lines += ["", f"top feature matches the attack's fields for {matched} of {len(EXPECTED)} attack kinds; "
-                  f"one of the top two for {matched2} of {len(EXPECTED)}", ""]
+    lines += ["", f"top feature matches the attack's fields ({name} table) for {matched} of {len(table_)} attack "
+                  f"kinds; one of the top two for {matched2} of {len(table_)}", ""]
     return "\n".join(lines + observed_table(labelled, flagged))
 
 
