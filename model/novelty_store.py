@@ -2,8 +2,8 @@
 
 ``save(dir)`` writes, each to a temporary name then renamed: ``weights.ckpt`` (MindSpore checkpoint),
 ``features.json`` (the fitted ``FeaturePipeline``, host features included) and ``model.json`` (``kind:
-"novelty"``, NoveltyConfig, network shape, calibration, the inbound-flood rule, metrics, history; a model saved
-before the rule existed loads without one). ``load(dir)`` rebuilds the network and
+"novelty"``, NoveltyConfig, network shape, calibration, the inbound-flood and volume rules, metrics, history; a
+model saved before a rule existed loads without it). ``load(dir)`` rebuilds the network and
 checks every part; ``check_meta`` validates a ``model.json`` without MindSpore (used by the registry).
 The registry stores it like a supervised model (``Registry.save`` / ``load`` dispatch on ``kind``).
 """
@@ -26,6 +26,7 @@ from flowhawk.model.network import make_predict
 from flowhawk.model.novelty_config import NoveltyConfig
 from flowhawk.model.novelty_inbound import InboundRule
 from flowhawk.model.novelty_net import ARCH, NoveltyNet, NoveltyShape
+from flowhawk.model.novelty_volume import VolumeRule
 from flowhawk.model.trained import TrainedModel, _jsonable
 
 KIND = "novelty"
@@ -46,6 +47,7 @@ class TrainedNovelty:
     metrics: dict[str, Any] = field(default_factory=dict)
     history: list[dict[str, Any]] = field(default_factory=list)
     inbound: InboundRule | None = None  # the baseline's inbound-flood rule (model.novelty_inbound)
+    volume: VolumeRule | None = None  # the baseline's per-protocol volume rule (model.novelty_volume)
     _predict: Callable | None = field(default=None, repr=False)
 
     kind = KIND
@@ -77,7 +79,8 @@ class TrainedNovelty:
         return {"format_version": FORMAT_VERSION, "kind": KIND, "novelty_config": self.config.to_dict(),
                 "network": {"arch": shape.arch, "window": shape.window, "n_features": shape.n_features},
                 "calibration": self._calibration().to_dict(),
-                "inbound": self.inbound.to_dict() if self.inbound else None, "metrics": _jsonable(self.metrics),
+                "inbound": self.inbound.to_dict() if self.inbound else None,
+                "volume": self.volume.to_dict() if self.volume else None, "metrics": _jsonable(self.metrics),
                 "history": _jsonable(self.history)}
 
     def save(self, directory: Path | str) -> Path:
@@ -97,7 +100,7 @@ class TrainedNovelty:
         except json.JSONDecodeError as exc:
             raise ValueError(f"{directory / META_FILE}: not valid JSON: {exc}") from None
         pipeline = FeaturePipeline.from_json((directory / FEATURES_FILE).read_text())
-        config, calibration, inbound = check_meta(meta, pipeline, directory / META_FILE)
+        config, calibration, inbound, volume = check_meta(meta, pipeline, directory / META_FILE)
         network = NoveltyNet(pipeline.n_features, config)
         not_loaded, _ = ms.load_param_into_net(network, ms.load_checkpoint(str(directory / WEIGHTS_FILE)),
                                                strict_load=True)
@@ -105,11 +108,12 @@ class TrainedNovelty:
             raise ValueError(f"{directory / WEIGHTS_FILE}: parameters missing from checkpoint: {not_loaded}")
         network.set_train(False)
         return cls(network=network, config=config, pipeline=pipeline, calibration=calibration,
-                   metrics=meta.get("metrics", {}), history=meta.get("history", []), inbound=inbound)
+                   metrics=meta.get("metrics", {}), history=meta.get("history", []), inbound=inbound,
+                   volume=volume)
 
 
 def check_meta(meta: dict[str, Any], pipeline: FeaturePipeline, where: Path
-               ) -> tuple[NoveltyConfig, TailCalibration, InboundRule | None]:
+               ) -> tuple[NoveltyConfig, TailCalibration, InboundRule | None, VolumeRule | None]:
     """Validate a novelty ``model.json`` against its pipeline; ValueError naming ``where`` and the reason."""
     if not isinstance(meta, dict) or meta.get("kind") != KIND or meta.get("format_version") != FORMAT_VERSION:
         raise ValueError(f"{where}: not a novelty model v{FORMAT_VERSION} (kind {meta.get('kind')!r})")
@@ -117,6 +121,7 @@ def check_meta(meta: dict[str, Any], pipeline: FeaturePipeline, where: Path
         config = NoveltyConfig.from_dict(meta["novelty_config"])
         calibration = TailCalibration.from_dict(meta["calibration"])
         inbound = InboundRule.from_dict(meta["inbound"]) if meta.get("inbound") is not None else None
+        volume = VolumeRule.from_dict(meta["volume"]) if meta.get("volume") is not None else None
         network = meta["network"]
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"{where}: {exc}") from None
@@ -127,4 +132,4 @@ def check_meta(meta: dict[str, Any], pipeline: FeaturePipeline, where: Path
             or network.get("n_features") != pipeline.n_features + 1:
         raise ValueError(f"{where}: network {network} does not match the config (window {config.window}) and "
                          f"features.json ({pipeline.n_features} features + 1 hide channel)")
-    return config, calibration, inbound
+    return config, calibration, inbound, volume

@@ -339,7 +339,7 @@ SCORED_COLUMN_DOCS: dict[str, str] = {
     "score": "anomaly score in [0, 1]: the larger of attack_score and novelty_score present; null while "
              "baselining",
     "is_anomaly": "the supervised model flags the flow (attack_score >= threshold) or the novelty model does "
-                  "(tail probability <= its false-alert budget, or its inbound-flood rule)",
+                  "(tail probability <= its false-alert budget, or one of its baseline rules: inbound flood, volume)",
     "predicted_class": "the supervised class when it flags the flow, 'novel' when only the novelty model does "
                        "('inbound-flood' when its inbound-flood rule does too), else 'Benign'; null while "
                        "baselining",

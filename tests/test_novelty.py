@@ -19,6 +19,7 @@ from flowhawk.model.features import FeaturePipeline
 from flowhawk.model.host_features import HOST_FEATURES, host_window_features, with_host_features
 from flowhawk.model.novelty_config import NoveltyConfig
 from flowhawk.model.novelty_inbound import InboundRule, fit_inbound
+from flowhawk.model.novelty_volume import VOLUME_COUNTERS, VolumeRule, fit_volume
 from flowhawk.model.windows import build_window_index
 from tests.test_registry import _rewrite
 
@@ -79,6 +80,40 @@ def test_inbound_rule_flags_a_crowd_at_one_destination_only() -> None:
         InboundRule(max_sources=1, baseline_flows=1, factor=0.5)
     with pytest.raises(ValueError, match="InboundRule: expected a dict"):
         InboundRule.from_dict({"max_sources": 1, "baseline_flows": 1, "bogus": 2})
+
+
+def _ping(src: str, packets: int, t0: int) -> pd.DataFrame:
+    ping = _flows(src, ["10.0.0.1"], [0], t0, 1, out_pkts=packets, flags=0)
+    return ping.assign(PROTOCOL=1, L7_PROTO=81.0, IN_PKTS=packets, IN_BYTES=84 * packets, OUT_BYTES=84 * packets,
+                       TCP_FLAGS=np.nan)
+
+
+def test_volume_rule_flags_a_flow_far_past_its_protocols_largest_only() -> None:
+    """Per protocol, one-sided: a 5,000-echo ping flood after 1-4-echo pings hits; a 40-echo ping (under the
+    100-packet floor) and a TCP flow 5x the largest download do not; a protocol never seen hits past its floor."""
+    baseline = pd.concat([_flows("10.0.0.20", ["10.0.0.1"] * 30, [443] * 30, 0, 1000)]
+                         + [_ping("10.0.0.21", 1 + i % 4, 40_000 + i) for i in range(20)], ignore_index=True)
+    baseline.loc[0, ["OUT_PKTS", "OUT_BYTES"]] = [3000, 4_000_000]  # the largest download
+    rule = fit_volume(baseline)
+    assert rule.maxima == {"6": (6.0, 3000.0, 600.0, 4_000_000.0), "1": (4.0, 4.0, 336.0, 336.0)}
+    assert rule.baseline_flows == 50 and rule.tail_bound == pytest.approx(1 / 51)
+    assert not rule.hits(baseline)[0].any()
+    big = _flows("10.0.0.20", ["10.0.0.1"], [443], 90_000, 1).assign(OUT_PKTS=15_000, OUT_BYTES=20_000_000)
+    udp = _flows("10.0.0.22", ["10.0.0.1"], [53], 90_000, 1).assign(PROTOCOL=17, IN_PKTS=150, IN_BYTES=18_000)
+    day = pd.concat([_ping("10.0.0.99", 5000, 90_000), _ping("10.0.0.21", 40, 90_001), big, udp],
+                    ignore_index=True)
+    hits, entries = rule.hits(day)
+    assert hits.tolist() == [True, False, False, True] and entries[1] is None
+    assert json.loads(entries[0]) == {"feature": "IN_PKTS", "observed": 5000.0, "expected": 4.0, "share": None}
+    assert json.loads(entries[3])["feature"] == "IN_PKTS" and json.loads(entries[3])["expected"] == 0.0
+    assert not rule.hits(day.drop(columns=list(VOLUME_COUNTERS)))[0].any()  # no counters, no evidence
+    assert VolumeRule.from_dict(json.loads(json.dumps(rule.to_dict()))) == rule
+    with pytest.raises(ValueError, match=r"VolumeRule.factor: must be in \[1, 1000\], got 0.5"):
+        VolumeRule(factor=0.5)
+    with pytest.raises(ValueError, match=r"VolumeRule\.maxima: must be a dict of 4 non-negative maxima"):
+        VolumeRule(maxima={"6": (1.0, 2.0)})
+    with pytest.raises(ValueError, match="VolumeRule: expected a dict"):
+        VolumeRule.from_dict({"maxima": {}, "bogus": 1})
 
 
 def test_host_features_chunks_agree_and_reject_misaligned_index() -> None:
@@ -361,6 +396,26 @@ def test_spoofed_flood_is_flagged_by_the_inbound_rule_only(synth_model: tuple) -
 
 
 @pytest.mark.slow
+def test_a_ping_flood_in_one_flow_is_flagged_by_the_volume_rule(synth_model: tuple) -> None:
+    """One flow of 5,000 echoes from a new host: flagged, led by IN_PKTS against the baseline's largest ICMP flow,
+    its p at most the rule's bound; the day's own flows score exactly as without it."""
+    from flowhawk.model.novelty import score_novelty
+
+    trained, tmp = synth_model
+    day = _synth_flows(tmp, seed=3, start_epoch=1_700_003_600.0).drop(columns=["Label", "Attack"])
+    flood = _ping("203.0.113.9", 5000, int(day["FLOW_START_MILLISECONDS"].max()) + 1000)
+    scored = score_novelty(trained, pd.concat([day, flood], ignore_index=True))
+    alone = score_novelty(trained, day)
+    assert trained.volume is not None and scored["volume_excess"].tolist() == [False] * len(day) + [True]
+    assert scored["is_anomaly"].iloc[-1] and scored["novelty_p"].iloc[-1] <= trained.volume.tail_bound
+    lead = json.loads(scored["explanation"].iloc[-1])[0]
+    icmp_max = trained.volume.maxima.get("1", (0.0,) * 4)[0]
+    assert lead == {"feature": "IN_PKTS", "observed": 5000.0, "expected": icmp_max, "share": None}
+    pd.testing.assert_frame_equal(scored.iloc[:len(day)].drop(columns="explanation"),
+                                  alone.drop(columns="explanation"), check_index_type=False)
+
+
+@pytest.mark.slow
 def test_registry_round_trip_keeps_scores_and_kind(synth_model: tuple, tmp_path: Path) -> None:
     from flowhawk.model.novelty import score_novelty
     from flowhawk.model.novelty_store import TrainedNovelty
@@ -378,8 +433,9 @@ def test_registry_round_trip_keeps_scores_and_kind(synth_model: tuple, tmp_path:
     assert trained.inbound is not None and loaded.inbound == trained.inbound
     old = tmp_path / "saved-before-the-inbound-rule"
     shutil.copytree(registry.path(version), old)
-    _rewrite(old, "model.json", lambda meta: meta.pop("inbound"))
-    assert TrainedNovelty.load(old).inbound is None
+    _rewrite(old, "model.json", lambda meta: (meta.pop("inbound"), meta.pop("volume")))
+    assert TrainedNovelty.load(old).inbound is None and TrainedNovelty.load(old).volume is None
+    assert trained.volume is not None and loaded.volume == trained.volume
     frame = _synth_flows(tmp, seed=3, attacks=("portscan",)).drop(columns=["Label", "Attack"])
     pd.testing.assert_frame_equal(score_novelty(loaded, frame), score_novelty(trained, frame))
     assert registry.list()[0]["kind"] == "novelty"
