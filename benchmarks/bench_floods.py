@@ -97,10 +97,28 @@ def main(argv: list[str] | None = None) -> int:
               (f"Inbound-flood rule (seed 0): baseline maximum {rule.max_sources} sources at one destination per "
                f"{rule.bin_s:g} s, hits above {rule.limit}; it fires on {control_hits:,} of the control's flows and "
                f"{lab_hits:,} of the lab attack day's {len(lab):,} (fixed-source attacks)." if rule else
-               "No inbound-flood rule (a model saved before it)."), "",
+               "No inbound-flood rule (a model saved before it)."), "", _volume(models[0], floods, controls, lab), "",
               f"Total {time.monotonic() - started:.0f} s."]
     emit("\n".join(lines), args.out)
     return 0
+
+
+def _volume(model, floods: dict[str, pd.DataFrame], controls: dict[str, pd.DataFrame], lab: pd.DataFrame) -> str:
+    """One line: where the volume rule (``model.novelty_volume``, seed 0's) fires: floods, control, lab by class."""
+    rule = model.volume
+    if rule is None:
+        return "No volume rule (a model saved before it)."
+    flood_hits = sum(int(rule.hits(f)[0].sum()) for f in floods.values())
+    control = [int(rule.hits(f)[0].sum()) for f in controls.values()]
+    lab_hits = rule.hits(lab)[0]
+    by_class = lab.loc[lab_hits, "Attack"].astype(str).value_counts().to_dict() if "Attack" in lab else {}
+    return (f"Volume rule (seed 0): limits {rule.factor:g} x each protocol's largest baseline flow, at least "
+            f"{rule.packet_floor} packets / {rule.byte_floor:,} bytes (baseline maxima per protocol: "
+            + "; ".join(f"{k}: {', '.join(f'{v:,.0f}' for v in m)}" for k, m in sorted(rule.maxima.items()))
+            + f", as IN/OUT packets, IN/OUT bytes); it fires on {flood_hits:,} of the floods' flows, "
+            f"{sum(control):,} of the control's {sum(len(f) for f in controls.values()):,} (in "
+            f"{sum(c > 0 for c in control)} of {len(control)} captures) and {int(lab_hits.sum()):,} of the lab attack "
+            f"day's {len(lab):,} ({', '.join(f'{k} {v}' for k, v in by_class.items()) or 'none'}).")
 
 
 def _controls(controls: dict[str, pd.DataFrame], models: list, score_novelty) -> str:

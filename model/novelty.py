@@ -15,13 +15,13 @@ flows (all flows with ``explain="all"``) the JSON text of a list of the top cont
 units, others as their 0/1 or scaled value); None otherwise. JSON text, not Python
 lists of dicts: a million explained flows stay a few hundred MB and go to Parquet as one string column.
 
-Inbound floods (``model.novelty_inbound``): the model also keeps the baseline's ``InboundRule``; a flow whose
-destination hears more distinct sources within one time bin than the rule allows is anomalous too, its
-``novelty_p`` at most the rule's bound and its explanation led by ``DST_SOURCES`` (observed vs the baseline's
-maximum). Volume (``model.novelty_volume``): likewise a flow carrying more packets or bytes than its protocol's
-``VolumeRule`` allows (an order of magnitude past the baseline's largest flow of that protocol) is anomalous,
-``volume_excess`` marks it and its explanation is led by that counter. Models saved without a rule score as
-before.
+Baseline rules (``model.novelty_rules``), one-sided tests the error cannot make. Inbound floods
+(``model.novelty_inbound``): a flow whose destination hears more distinct sources within one time bin than the
+model's ``InboundRule`` allows is anomalous too, ``inbound_flood`` marks it, its ``novelty_p`` is at most the rule's
+bound and its explanation is led by ``DST_SOURCES`` (observed vs the baseline's maximum). Volume
+(``model.novelty_volume``): likewise a flow carrying more packets or bytes than its protocol's ``VolumeRule``
+allows (an order of magnitude past the baseline's largest flow of that protocol); ``volume_excess`` marks it and
+its explanation is led by that counter. Models saved without a rule score as before.
 
 History across batches: windows are built over ``context`` (earlier flows, e.g. the previous lake batches)
 followed by ``frame``, so a host's first flows of a batch are scored as inside one continuous frame; only
@@ -48,8 +48,9 @@ from flowhawk.model.host_features import HOST_FEATURES, with_host_features
 from flowhawk.model.network import make_train_step
 from flowhawk.model.novelty_config import NoveltyConfig
 from flowhawk.model.novelty_explain import explain_rows
-from flowhawk.model.novelty_inbound import fit_inbound, inbound_entry
+from flowhawk.model.novelty_inbound import fit_inbound
 from flowhawk.model.novelty_net import NoveltyNet, ShunningReconstructionLoss, WeightedReconstructionLoss
+from flowhawk.model.novelty_rules import apply_rules, lead_explanations
 from flowhawk.model.novelty_store import TrainedNovelty
 from flowhawk.model.novelty_volume import fit_volume
 from flowhawk.model.windows import (
@@ -326,30 +327,6 @@ def _scored(trained: TrainedNovelty, features: np.ndarray, index: WindowIndex, r
     return errors, top, top_expected, top_share
 
 
-def _baseline_rules(trained: TrainedNovelty, frame: pd.DataFrame, p: np.ndarray
-                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[int, str]]:
-    """The model's one-sided baseline rules (inbound floods, volume; absent in older models): ``p`` bounded by a
-    rule's tail bound where it hits, each rule's hits, and per hit row the entries that lead its explanation."""
-    n = len(frame)
-    inbound, volume, leads = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool), {}
-    if trained.inbound is not None:
-        inbound, sources = trained.inbound.hits(frame)
-        p = np.where(inbound, np.minimum(p, trained.inbound.tail_bound), p)
-        leads = {at: inbound_entry(int(sources[at]), trained.inbound) for at in np.flatnonzero(inbound).tolist()}
-        if inbound.any():
-            log.info("novelty: %d flows to destinations hearing > %d sources per %gs bin (inbound-flood rule)",
-                     int(inbound.sum()), trained.inbound.limit, trained.inbound.bin_s)
-    if trained.volume is not None:
-        volume, entries = trained.volume.hits(frame)
-        p = np.where(volume, np.minimum(p, trained.volume.tail_bound), p)
-        for at in np.flatnonzero(volume).tolist():
-            leads[at] = leads[at] + ", " + entries[at] if at in leads else entries[at]
-        if volume.any():
-            log.info("novelty: %d flows past %g x their protocol's largest baseline flow (volume rule)",
-                     int(volume.sum()), trained.volume.factor)
-    return p, inbound, volume, leads
-
-
 def score_novelty(trained: TrainedNovelty, frame: pd.DataFrame, batch_size: int = DEFAULT_BATCH,
                   explain: str = "anomalous", context: pd.DataFrame | None = None) -> pd.DataFrame:
     """Score every flow of ``frame`` (see module doc); the result has ``frame``'s index, in its order.
@@ -373,11 +350,11 @@ def score_novelty(trained: TrainedNovelty, frame: pd.DataFrame, batch_size: int 
         del features  # the explanations rescale their few rows: keeping this costs ~200 MiB at 1 M flows
     p = trained.calibration.tail_probability(errors)
     flagged = errors >= trained.calibration.threshold
-    p, inbound, volume, leads = _baseline_rules(trained, frame, p)
+    rules = apply_rules(trained, frame, p)
     result["novelty_error"] = errors
-    result["novelty_p"] = p
-    result["novelty_score"] = 1.0 - p
-    result["is_anomaly"] = flagged | inbound | volume
+    result["novelty_p"] = rules.p
+    result["novelty_score"] = 1.0 - rules.p
+    result["is_anomaly"] = flagged | rules.any
     wanted = np.zeros(n, dtype=bool) if explain == "none" else (
         np.ones(n, dtype=bool) if explain == "all" else result["is_anomaly"].to_numpy())
     explanations = np.full(n, None, dtype=object)
@@ -385,11 +362,9 @@ def score_novelty(trained: TrainedNovelty, frame: pd.DataFrame, batch_size: int 
         positions = np.flatnonzero(wanted)
         explanations[positions] = explain_rows(trained.pipeline, inputs.iloc[positions], top[positions],
                                                top_expected[positions], top_share[positions])
-    result["inbound_flood"] = inbound
-    result["volume_excess"] = volume
-    for at in [at for at in leads if wanted[at]]:  # string edits: ~1 ms per 1,000 hits
-        rest = explanations[at][1:-1]
-        explanations[at] = "[" + leads[at] + (", " + rest if rest else "") + "]"
+    result["inbound_flood"] = rules.inbound
+    result["volume_excess"] = rules.volume
+    lead_explanations(explanations, rules, wanted)
     result["explanation"] = explanations
     log.info("novelty: scored %d flows, %d anomalous (threshold %.4g)", n, int(result["is_anomaly"].sum()),
              trained.calibration.threshold)

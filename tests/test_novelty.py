@@ -116,6 +116,24 @@ def test_volume_rule_flags_a_flow_far_past_its_protocols_largest_only() -> None:
         VolumeRule.from_dict({"maxima": {}, "bogus": 1})
 
 
+def test_rule_entries_lead_and_a_feature_is_never_listed_twice() -> None:
+    from flowhawk.model.novelty_rules import RuleHits, lead_explanations
+
+    net = json.dumps([{"feature": "IN_PKTS", "observed": 5000, "expected": 35.0, "share": 0.4},
+                      {"feature": "IN_BYTES", "observed": 420000, "expected": 2900.0, "share": 0.3}])
+    volume = '{"feature": "IN_PKTS", "observed": 5000.0, "expected": 50.0, "share": null}'
+    inbound = '{"feature": "DST_SOURCES", "observed": 300.0, "expected": 7.0, "share": null}'
+    explanations = np.array([net, net, net, None], dtype=object)
+    hits = RuleHits(p=np.zeros(4), inbound=np.array([False, True, True, False]),
+                    volume=np.array([True, False, True, False]),
+                    leads={0: volume, 1: inbound, 2: inbound + ", " + volume})
+    lead_explanations(explanations, hits, wanted=np.array([True, True, True, False]))
+    features = [[e["feature"] for e in json.loads(text)] for text in explanations[:3]]
+    assert features == [["IN_PKTS", "IN_BYTES"], ["DST_SOURCES", "IN_PKTS", "IN_BYTES"],
+                        ["DST_SOURCES", "IN_PKTS", "IN_BYTES"]]
+    assert json.loads(explanations[0])[0]["expected"] == 50.0 and explanations[3] is None
+
+
 def test_host_features_chunks_agree_and_reject_misaligned_index() -> None:
     frame = _scan_frame()
     index = build_window_index(frame, window=8)
@@ -411,6 +429,8 @@ def test_a_ping_flood_in_one_flow_is_flagged_by_the_volume_rule(synth_model: tup
     lead = json.loads(scored["explanation"].iloc[-1])[0]
     icmp_max = trained.volume.maxima.get("1", (0.0,) * 4)[0]
     assert lead == {"feature": "IN_PKTS", "observed": 5000.0, "expected": icmp_max, "share": None}
+    named = [e["feature"] for e in json.loads(scored["explanation"].iloc[-1])]
+    assert len(named) == len(set(named))  # the network's own IN_PKTS entry, if any, is not listed again
     pd.testing.assert_frame_equal(scored.iloc[:len(day)].drop(columns="explanation"),
                                   alone.drop(columns="explanation"), check_index_type=False)
 
