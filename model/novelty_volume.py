@@ -58,32 +58,34 @@ class VolumeRule:
         """Upper bound of a hit's tail probability among the baseline's flows."""
         return 1.0 / (self.baseline_flows + 1)
 
-    def limits(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        """(N, C) per row and counter: the limit, and its protocol's baseline maximum (0 when never seen)."""
-        protocols = _protocol_keys(frame)
-        maxima = np.zeros((len(frame), len(VOLUME_COUNTERS)), dtype=np.float64)
-        for key, values in self.maxima.items():
-            maxima[protocols == key] = values
-        floors = np.array([self.packet_floor if c.endswith("PKTS") else self.byte_floor for c in VOLUME_COUNTERS],
-                          dtype=np.float64)
-        return np.maximum(floors, self.factor * maxima), maxima
-
     def hits(self, frame: pd.DataFrame) -> tuple[np.ndarray, list[str | None]]:
         """(hit per row, per row the explanation entry of a hit, JSON text in ``model.novelty_explain``'s shape:
-        the counter furthest past its limit, observed vs its protocol's baseline maximum; None for other rows)."""
+        the counter furthest past its limit, observed vs its protocol's baseline maximum; None for other rows).
+        One counter at a time: a few (N,) arrays, never (N, counters) ones."""
         n = len(frame)
-        if not n:
-            return np.zeros(0, dtype=bool), []
-        observed = np.column_stack([column_floats(frame, c) for c in VOLUME_COUNTERS])  # (N, C)
-        limits, maxima = self.limits(frame)
-        ratio = np.where(np.isfinite(observed), observed / limits, 0.0)
-        hit = (ratio > 1.0).any(axis=1)
-        worst = ratio.argmax(axis=1)
+        protocols = column_floats(frame, PROTOCOL)
+        known = [(protocols == float(key), values) for key, values in self.maxima.items()]
+        worst, worst_ratio = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.float64)
+        for c, name in enumerate(VOLUME_COUNTERS):
+            maxima = np.zeros(n, dtype=np.float64)
+            for rows, values in known:
+                maxima[rows] = values[c]
+            floor = self.packet_floor if name.endswith("PKTS") else self.byte_floor
+            ratio = np.nan_to_num(column_floats(frame, name) / np.maximum(floor, self.factor * maxima), nan=0.0)
+            better = ratio > worst_ratio
+            worst[better], worst_ratio[better] = c, ratio[better]
+        hit = worst_ratio > 1.0
         entries: list[str | None] = [None] * n
-        for i in np.flatnonzero(hit).tolist():
-            c = int(worst[i])
-            entries[i] = (f'{{"feature": {json.dumps(VOLUME_COUNTERS[c])}, "observed": {float(observed[i, c])!r}, '
-                          f'"expected": {float(maxima[i, c])!r}, "share": null}}')
+        rows = np.flatnonzero(hit)
+        if rows.size:
+            sub, which = frame.iloc[rows], worst[rows]
+            observed = np.column_stack([column_floats(sub, c) for c in VOLUME_COUNTERS])[np.arange(rows.size), which]
+            keys = _protocol_keys(sub)
+            empty = (0.0,) * len(VOLUME_COUNTERS)
+            for j, i in enumerate(rows.tolist()):
+                c = int(which[j])
+                entries[i] = (f'{{"feature": {json.dumps(VOLUME_COUNTERS[c])}, "observed": {float(observed[j])!r}, '
+                              f'"expected": {float(self.maxima.get(keys[j], empty)[c])!r}, "share": null}}')
         return hit, entries
 
     def to_dict(self) -> dict[str, Any]:
@@ -111,8 +113,10 @@ def _protocol_keys(frame: pd.DataFrame) -> np.ndarray:
 def fit_volume(frame: pd.DataFrame, factor: float = 10.0, packet_floor: int = 100, byte_floor: int = 100_000
                ) -> VolumeRule:
     """The rule for a baseline ``frame`` (see the module doc)."""
-    keys = _protocol_keys(frame)
-    counters = pd.DataFrame({c: column_floats(frame, c) for c in VOLUME_COUNTERS}).fillna(0.0)
-    maxima = {str(k): tuple(float(x) for x in row) for k, row in counters.groupby(keys).max().iterrows() if k}
+    protocols = column_floats(frame, PROTOCOL)
+    known = np.isfinite(protocols)
+    counters = pd.DataFrame({c: column_floats(frame, c)[known] for c in VOLUME_COUNTERS}).fillna(0.0)
+    grouped = counters.groupby(protocols[known].astype(np.int64)).max()
+    maxima = {str(int(k)): tuple(float(x) for x in row) for k, row in grouped.iterrows()}
     return VolumeRule(maxima=maxima, baseline_flows=len(frame), factor=factor, packet_floor=packet_floor,
                       byte_floor=byte_floor)
