@@ -23,6 +23,8 @@ import argparse
 import sys
 from pathlib import Path
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import emit
 
@@ -43,6 +45,9 @@ def main(argv: list[str] | None = None) -> int:
                              "refresh_baseline's default 1)")
     parser.add_argument("--mark", choices=("all", "labelled", "none"), default="all",
                         help="which incidents of --fp-batch are marked false positive (see above)")
+    parser.add_argument("--recalibrate", action="store_true",
+                        help="novelty: keep the refresh's own calibration (refresh_baseline(keep_alert_rate=False), "
+                             "the behaviour before alert-rate keeping)")
     parser.add_argument("--no-history", action="store_true",
                         help="score each batch alone (before: no host history from earlier lake batches)")
     parser.add_argument("--out", type=Path)
@@ -66,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     result, settings = _refresh(args, registry, before)
     after = result.version
     rows = [_measure(registry, lake, v, args.next_batch, args.attack_batch, history) for v in (before, after)]
+    ks = sorted({r["attack_fp"] for r in rows})
     how = "with their hosts' earlier lake flows as context" if history else "alone"
     fp = incidents[~incidents["incident_id"].isin(labelled)] if args.mark == "labelled" else incidents
     fp = fp.iloc[:0] if args.mark == "none" else fp
@@ -76,10 +82,13 @@ def main(argv: list[str] | None = None) -> int:
              f"{'promoted' if result.promoted else 'not promoted'} ({result.reason}). Batches scored {how}.", "",
              f"| model | {args.next_batch}: false alerts (benign flows) | {args.next_batch}: incidents | "
              f"{args.attack_batch}: recall | {args.attack_batch}: attack flows missed | {args.attack_batch}: attackers "
-             f"alerted | {args.attack_batch}: benign flows flagged |", "|---|---:|---:|---:|---|---:|---:|"]
+             f"alerted | {args.attack_batch}: benign flows flagged | "
+             + " | ".join(f"{args.attack_batch}: recall at {k} false alerts" for k in ks) + " |",
+             "|---|---:|---:|---:|---|---:|---:|" + "---:|" * len(ks)]
     status = ("current before", "promoted" if result.promoted else "candidate, rejected")
     lines += [f"| {v} ({s}) | {r['fp_flows']} of {r['flows']} | {r['incidents']} | {r['recall']:.4f} | "
-              f"{r['missed']} | {r['attackers']} | {r['attack_fp']} of {r['attack_benign']} |"
+              f"{r['missed']} | {r['attackers']} | {r['attack_fp']} of {r['attack_benign']} | "
+              + " | ".join(f"{_recall_at(r['scores'], r['is_attack'], k):.4f}" for k in ks) + " |"
               for v, s, r in zip((before, after), status, rows, strict=True)]
     emit("\n".join(lines), args.out)
     return 0
@@ -96,8 +105,9 @@ def _refresh(args: argparse.Namespace, registry, before: str):
         config = registry.load(before).config
         weight = 20 if args.verdict_weight is None else args.verdict_weight
         result = refresh_baseline(view, registry, config, [args.fp_batch], seed=args.salt, verdict_weight=weight,
-                                  push=args.push)
+                                  push=args.push, keep_alert_rate=not args.recalibrate)
         return result, (f"novelty refresh, verdict_weight {weight}, push {args.push:g}, seed {args.salt}, "
+                        f"{'own calibration' if args.recalibrate else 'alert rate kept'}, "
                         f"{config.epochs} epochs")
     options = {} if args.verdict_weight is None else {"verdict_weight": args.verdict_weight}
     if args.contrast_rows is not None:
@@ -163,7 +173,17 @@ def _measure(registry, lake, version, next_batch, attack_batch, history) -> dict
             "recall": float(flagged[is_attack].mean()), "attack_fp": int(flagged[~is_attack].sum()),
             "missed": _missed(attack.loc[is_attack & ~flagged, "Attack"]),
             "attackers": _attackers(attack[is_attack], flagged[is_attack]),
-            "attack_benign": int((~is_attack).sum())}
+            "attack_benign": int((~is_attack).sum()), "scores": a["score"].to_numpy(dtype=float),
+            "is_attack": is_attack}
+
+
+def _recall_at(scores, is_attack, k: int) -> float:
+    """Recall on the attack flows when the alert level is set so that ``k`` benign flows alert: the model's
+    ranking compared at a false-alert count fixed for both models (from the labels: a measurement, not a
+    threshold a deployment could choose). Ties with the (k+1)-th benign score count as missed."""
+    benign = np.sort(scores[~is_attack])[::-1]
+    level = benign[k] if k < len(benign) else -np.inf
+    return float((scores[is_attack] > level).mean())
 
 
 def _attackers(attack, flagged) -> str:
