@@ -2,7 +2,9 @@
 false positive, refresh on the verdict labels (``VerdictLabelledLake`` + ``refresh_model``, usual promotion
 guard, ``RefreshConfig.verdict_weight``), then compare the old model and the refresh's candidate (promoted or
 not) on batch B (false alerts: flows and incidents) and on a labelled attack batch (flow recall, attack flows
-missed by kind, attackers with at least one alert, benign flows flagged).
+missed by kind, attackers with at least one alert, benign flows flagged), and each model's recall on the attack
+batch at the false-alert counts both models raise there (the alert level set from the labels: the two models'
+rankings compared at one operating point, apart from where each one's own threshold lands).
 
     python benchmarks/bench_verdicts.py --lake L --models M --fp-batch baseA --next-batch baseB --attack-batch lab \
         [--verdict-weight W] [--contrast-rows K] [--salt S] [--no-history] [--out benchmarks/results/analyst.md]
@@ -45,9 +47,6 @@ def main(argv: list[str] | None = None) -> int:
                              "refresh_baseline's default 1)")
     parser.add_argument("--mark", choices=("all", "labelled", "none"), default="all",
                         help="which incidents of --fp-batch are marked false positive (see above)")
-    parser.add_argument("--recalibrate", action="store_true",
-                        help="novelty: keep the refresh's own calibration (refresh_baseline(keep_alert_rate=False), "
-                             "the behaviour before alert-rate keeping)")
     parser.add_argument("--no-history", action="store_true",
                         help="score each batch alone (before: no host history from earlier lake batches)")
     parser.add_argument("--out", type=Path)
@@ -105,9 +104,8 @@ def _refresh(args: argparse.Namespace, registry, before: str):
         config = registry.load(before).config
         weight = 20 if args.verdict_weight is None else args.verdict_weight
         result = refresh_baseline(view, registry, config, [args.fp_batch], seed=args.salt, verdict_weight=weight,
-                                  push=args.push, keep_alert_rate=not args.recalibrate)
+                                  push=args.push)
         return result, (f"novelty refresh, verdict_weight {weight}, push {args.push:g}, seed {args.salt}, "
-                        f"{'own calibration' if args.recalibrate else 'alert rate kept'}, "
                         f"{config.epochs} epochs")
     options = {} if args.verdict_weight is None else {"verdict_weight": args.verdict_weight}
     if args.contrast_rows is not None:

@@ -33,10 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--refresh", action="store_true",
                    help="refresh the current novelty model on new batches (--batches, default: those it has not "
                         "seen) plus a bounded replay of its baseline; flows it flags are left out; promoted only "
-                        "if it raises no more false alerts on held-out old baseline flows; a candidate that "
-                        "raises fewer has its threshold lowered to keep the current model's alert rate there")
-    p.add_argument("--recalibrate", action="store_true",
-                   help="refresh: keep the candidate's own calibration (its budget), not the current alert rate")
+                        "if it raises no more false alerts on held-out old baseline flows")
     p.add_argument("--replay-rows", type=int, default=20_000, help="old baseline flows replayed (refresh)")
     p.set_defaults(func=run)
 
@@ -50,8 +47,7 @@ def run(args: argparse.Namespace) -> int:
         config = NoveltyConfig(epochs=args.epochs, budget=args.budget, objective=args.objective, seed=args.seed)
         lake, registry = Lake(resolve_path(args, "lake")), novelty_registry(resolve_path(args, "models"))
         if args.refresh:
-            result = refresh_baseline(lake, registry, config, args.batches, args.replay_rows, seed=args.seed,
-                                      keep_alert_rate=not args.recalibrate)
+            result = refresh_baseline(lake, registry, config, args.batches, args.replay_rows, seed=args.seed)
             state = "now current" if result.promoted else f"kept as candidate; current is still {result.parent}"
             print(f"refresh of {result.parent} on {', '.join(result.new_batches)}: {result.sizes}")
             print(f"{result.version}: {result.reason} ({state})")

@@ -33,7 +33,6 @@ import numpy as np
 EPS = 1e-9
 MAX_QUANTILES = 1001
 MIN_EXCESSES = 20
-MAX_BUDGET = 0.5
 MAX_EXPECTED_ABOVE = float(np.log(20.0))  # the tail may expect this many reference scores above the largest (5 %)
 
 
@@ -111,20 +110,6 @@ class TailCalibration:
     def with_budget(self, budget: float) -> TailCalibration:
         return TailCalibration(self.quantiles, self.u, self.beta, self.tail_fraction, float(budget),
                                self.n_reference)
-
-    def flagging(self, scores: np.ndarray, count: int) -> TailCalibration:
-        """This calibration with its budget raised just enough that at least ``count`` of ``scores`` reach the
-        threshold (more only where scores tie); itself when they already do. A refresh uses it to keep the
-        current model's alert rate (``model.novelty_lifecycle.refresh_baseline``)."""
-        ranked = np.sort(np.asarray(scores, dtype=np.float64))[::-1]
-        if count < 1 or count > len(ranked) or ranked[count - 1] >= self.threshold:
-            return self
-        level = float(ranked[count - 1])
-        raised = self.with_budget(min(max(float(self.tail_probability(np.array([level]))[0]), self.budget),
-                                      MAX_BUDGET))
-        while raised.threshold > level and raised.budget < MAX_BUDGET:  # float rounding at the inverse
-            raised = raised.with_budget(min(raised.budget * 1.0001, MAX_BUDGET))
-        return raised
 
     def to_dict(self) -> dict[str, Any]:
         return {"method": "pot-log-exponential", "quantiles": list(self.quantiles), "u": self.u, "beta": self.beta,

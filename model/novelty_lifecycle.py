@@ -177,7 +177,7 @@ class BaselineRefresh:
 
 def refresh_baseline(lake: Lake, registry: Registry, config: NoveltyConfig, new_batches: list[str] | None = None,
                      replay_rows: int = 20_000, holdout: float = 0.2, seed: int = 0, verdict_weight: int = 20,
-                     push: float = 1.0, keep_alert_rate: bool = True) -> BaselineRefresh:
+                     push: float = 1.0) -> BaselineRefresh:
     """Keep the baseline current: train a candidate on the new batches plus a bounded replay of the old
     baseline, and promote it only if it raises no more false alerts on held-out old baseline flows.
 
@@ -193,13 +193,7 @@ def refresh_baseline(lake: Lake, registry: Registry, config: NoveltyConfig, new_
     marked confirmed is never learnt as normal: it stays only as its host's window context, and (``push`` > 0) the
     candidate is trained to give it an error above ``push`` times the current model's threshold
     (``model.novelty.Teaching``; 1: the alert level the analyst saw it at). The candidate must then flag no more
-    of the false positives and no fewer of the confirmed flows than the current model.
-
-    ``keep_alert_rate``: a candidate that flags fewer held-out old baseline flows than the current model has its
-    threshold lowered until it flags as many (``TailCalibration.flagging``): a refresh changes what is normal, not
-    how sensitive the detector is on the traffic both models know. Without it, a refresh also re-calibrates, and
-    on the lab capture that cost the next batch 4-9 points of recall while the ranking had improved
-    (benchmarks/results/analyst.md). The verdict terms are judged at the threshold the candidate will use."""
+    of the false positives and no fewer of the confirmed flows than the current model."""
     current = registry.require_current()
     model = registry.load(current)
     old_batches = [b["batch_id"] for b in registry.show(current)["data"].get("batches", [])]
@@ -219,10 +213,10 @@ def refresh_baseline(lake: Lake, registry: Registry, config: NoveltyConfig, new_
     teach = Teaching(np.concatenate([none, false_positive[learnt]]), np.concatenate([none, confirmed[learnt]]),
                      verdict_weight, push * model.calibration.threshold)
     candidate = train_novelty(pd.concat([replay, new[learnt]], ignore_index=True), config, teach)
-    rates, kept = _held_out_rates(model, candidate, old, held, keep_alert_rate)
+    rates = {name: _held_out_rate(m, old, held) for name, m in (("current", model), ("candidate", candidate))}
     promote = rates["candidate"] <= rates["current"] + config.budget
     reason = (f"false alerts on {int(held.sum())} held-out old baseline flows: candidate {rates['candidate']:.4f}, "
-              f"current {rates['current']:.4f} (allowed +{config.budget:g}){kept}")
+              f"current {rates['current']:.4f} (allowed +{config.budget:g})")
     verdicts: dict[str, int] = {}
     if false_positive.any() or confirmed.any():
         verdicts, ok, why = _verdict_check(candidate, new, flagged, false_positive, confirmed)
@@ -242,33 +236,9 @@ def _held_out_rate(model: TrainedNovelty, old: pd.DataFrame, held: np.ndarray) -
     window the host's flows around it, as a deployment saw them): scored on their own, a random fifth of the
     flows made windows five times sparser than any the models learnt, and the guard compared the models on traffic
     neither was calibrated for (benchmarks/results/analyst.md)."""
-    return float(np.isinf(_held_out_alerts(model, old, held)).mean()) if held.any() else 0.0
-
-
-def _held_out_alerts(model: TrainedNovelty, old: pd.DataFrame, held: np.ndarray) -> np.ndarray:
-    """Per ``held`` old flow, scored in place (``_held_out_rate``): its error, or +inf where ``model`` flags it."""
     if not held.any():
-        return np.zeros(0)
-    scores = score_novelty(model, old, explain="none")
-    return np.where(scores["is_anomaly"].to_numpy(dtype=bool), np.inf, scores["novelty_error"].to_numpy())[held]
-
-
-def _held_out_rates(current: TrainedNovelty, candidate: TrainedNovelty, old: pd.DataFrame, held: np.ndarray,
-                    keep_alert_rate: bool) -> tuple[dict[str, float], str]:
-    """Both models' false-alert rates on the held-out old flows and, with ``keep_alert_rate``, the candidate's
-    threshold lowered (in place) to flag as many of them as the current model; the second value says so."""
-    alerts = {"current": _held_out_alerts(current, old, held), "candidate": _held_out_alerts(candidate, old, held)}
-    counts = {name: int(np.isinf(a).sum()) for name, a in alerts.items()}
-    note = ""
-    if keep_alert_rate and counts["candidate"] < counts["current"]:
-        before = candidate.calibration.threshold
-        candidate.calibration = candidate.calibration.flagging(alerts["candidate"], counts["current"])
-        counts["candidate"] = int((alerts["candidate"] >= candidate.calibration.threshold).sum())
-        candidate.metrics.update(threshold_calibrated=before, threshold=candidate.calibration.threshold)
-        note = (f"; candidate threshold {before:.4g} -> {candidate.calibration.threshold:.4g} to keep the current "
-                f"model's alert rate there")
-    total = max(int(held.sum()), 1)
-    return {name: count / total for name, count in counts.items()}, note
+        return 0.0
+    return float(score_novelty(model, old, explain="none")["is_anomaly"].to_numpy()[held].mean())
 
 
 def _replay(old: pd.DataFrame, rows: int, rng: np.random.Generator) -> pd.DataFrame:
