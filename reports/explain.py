@@ -84,8 +84,14 @@ def _clean(value: object) -> object:
 
 
 def _show(value: object) -> str:
+    """A value as a person reads it in a reason: integers whole, other numbers to 3 significant digits (whole
+    from 100 up); the ``explanation`` JSON keeps them exact."""
     value = _clean(value)
-    return "n/a" if value is None else str(value)
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return str(round(value)) if abs(value) >= 100 else f"{value:.3g}"
+    return str(value)
 
 
 def _explain_order(frame: pd.DataFrame, scores: pd.DataFrame, anomalous: np.ndarray) -> np.ndarray:

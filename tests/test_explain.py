@@ -106,6 +106,11 @@ def test_explanation_json_shape():
                     "probability": None, "score": 0.7,
                     "top": [{"feature": "IN_BYTES", "observed": 40, "expected": 1500, "weight": 5.5}]}
     assert reason_text(None, None, data["top"]) == "anomaly: IN_BYTES 40 (normal 1500)"
+    rates = [{"feature": "HOST_RATE", "observed": 15000.0, "expected": 2.088458},
+             {"feature": "FLOW_DURATION_MILLISECONDS", "observed": 5037.4, "expected": 0.156976},
+             {"feature": "HOST_PORT_SPREAD", "observed": 19.364917, "expected": float("nan")}]
+    assert reason_text("novel", None, rates) == ("novel: HOST_RATE 15000 (normal 2.09), FLOW_DURATION_MILLISECONDS "
+                                                 "5037 (normal 0.157), HOST_PORT_SPREAD 19.4 (normal n/a)")
 
 
 def test_a_split_batch_scored_with_its_history_scores_like_the_whole(trained):
