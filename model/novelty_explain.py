@@ -3,7 +3,9 @@
 The network predicts every feature in the pipeline's scaled units; for the main value of a numeric column (a
 counter, a host-behaviour feature) the expectation is mapped back to raw units (standardisation and signed log1p
 undone), and the observation is the raw column value. Other features (one-hots, port scale, flag bits, missing
-indicators) are reported as scaled values, observed and expected alike.
+indicators) are reported as scaled values, observed and expected alike, the expectation clipped to the range the
+feature takes (0..1; -1..1 for a port's scaled value): a reconstruction may overshoot it, and "PROTOCOL=1 1
+(normal -0.04)" reads as nonsense where "(normal 0)" says what the network expected.
 
 Columns the pipeline dropped as constant in training (``FeaturePipeline.constants``: a host that never sent a lone
 SYN on a quiet day has HOST_SYN_ONLY 0 in every window) are not in the network's input, so no error can point at
@@ -91,7 +93,7 @@ def _observed_expected(table: list[tuple[str, dict | None]], raw: pd.DataFrame, 
                        expected: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(observed, expected) per row and top position, vectorised: raw units for a numeric column's main value
     (the expectation unscaled: standardisation undone, clipped to the fitted range, signed log1p undone; the raw
-    column as observed), scaled units for every other feature."""
+    column as observed), scaled units for every other feature (the expectation clipped to its range)."""
     columns = sorted({spec["name"] for _, spec in table if spec is not None})
     observed_raw = np.column_stack([
         column_floats(raw, c) for c in columns] or [np.full(len(raw), np.nan)])
@@ -110,7 +112,8 @@ def _observed_expected(table: list[tuple[str, dict | None]], raw: pd.DataFrame, 
     value = np.clip(expected * std + mean, lo, hi)
     with np.errstate(over="ignore", invalid="ignore"):  # expm1 of unlogged positions' values is discarded
         value = np.where(logged[top], np.sign(value) * np.expm1(np.abs(value)), value)
-    want = np.where(is_num, value, expected)
+    lower = np.array([-1.0 if name.endswith(":value") else 0.0 for name, _ in table])  # port:value is in -1..1
+    want = np.where(is_num, value, np.clip(expected, lower[top], 1.0))
     observed = np.where(is_num, observed_raw[rows, column_of[top]], scaled[rows, top])
     return observed, want
 

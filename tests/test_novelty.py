@@ -334,6 +334,10 @@ def test_explanation_text_is_the_json_of_its_entries() -> None:
     assert parsed[0][0]["share"] == round(float(np.float32(0.61234567)), 4)
     assert parsed[2][1]["expected"] == round(float(np.float32(0.123456789)), 6)  # a scaled value: as predicted
     assert explain_rows(pipeline, raw.iloc[:0], top[:0], expected[:0], share[:0]) == []
+    bit = next(i for i, n in enumerate(names) if ":bit" in n)  # overshooting reconstructions: clipped to the range
+    over = [json.loads(t) for t in explain_rows(pipeline, raw.iloc[:2], np.array([[bit, port]] * 2, dtype=np.int32),
+                                                np.array([[-0.04, -1.3], [1.14, 1.2]], dtype=np.float32), share[:2])]
+    assert [[e["expected"] for e in row] for row in over] == [[0.0, -1.0], [1.0, 1.0]]
 
 
 def test_explanation_names_columns_constant_in_training_first() -> None:
