@@ -86,6 +86,7 @@ class TcpdumpStats:
         self.reports = 0  # complete reports seen (each ends with the "dropped by kernel" line)
         self.lines: list[str] = []
         self.listening = threading.Event()  # tcpdump said "listening on ..."
+        self.exited = threading.Event()  # its stderr closed: tcpdump is gone (every line is read by then)
         self._changed = threading.Condition()
         self._thread = threading.Thread(target=self._read, args=(stderr,), daemon=True)
         self._thread.start()
@@ -106,6 +107,16 @@ class TcpdumpStats:
                 if any(name == "dropped by kernel" for _, name in found):
                     self.reports += 1
                     self._changed.notify_all()
+        self.exited.set()
+
+    def started(self, timeout: float) -> bool:
+        """Wait until tcpdump says it is listening (True), or exits first, or ``timeout`` s pass (False): a
+        mistyped interface fails at once, not after the timeout."""
+        deadline = time.monotonic() + timeout
+        while not self.listening.wait(0.05):
+            if self.exited.is_set() or time.monotonic() >= deadline:
+                return self.listening.is_set()
+        return True
 
     def refresh(self, process: subprocess.Popen, timeout: float = 2.0) -> dict[str, int]:
         """Ask the running tcpdump for its counters (SIGUSR1) and wait for the answer."""
@@ -173,7 +184,7 @@ class LiveCapture:
             log.info("%s: removed %d temporary file(s) of a dead capture", self.config.inbox, removed)
         process = subprocess.Popen(self.command(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         stats = TcpdumpStats(process.stderr)
-        if stats.listening.wait(30):
+        if stats.started(30):
             log.info("capturing on %s into %s (files of %g s)", self.config.interface, self.config.inbox,
                      self.config.rotate_seconds)
         try:

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from flowhawk.cli.capture import parse_duration, parse_size
-from flowhawk.lake.capture import CaptureConfig
+from flowhawk.lake.capture import CaptureConfig, TcpdumpStats
 from flowhawk.lake.inbox import CAPTURE_STATS_SUFFIX, Inbox, InboxConfig, capture_totals, read_capture_stats
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -175,6 +175,26 @@ def test_capture_options_are_validated(tmp_path):
     with pytest.raises(ValueError, match="max_file_bytes"):
         CaptureConfig("eth0", tmp_path, max_file_bytes=10)
     assert CaptureConfig("eth0", tmp_path).prefix == "live-eth0"
+
+
+def test_tcpdump_that_exits_before_listening_is_seen_at_once():
+    """tcpdump on a mistyped interface prints its error and exits: the capture must fail then, with that line,
+    not wait out the 30 s it allows a slow start (it did: 35 s for a typo)."""
+    read, write = os.pipe()
+    os.write(write, b"tcpdump: nosuchif0: No such device exists\n(No such device exists)\n")
+    os.close(write)
+    with os.fdopen(read, "rb") as stderr:
+        stats = TcpdumpStats(stderr)
+        assert stats.started(timeout=30) is False
+        assert stats.exited.is_set() and stats.lines[0] == "tcpdump: nosuchif0: No such device exists"
+    read, write = os.pipe()
+    os.write(write, b"tcpdump: listening on veth0, link-type EN10MB (Ethernet)\n")
+    with os.fdopen(read, "rb") as stderr:
+        stats = TcpdumpStats(stderr)
+        assert stats.started(timeout=30) is True and not stats.exited.is_set()
+        os.close(write)
+        stats.final()
+        assert stats.exited.is_set()
 
 
 def test_capture_cli_reports_a_bad_interface(tmp_path):
