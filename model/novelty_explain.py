@@ -23,8 +23,6 @@ import pandas as pd
 
 from flowhawk.model.features import FeaturePipeline, column_floats, signed_log1p
 
-Explanation = list[dict[str, str | float]]
-
 
 def _feature_table(pipeline: FeaturePipeline) -> list[tuple[str, dict | None]]:
     """Per feature position: its name and, for the raw value of a numeric column, that column's spec."""
@@ -117,11 +115,3 @@ def _observed_expected(table: list[tuple[str, dict | None]], raw: pd.DataFrame, 
     observed = np.where(is_num, observed_raw[rows, column_of[top]], scaled[rows, top])
     return observed, want
 
-
-def reason_text(explanation: Explanation | None) -> str:
-    """One line for a report: ``HOST_RATE 15000 (expected 1.2); ...``."""
-    if not explanation:
-        return ""
-    return "; ".join(f"{e['feature']} {e['observed']:.4g} (expected {e['expected']:.4g})"
-                     if isinstance(e["observed"], float) and isinstance(e["expected"], float)
-                     else f"{e['feature']} {e['observed']} (expected {e['expected']})" for e in explanation)
