@@ -4,7 +4,9 @@ guard, ``RefreshConfig.verdict_weight``), then compare the old model and the ref
 not) on batch B (false alerts: flows and incidents) and on a labelled attack batch (flow recall, attack flows
 missed by kind, attackers with at least one alert, benign flows flagged), and each model's recall on the attack
 batch at the false-alert counts both models raise there (the alert level set from the labels: the two models'
-rankings compared at one operating point, apart from where each one's own threshold lands).
+rankings compared at one operating point, apart from where each one's own threshold lands), and the attack
+batch's recall split at the batch boundary: each attacker's first ``window - 1`` flows of the batch, whose windows
+reach back into the batch before, and the rest.
 
     python benchmarks/bench_verdicts.py --lake L --models M --fp-batch baseA --next-batch baseB --attack-batch lab \
         [--verdict-weight W] [--contrast-rows K] [--salt S] [--no-history] [--out benchmarks/results/analyst.md]
@@ -26,6 +28,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import emit
@@ -82,12 +85,13 @@ def main(argv: list[str] | None = None) -> int:
              f"| model | {args.next_batch}: false alerts (benign flows) | {args.next_batch}: incidents | "
              f"{args.attack_batch}: recall | {args.attack_batch}: attack flows missed | {args.attack_batch}: attackers "
              f"alerted | {args.attack_batch}: benign flows flagged | "
-             + " | ".join(f"{args.attack_batch}: recall at {k} false alerts" for k in ks) + " |",
-             "|---|---:|---:|---:|---|---:|---:|" + "---:|" * len(ks)]
+             + " | ".join(f"{args.attack_batch}: recall at {k} false alerts" for k in ks)
+             + f" | {args.attack_batch}: recall, attackers' first flows (window into the batch before) / rest |",
+             "|---|---:|---:|---:|---|---:|---:|" + "---:|" * len(ks) + "---|"]
     status = ("current before", "promoted" if result.promoted else "candidate, rejected")
     lines += [f"| {v} ({s}) | {r['fp_flows']} of {r['flows']} | {r['incidents']} | {r['recall']:.4f} | "
               f"{r['missed']} | {r['attackers']} | {r['attack_fp']} of {r['attack_benign']} | "
-              + " | ".join(f"{_recall_at(r['scores'], r['is_attack'], k):.4f}" for k in ks) + " |"
+              + " | ".join(f"{_recall_at(r['scores'], r['is_attack'], k):.4f}" for k in ks) + f" | {r['edge']} |"
               for v, s, r in zip((before, after), status, rows, strict=True)]
     emit("\n".join(lines), args.out)
     return 0
@@ -172,7 +176,26 @@ def _measure(registry, lake, version, next_batch, attack_batch, history) -> dict
             "missed": _missed(attack.loc[is_attack & ~flagged, "Attack"]),
             "attackers": _attackers(attack[is_attack], flagged[is_attack]),
             "attack_benign": int((~is_attack).sum()), "scores": a["score"].to_numpy(dtype=float),
-            "is_attack": is_attack}
+            "is_attack": is_attack, "edge": _edge_recall(attack, is_attack, flagged, _window(trained))}
+
+
+def _window(trained) -> int:
+    from flowhawk.model.novelty_store import TrainedNovelty
+
+    return trained.config.window if isinstance(trained, TrainedNovelty) else trained.train_config.window
+
+
+def _edge_recall(flows, is_attack, flagged, window: int) -> str:
+    """Recall on the attack flows among their source host's first ``window - 1`` flows of the batch (time order),
+    whose windows reach back into the flows of the batch before (the context), and on the rest: "caught of all"
+    for each. Where a refresh loses recall on the lab, this tells whether it is at the batch boundary."""
+    order = np.lexsort((np.arange(len(flows)), pd.to_numeric(flows["FLOW_START_MILLISECONDS"], errors="coerce")
+                        .fillna(0).to_numpy()))
+    position = np.empty(len(flows), dtype=np.int64)
+    position[order] = flows.iloc[order].groupby("IPV4_SRC_ADDR", sort=False).cumcount().to_numpy()
+    edge = is_attack & (position < window - 1)
+    rest = is_attack & ~edge
+    return f"{int(flagged[edge].sum())} of {int(edge.sum())} / {int(flagged[rest].sum())} of {int(rest.sum())}"
 
 
 def _recall_at(scores, is_attack, k: int) -> float:
