@@ -23,7 +23,9 @@ class AnalystConfig:
       starts at most this long after the earlier ones ended.
     - ``evidence_window_s``: host evidence is counted per window of this length (an hour by default).
     - ``window_points_cap``: at most this many evidence points per host and window (a flood is one loud
-      window, not a million points).
+      window, not a million points). Above ``alert_level``, so a window that reaches the cap alerts by itself:
+      a flood flags its host in the hour it happens (at the defaults, until 7.7 h of lake time after the
+      window ends); below the cap, evidence has to add up across windows.
     - ``half_life_h``: evidence halves every ``half_life_h`` hours of lake time (the end of the newest flow).
     - ``alert_level``: a host whose evidence reaches this level is flagged ``alert``.
     - ``severity_scores``: max score at or above each value adds one severity step (1 low ... 4 critical).
@@ -39,7 +41,7 @@ class AnalystConfig:
 
     incident_gap_s: float = 300.0
     evidence_window_s: float = 3600.0
-    window_points_cap: float = 25.0
+    window_points_cap: float = 50.0
     half_life_h: float = 24.0
     alert_level: float = 40.0
     severity_scores: tuple[float, ...] = (0.9, 0.99)

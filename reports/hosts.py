@@ -12,8 +12,9 @@ Evidence rule: lake time ``T`` is the end of the newest flow in the ledger. Each
 windows of ``evidence_window_s`` (default one hour, aligned to the epoch). A window earns ``points`` = the sum
 of its anomalous flows' scores, capped at ``window_points_cap``. A host's evidence is
 ``sum(points_w * 0.5 ** ((T - end_w) / half_life))`` over its windows (``end_w`` the window's end, not later
-than ``T``); it reaches ``alert_level`` => ``alert``. So a flood is one capped window, while a slow scan a few
-probes an hour adds up over batches until it crosses the level, and a host that stops fades.
+than ``T``); it reaches ``alert_level`` => ``alert``. So a flood is one capped window; the cap (50) is above the
+level (40), so it alerts in the hour it happens, until 7.7 h after the window ends at the 24 h half-life. A slow
+scan of a few probes an hour adds up over batches until it crosses the level, and a host that stops fades.
 """
 
 from __future__ import annotations

@@ -46,7 +46,7 @@ def _flow(src, sport, dst, dport, start, score, cls, reason) -> dict:
 
 
 def test_slow_scan_crosses_alert_level_only_after_third_batch(tmp_path):
-    config = AnalystConfig()  # 1 h windows, cap 25, half-life 24 h, alert level 40
+    config = AnalystConfig()  # 1 h windows, cap 50, half-life 24 h, alert level 40
     store, levels = HostStore(tmp_path / "lake"), []
     for b in range(3):  # 18 probes an hour, each batch an hour later: 18, 35.5, 52.5 points
         hosts = store.update(f"b{b}", scored_flows(T0 + b * HOUR_MS, 18, 1 + 18 * b), config)
@@ -78,10 +78,13 @@ def test_rescoring_a_batch_is_idempotent_and_evidence_decays(tmp_path):
     assert after == pytest.approx(before * 0.5 ** ((lake_time - (T0 + HOUR_MS)) / HOUR_MS))  # age from window end
 
 
-def test_flood_window_is_capped(tmp_path):
-    hosts = HostStore(tmp_path / "lake").update("b0", scored_flows(T0, 0, 1, flood=2000), AnalystConfig())
-    flood = hosts.set_index("address").loc["10.6.6.6"]
-    assert flood["anomalous_flows"] == 2000 and flood["evidence"] <= AnalystConfig().window_points_cap
+def test_flood_window_is_capped_and_alerts_by_itself(tmp_path):
+    config, store = AnalystConfig(), HostStore(tmp_path / "lake")
+    flood = store.update("b0", scored_flows(T0, 0, 1, flood=2000), config).set_index("address").loc["10.6.6.6"]
+    assert flood["anomalous_flows"] == 2000 and config.alert_level <= flood["evidence"] <= config.window_points_cap
+    assert flood["alert"] and flood["evidence_windows"] == 1  # one loud hour is enough, not a million points
+    later = store.update("b1", scored_flows(T0 + 9 * HOUR_MS, 0, 1), config).set_index("address").loc["10.6.6.6"]
+    assert not later["alert"]  # 8 h after the window ended (lake time), it has decayed below the level
 
 
 def test_incidents_group_by_source_behaviour_and_gap(tmp_path):
