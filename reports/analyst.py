@@ -20,7 +20,13 @@ from flowhawk.common.files import atomic_write_text
 from flowhawk.reports.alerts import ALERT_SCHEMA_VERSION, ALERTS_FILE, alerts_jsonl, flow_alerts, incident_alerts
 from flowhawk.reports.analyst_config import AnalystConfig
 from flowhawk.reports.hosts import HostStore
-from flowhawk.reports.incidents import INCIDENTS_FILE, assign_incidents, build_incidents, write_incidents
+from flowhawk.reports.incidents import (
+    INCIDENTS_FILE,
+    SEVERITY_COLUMNS,
+    assign_incidents,
+    build_incidents,
+    write_incidents,
+)
 from flowhawk.reports.verdicts import Allowlist, VerdictStore
 
 log = logging.getLogger(__name__)
@@ -67,6 +73,9 @@ def analyse_batch(lake_root: Path, batch_id: str, flows: pd.DataFrame, scores: p
     frame = flows.reset_index(drop=True).copy()
     for column in ("score", "is_anomaly", "predicted_class", "reason", "explanation"):
         frame[column] = (scores[column].to_numpy() if column in scores.columns else None)
+    for column in SEVERITY_COLUMNS:  # the per-model scores the severity rule reads, when the scorer gave them
+        if column in scores.columns:
+            frame[column] = scores[column].to_numpy()
     frame["incident_id"] = assign_incidents(frame, batch_id, config)
     incidents = build_incidents(frame, frame["incident_id"], batch_id, config)
     _fill_reasons(frame, incidents)

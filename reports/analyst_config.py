@@ -28,7 +28,11 @@ class AnalystConfig:
       window ends); below the cap, evidence has to add up across windows.
     - ``half_life_h``: evidence halves every ``half_life_h`` hours of lake time (the end of the newest flow).
     - ``alert_level``: a host whose evidence reaches this level is flagged ``alert``.
-    - ``severity_scores``: max score at or above each value adds one severity step (1 low ... 4 critical).
+    - ``severity_scores``: the supervised model's attack probability at or above each value adds one severity
+      step (1 low ... 4 critical); without the per-model scores, the flow score.
+    - ``severity_tail``: the novelty model's tail probability (1 - ``novelty_score``) at or below each value adds
+      one step; a baseline rule's hit (inbound flood, volume excess) adds them all. Every novelty alert already
+      has a tail probability at most its budget (0.001), so the supervised scale would rate each one high.
     - ``severity_fanout``: an incident with at least this many flows, peers or ports adds one step.
     - ``alerts_per``: ``incident`` (one alert per incident) or ``flow`` (one per anomalous flow).
     - ``explain_max_flows``: cap on anomalous flows explained by occlusion per batch (highest scores first);
@@ -45,6 +49,7 @@ class AnalystConfig:
     half_life_h: float = 24.0
     alert_level: float = 40.0
     severity_scores: tuple[float, ...] = (0.9, 0.99)
+    severity_tail: tuple[float, ...] = (1e-4, 1e-6)
     severity_fanout: int = 100
     alerts_per: str = "incident"
     explain_max_flows: int = 20_000
@@ -60,12 +65,13 @@ class AnalystConfig:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not low <= float(value) <= high:
                 raise ValueError(f"AnalystConfig.{name} must be a number in [{low}, {high}], got {value!r}")
-        scores = self.severity_scores
-        if (not isinstance(scores, tuple) or len(scores) > 3
-                or not all(isinstance(s, (int, float)) and 0.0 <= s <= 1.0 for s in scores)
-                or list(scores) != sorted(scores)):
-            raise ValueError(f"AnalystConfig.severity_scores must be a sorted tuple of at most 3 numbers in [0, 1], "
-                             f"got {scores!r}")
+        for name, descending in (("severity_scores", False), ("severity_tail", True)):
+            steps = getattr(self, name)
+            if (not isinstance(steps, tuple) or len(steps) > 3
+                    or not all(isinstance(s, (int, float)) and 0.0 <= s <= 1.0 for s in steps)
+                    or list(steps) != sorted(steps, reverse=descending)):
+                raise ValueError(f"AnalystConfig.{name} must be a tuple of at most 3 numbers in [0, 1], sorted "
+                                 f"{'descending' if descending else 'ascending'}, got {steps!r}")
         for name, low, high in (("severity_fanout", 1, 10**9), ("explain_max_flows", 0, 10**8),
                                 ("top_hosts", 1, 10_000)):
             value = getattr(self, name)

@@ -7,6 +7,8 @@ The rule (documented in the README's report schema):
 - ``is_anomaly``: the supervised model flags it (attack_score >= its threshold) **or** the novelty model does
   (tail probability <= its false-alert budget).
 - ``score``: the larger of the two scores present (null when neither model exists: a baselining report).
+- ``novelty_rule``: one of the novelty model's baseline rules flags the flow (inbound flood, volume excess); used
+  for incident severity (``reports.incidents``), not written to the scored flows.
 - ``predicted_class``: the supervised class when the supervised model flags the flow; ``novel`` when only the
   novelty model does (``inbound-flood`` when its inbound-flood rule is among the reasons: the flow's destination
   heard far more sources at once than any destination of the baseline, ``model.novelty_inbound``); otherwise the
@@ -29,7 +31,8 @@ from flowhawk.model.novelty_inbound import INBOUND_CLASS
 from flowhawk.reports.explain import make_explanation, reason_text
 
 NOVEL = "novel"
-COLUMNS = ("score", "is_anomaly", "predicted_class", "attack_score", "novelty_score", "reason", "explanation")
+COLUMNS = ("score", "is_anomaly", "predicted_class", "attack_score", "novelty_score", "novelty_rule", "reason",
+           "explanation")
 
 
 def combine_scores(n: int, supervised: pd.DataFrame | None, novelty: pd.DataFrame | None) -> pd.DataFrame:
@@ -48,11 +51,20 @@ def combine_scores(n: int, supervised: pd.DataFrame | None, novelty: pd.DataFram
         "score": np.fmax(attack, novel),
         "is_anomaly": flag_s | flag_n,
         "predicted_class": _classes(n, supervised, novelty, flag_s, flag_n),
-        "attack_score": attack, "novelty_score": novel,
+        "attack_score": attack, "novelty_score": novel, "novelty_rule": _rule_hits(n, novelty),
     })
     reason, explanation = _reasons(n, supervised, novelty, flag_s, flag_n, out["predicted_class"].to_numpy())
     out["reason"], out["explanation"] = reason, explanation
     return out
+
+
+def _rule_hits(n: int, novelty: pd.DataFrame | None) -> np.ndarray:
+    """Per flow: one of the novelty model's baseline rules flags it (inbound flood, volume excess)."""
+    hits = np.zeros(n, dtype=bool)
+    for column in ("inbound_flood", "volume_excess"):
+        if novelty is not None and column in novelty.columns:
+            hits |= novelty[column].to_numpy(dtype=bool)
+    return hits
 
 
 def _classes(n: int, supervised: pd.DataFrame | None, novelty: pd.DataFrame | None, flag_s: np.ndarray,

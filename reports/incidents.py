@@ -9,8 +9,13 @@ incident per key. The representative flow of an incident is its highest-scoring 
 when none is explained; first in flow order on ties): its ports, destination, Community ID and explanation
 stand for the incident in alerts.
 
-Severity (1 low, 2 medium, 3 high, 4 critical): 1, plus one per ``severity_scores`` value the incident's max
-score reaches, plus one when it has at least ``severity_fanout`` flows, peers or destination ports.
+Severity (1 low, 2 medium, 3 high, 4 critical): 1, plus score steps, plus one when it has at least
+``severity_fanout`` flows, peers or destination ports. Score steps, the most any of the incident's flows earns:
+one per ``severity_scores`` value its supervised attack probability reaches, or one per ``severity_tail`` value
+its novelty tail probability (1 - ``novelty_score``) is at or below, all of them for a novelty rule's hit
+(``novelty_rule``). The novelty model's scores have their own scale: it alerts only at tail probabilities under
+its budget (0.001), where every ``severity_scores`` value is passed, so one marginal false alert would be high.
+Frames without the per-model scores (``SEVERITY_COLUMNS``) take the steps from ``score`` and ``severity_scores``.
 
 ``incidents.parquet`` (``INCIDENT_SCHEMA``) is written into each batch report; ``read_incidents`` reads all
 batches' as one table. The signature ``<source>|<behaviour>`` is what an allowlist entry matches (an inbound
@@ -32,6 +37,7 @@ from flowhawk.reports.analyst_config import AnalystConfig, fields_markdown
 
 INCIDENTS_FILE = "incidents.parquet"
 SEVERITY_LABELS = {1: "low", 2: "medium", 3: "high", 4: "critical"}
+SEVERITY_COLUMNS = ("attack_score", "novelty_score", "novelty_rule")  # reports.combine's per-model scores
 PROTO_NAMES = {1: "icmp", 6: "tcp", 17: "udp", 58: "ipv6-icmp", 132: "sctp"}
 _S, _I, _F = pa.string(), pa.int64(), pa.float64()
 INCIDENT_FIELDS: tuple[tuple[str, pa.DataType, str], ...] = (
@@ -114,10 +120,29 @@ def _incident_id(batch_id: str, source: str, behaviour: str, first_pos: int) -> 
     return "inc-" + hashlib.sha256(f"{batch_id}|{source}|{behaviour}|{first_pos}".encode()).hexdigest()[:16]
 
 
-def severity(max_score: float, size: int, config: AnalystConfig) -> int:
-    """The severity rule of the module doc."""
-    level = 1 + sum(max_score >= s for s in config.severity_scores) + (size >= config.severity_fanout)
-    return int(min(level, 4))
+def severity(flows: pd.DataFrame, size: int, config: AnalystConfig) -> int:
+    """The severity rule of the module doc, for an incident's ``flows`` of ``size`` (flows, peers or ports)."""
+    return int(min(1 + score_steps(flows, config) + (size >= config.severity_fanout), 4))
+
+
+def score_steps(flows: pd.DataFrame, config: AnalystConfig) -> int:
+    """The score steps of the severity rule: the most that any of ``flows`` earns on its model's scale."""
+    if not any(column in flows.columns for column in SEVERITY_COLUMNS):
+        return _steps_up(flows["score"], config.severity_scores)
+    steps = _steps_up(flows["attack_score"], config.severity_scores) if "attack_score" in flows.columns else 0
+    if "novelty_score" in flows.columns:
+        tail = 1.0 - pd.to_numeric(flows["novelty_score"], errors="coerce").to_numpy(dtype=np.float64)
+        tail = tail[np.isfinite(tail)]
+        steps = max(steps, sum(bool((tail <= t).any()) for t in config.severity_tail))
+    if "novelty_rule" in flows.columns and flows["novelty_rule"].fillna(False).astype(bool).any():
+        steps = max(steps, len(config.severity_tail))
+    return steps
+
+
+def _steps_up(scores: pd.Series, steps: tuple[float, ...]) -> int:
+    """How many of ``steps`` the largest of ``scores`` reaches (0 when there is none)."""
+    top = pd.to_numeric(scores, errors="coerce").max()
+    return 0 if pd.isna(top) else sum(float(top) >= s for s in steps)
 
 
 def build_incidents(frame: pd.DataFrame, incident_ids: pd.Series, batch_id: str,
@@ -143,7 +168,7 @@ def _incident_row(batch_id: str, incident_id: str, flows: pd.DataFrame, config: 
     dst_ports = flows["L4_DST_PORT"].dropna().astype(int)
     size = max(len(flows), flows["IPV4_DST_ADDR"].nunique(), dst_ports.nunique())
     max_score = float(flows["score"].max())
-    level = severity(max_score, size, config)
+    level = severity(flows, size, config)
     truth = flows["Attack"].dropna() if "Attack" in flows.columns else pd.Series(dtype=object)
     start, end = flows["FLOW_START_MILLISECONDS"].dropna(), flows["FLOW_END_MILLISECONDS"].dropna()
     source, behaviour = str(rep["IPV4_SRC_ADDR"]), str(behaviour_of(flows.iloc[:1]).iloc[0])

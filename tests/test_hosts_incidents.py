@@ -132,3 +132,25 @@ def test_config_rejects_bad_values():
         AnalystConfig(half_life_h=0)
     with pytest.raises(ValueError, match="alerts_per"):
         AnalystConfig(alerts_per="host")
+
+
+def test_severity_reads_each_model_on_its_own_scale():
+    """A novelty alert's tail probability is under its budget (0.001) by construction, so its score always passes
+    the supervised steps (0.9, 0.99): its steps come from the tail probability instead; a rule hit takes them all."""
+    config = AnalystConfig()
+
+    def level(**scores) -> str:
+        flow = pd.DataFrame([_flow(SCANNER, 45000, SERVER, 80, T0, 0.9995, "novel", None)]).assign(**scores)
+        incidents = build_incidents(flow, assign_incidents(flow, "b0", config), "b0", config)
+        return incidents.iloc[0]["severity_label"]
+
+    nan = float("nan")
+    assert level() == "high"  # no per-model scores: the flow score on the supervised scale, as before
+    assert level(attack_score=nan, novelty_score=0.9995, novelty_rule=False) == "low"  # a marginal novelty alert
+    assert level(attack_score=nan, novelty_score=1 - 5e-5, novelty_rule=False) == "medium"
+    assert level(attack_score=nan, novelty_score=1 - 1e-7, novelty_rule=False) == "high"
+    assert level(attack_score=nan, novelty_score=0.9995, novelty_rule=True) == "high"  # 10x past the baseline
+    assert level(attack_score=0.95, novelty_score=0.2, novelty_rule=False) == "medium"  # the supervised scale
+    assert level(attack_score=0.999, novelty_score=1 - 5e-5, novelty_rule=False) == "high"  # the larger of the two
+    with pytest.raises(ValueError, match="severity_tail"):
+        AnalystConfig(severity_tail=(1e-6, 1e-4))
