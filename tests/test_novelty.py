@@ -227,6 +227,20 @@ def test_shunning_loss_pushes_confirmed_flows_above_the_margin_only() -> None:
         Teaching(np.zeros(2, bool), np.zeros(2, bool), weight=0)
 
 
+def test_a_connection_the_batch_continues_is_not_its_history() -> None:
+    """A capture cut mid-connection: the first part is in the earlier batch, the rest (no SYN) in this one, with the
+    same Community ID. The first part is left out of the history; so is nothing else (its SYN-opened twin, UDP)."""
+    from flowhawk.model.novelty_lifecycle import continued_in
+
+    earlier = pd.DataFrame({"community_id": ["1:a", "1:b", "1:c", "1:d", None],
+                            "PROTOCOL": [6, 6, 17, 6, 6], "TCP_FLAGS": [27, 27, 0, 27, 27]})
+    batch = pd.DataFrame({"community_id": ["1:a", "1:b", "1:c", "1:e", None],
+                          "PROTOCOL": [6, 6, 17, 6, 6],
+                          "TCP_FLAGS": [24, 27, 0, 24, 24]})  # 1:a continues (ACK|PSH); 1:b reopens (SYN)
+    assert continued_in(earlier, batch).tolist() == [True, False, False, False, False]
+    assert not continued_in(earlier, batch.drop(columns=["TCP_FLAGS"])).any()  # Zeek logs without flags
+
+
 def test_batch_context_reads_the_hosts_last_flows_from_earlier_batches(tmp_path: Path) -> None:
     from flowhawk.lake.store import Lake
     from flowhawk.model.novelty import context_depth
