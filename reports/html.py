@@ -16,7 +16,7 @@ import pyarrow as pa
 
 from flowhawk.reports.config import ReportConfig, top_anomalies
 from flowhawk.reports.html_analyst import CSS as ANALYST_CSS
-from flowhawk.reports.html_analyst import hosts_section, incidents_section
+from flowhawk.reports.html_analyst import hosts_section, incidents_section, score_text
 
 if TYPE_CHECKING:
     from flowhawk.reports.analyst import AnalystResult
@@ -200,7 +200,7 @@ def _top_table(table: pa.Table, top_n: int) -> str:
             f"<td>{_fmt(_na(r['APPLICATION_NAME']))}</td>"
             f"<td class='n'>{_fmt(r['IN_BYTES'])} / {_fmt(r['OUT_BYTES'])}</td>"
             f"<td class='n'>{_fmt(r['IN_PKTS'])} / {_fmt(r['OUT_PKTS'])}</td>"
-            f"<td class='n anom'>{float(r['score']):.4f}</td><td>{_fmt(_na(r['predicted_class']))}</td>"
+            f"<td class='n anom'>{score_text(float(r['score']), 4)}</td><td>{_fmt(_na(r['predicted_class']))}</td>"
             f"<td>{_fmt(_na(r['Attack']))}</td><td class='why'>{_fmt(_na(r.get('reason')))}</td></tr>")
     return head + "".join(rows) + "</table>"
 

@@ -5,6 +5,7 @@ Every value from the data (addresses, classes, reasons, signatures, notes) goes 
 
 from __future__ import annotations
 
+import math
 from html import escape
 
 import pandas as pd
@@ -17,6 +18,19 @@ CSS = (".sev4{background:#7a0916;color:#fff}.sev3{background:#d64545;color:#fff}
        ".sev1{background:#e7eaee}.sev{padding:1px 6px;border-radius:4px;font-size:12px}"
        ".alert{color:#b42318;font-weight:600}.why{max-width:520px;font-size:12px}")
 
+
+
+def score_text(value: float, digits: int = 3) -> str:
+    """A score as the tables show it: ``digits`` decimals, or as many more (up to 6) as it takes for a score below 1
+    not to read 1.000 (a marginal novelty alert, 1 - 0.0005, reads 0.9995, not 1.000 beside an attack's 1.000)."""
+    if value is None or not math.isfinite(value):
+        return ""
+    for places in range(digits, max(digits, 6) + 1):
+        text = f"{value:.{places}f}"
+        if value >= 1.0 or not text.startswith("1."):
+            return text
+    return text
+    return text
 
 def _text(value: object) -> str:
     if value is None or (not isinstance(value, str) and pd.isna(value)):
@@ -50,7 +64,7 @@ def hosts_section(analyst: AnalystResult, top_n: int) -> str:
     rows = "".join(
         f"<tr><td class='{'alert' if r.alert else ''}'>{_text(r.address)}</td><td class='n'>{r.evidence:.1f}</td>"
         f"<td>{'ALERT' if r.alert else ''}</td><td class='n'>{r.flows:,}</td><td class='n'>{r.anomalous_flows:,}</td>"
-        f"<td class='n'>{r.max_score:.3f}</td><td class='n'>{r.peers:,}</td><td class='n'>{r.ports:,}</td>"
+        f"<td class='n'>{score_text(r.max_score)}</td><td class='n'>{r.peers:,}</td><td class='n'>{r.ports:,}</td>"
         f"<td>{_text(r.attack_classes)}</td><td class='why'>{_text(r.reasons)}</td>"
         f"<td>{_stamp(r.first_seen_ms)}</td><td>{_stamp(r.last_seen_ms)}</td><td>{_text(verdicts.get(r.address))}</td>"
         f"</tr>" for r in hosts.itertuples())
@@ -83,7 +97,8 @@ def incidents_section(analyst: AnalystResult, limit: int = 200) -> str:
             f"<tr><td><span class='sev {level}'>{_text(r.severity_label)}</span></td><td>{_incident_source(r)}</td>"
             f"<td>{_text(r.behaviour)}</td><td>{_stamp(r.start_ms)}</td><td>{_stamp(r.end_ms)}</td>"
             f"<td class='n'>{r.flows:,}</td><td class='n'>{r.peers:,}</td><td class='n'>{r.ports:,}</td>"
-            f"<td>{_text(r.top_ports)}</td><td class='n'>{r.max_score:.3f}</td><td class='why'>{_text(r.reason)}</td>"
+            f"<td>{_text(r.top_ports)}</td><td class='n'>{score_text(r.max_score)}</td>"
+            f"<td class='why'>{_text(r.reason)}</td>"
             f"<td>{_text(r.true_class)}</td><td>{_text(verdicts.get(r.incident_id))}</td>"
             f"<td><code>{_text(r.incident_id)}</code></td></tr>")
     more = (f"<p class='meta'>{len(incidents) - limit:,} more in incidents.parquet.</p>"

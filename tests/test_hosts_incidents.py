@@ -154,3 +154,11 @@ def test_severity_reads_each_model_on_its_own_scale():
     assert level(attack_score=0.999, novelty_score=1 - 5e-5, novelty_rule=False) == "high"  # the larger of the two
     with pytest.raises(ValueError, match="severity_tail"):
         AnalystConfig(severity_tail=(1e-6, 1e-4))
+
+
+def test_scores_below_one_never_read_one():
+    from flowhawk.reports.html_analyst import score_text
+
+    assert [score_text(v) for v in (1.0, 0.9995, 0.999074, 0.99999, 0.5)] == [
+        "1.000", "0.9995", "0.999", "0.99999", "0.500"]
+    assert score_text(float("nan")) == "" and score_text(0.95, 4) == "0.9500" and score_text(0.99995, 4) == "0.99995"
