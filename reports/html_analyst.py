@@ -22,14 +22,15 @@ CSS = (".sev4{background:#7a0916;color:#fff}.sev3{background:#d64545;color:#fff}
 
 def score_text(value: float, digits: int = 3) -> str:
     """A score as the tables show it: ``digits`` decimals, or as many more (up to 6) as it takes for a score below 1
-    not to read 1.000 (a marginal novelty alert, 1 - 0.0005, reads 0.9995, not 1.000 beside an attack's 1.000)."""
+    not to read 1.000 (a marginal novelty alert, 1 - 0.0005, reads 0.9995, not 1.000 beside an attack's 1.000);
+    within 5e-7 of 1 it reads 1.000."""
     if value is None or not math.isfinite(value):
         return ""
     for places in range(digits, max(digits, 6) + 1):
         text = f"{value:.{places}f}"
         if value >= 1.0 or not text.startswith("1."):
             return text
-    return text
+    return f"{value:.{digits}f}"  # within 5e-7 of 1: as good as 1
     return text
 
 def _text(value: object) -> str:

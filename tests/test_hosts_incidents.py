@@ -162,3 +162,4 @@ def test_scores_below_one_never_read_one():
     assert [score_text(v) for v in (1.0, 0.9995, 0.999074, 0.99999, 0.5)] == [
         "1.000", "0.9995", "0.999", "0.99999", "0.500"]
     assert score_text(float("nan")) == "" and score_text(0.95, 4) == "0.9500" and score_text(0.99995, 4) == "0.99995"
+    assert score_text(1 - 1e-9) == "1.000"  # as good as 1
