@@ -30,7 +30,14 @@ from pathlib import Path
 
 import pyarrow.fs as pafs
 
-from flowhawk.common.files import atomic_path, atomic_write_bytes, atomic_write_json, swap_dir, tmp_sibling
+from flowhawk.common.files import (
+    atomic_path,
+    atomic_write_bytes,
+    atomic_write_json,
+    exclusive_lock,
+    swap_dir,
+    tmp_sibling,
+)
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +45,7 @@ SCHEMES = ("s3",)
 REMOTE_FILE = ".remote.json"
 STORE_ID = ".flowhawk-store.json"  # at the URL: the store's identity (hidden from unit listings: a '.' name)
 CHUNK = 8 << 20
+PULL_LOCKS = ".pull-locks"  # in a working copy: one lock file per unit being pulled (never pushed)
 STALE_UPLOAD_S = 3600.0  # an uncommitted unit younger than this may belong to a push in progress
 
 
@@ -202,6 +210,14 @@ class Mirror:
         final = self.local / rel
         if (final / marker).is_file() and not (refresh and self._marker_changed(rel, marker)):
             return True
+        lock = self.local / PULL_LOCKS / f"{hashlib.sha256(rel.encode()).hexdigest()[:16]}.lock"
+        with exclusive_lock(lock):  # one pull of a unit at a time, across the threads and processes sharing the copy
+            if (final / marker).is_file() and not (refresh and self._marker_changed(rel, marker)):
+                return True  # pulled by another while this one waited: swapping it again would pull it from
+            return self._download(rel, marker, final)  # under a reader's feet (a Dask worker's other task)
+
+    def _download(self, rel: str, marker: str, final: Path) -> bool:
+        """``pull``'s download: the unit's files into a temp folder, the marker last, then swapped in."""
         try:
             marker_bytes = self.store.read_bytes(f"{rel}/{marker}")
         except FileNotFoundError:

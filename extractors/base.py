@@ -27,6 +27,11 @@ class BadInputError(Exception):
         self.reason = " ".join(str(reason).split())  # one line, always
         super().__init__(f"{self.path}: {self.reason}")
 
+    def __reduce__(self) -> tuple[type, tuple[Path, str]]:
+        """Pickled as its two arguments: a Dask worker sends it to the client, which rebuilds it (the default
+        rebuild passes only the message and failed, hiding the error behind a TypeError)."""
+        return type(self), (self.path, self.reason)
+
 
 @dataclass
 class ExtractNotes:

@@ -77,6 +77,11 @@ class RegistryError(Exception):
         self.reason = " ".join(str(reason).split())
         super().__init__(f"{self.path}: {self.reason}")
 
+    def __reduce__(self) -> tuple[type, tuple[Path, str]]:
+        """Pickled as its two arguments: a Dask worker sends it to the client, which rebuilds it (the default
+        rebuild passes only the message and failed, hiding the error behind a TypeError)."""
+        return type(self), (self.path, self.reason)
+
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -8,6 +8,7 @@ rerun completes; the registry's versions and ``current`` pointer; ``process_inbo
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import subprocess
@@ -239,3 +240,42 @@ def test_refused_credentials_and_unknown_schemes_are_one_line_errors(s3, tmp_pat
         assert proc.returncode != 0 and "Traceback" not in out, out
         [line] = [ln for ln in out.splitlines() if ln.startswith("flowhawk:")]
         assert location in line and reason in line, out
+
+
+def test_a_pull_that_waited_for_another_does_not_swap_the_unit_under_its_readers(s3, tmp_path):
+    """Two tasks of one Dask worker load the same model version from S3: the second found it missing, waited for
+    the first's download, and must then use it, not download it again and swap the folder (a reader of the first
+    saw 'weights.ckpt is missing' in the window of that swap, in CI)."""
+    import threading
+
+    from flowhawk.common.files import exclusive_lock
+    from flowhawk.common.objectstore import PULL_LOCKS, Mirror
+
+    _, bucket = s3
+    url = f"s3://{bucket}/pulls"
+    ingest_frame(working_copy(url, tmp_path / "writer"), make_flows(50, seed=3), "b1")
+    mirror = Mirror.of(working_copy(url, tmp_path / "worker"))
+    unit = "flows/batch=b1"
+    lock = mirror.local / PULL_LOCKS / f"{hashlib.sha256(unit.encode()).hexdigest()[:16]}.lock"
+    results: list[bool] = []
+    with exclusive_lock(lock):  # the first pull, in progress
+        second = threading.Thread(target=lambda: results.append(mirror.pull(unit, MANIFEST)))
+        second.start()
+        time.sleep(0.5)  # the second has found the unit missing and waits for the lock
+        assert not results and second.is_alive()
+        assert mirror._download(unit, MANIFEST, mirror.local / unit)  # the first's download completes
+        first = (mirror.local / unit).stat().st_ino
+    second.join(timeout=30)
+    assert results == [True] and (mirror.local / unit).stat().st_ino == first  # used, not swapped
+
+
+def test_registry_and_input_errors_survive_pickling():
+    """A Dask worker pickles a task's exception for the client: it must come back as itself, one line."""
+    import pickle
+
+    from flowhawk.extractors.base import BadInputError
+    from flowhawk.model.registry import RegistryError
+
+    for error in (RegistryError("/m/v0001", "weights.ckpt is missing"), BadInputError("/in/x.pcap", "truncated")):
+        again = pickle.loads(pickle.dumps(error))
+        assert type(again) is type(error) and str(again) == str(error) and again.reason == error.reason
