@@ -28,7 +28,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import emit
@@ -131,8 +130,7 @@ def _scored(trained, lake, batch, history):
 
     flows = lake.read_flows([batch])
     novelty = isinstance(trained, TrainedNovelty)
-    window = trained.config.window if novelty else trained.train_config.window
-    context = batch_context(lake, [batch], flows, window) if history else None
+    context = batch_context(lake, [batch], flows, _window(trained)) if history else None
     if novelty:
         return flows, combine_scores(len(flows), None, score_novelty(trained, flows, context=context))
     return flows, score_frame(trained, flows, context=context)
@@ -189,10 +187,9 @@ def _edge_recall(flows, is_attack, flagged, window: int) -> str:
     """Recall on the attack flows among their source host's first ``window - 1`` flows of the batch (time order),
     whose windows reach back into the flows of the batch before (the context), and on the rest: "caught of all"
     for each. Where a refresh loses recall on the lab, this tells whether it is at the batch boundary."""
-    order = np.lexsort((np.arange(len(flows)), pd.to_numeric(flows["FLOW_START_MILLISECONDS"], errors="coerce")
-                        .fillna(0).to_numpy()))
-    position = np.empty(len(flows), dtype=np.int64)
-    position[order] = flows.iloc[order].groupby("IPV4_SRC_ADDR", sort=False).cumcount().to_numpy()
+    from flowhawk.model.windows import build_window_index
+
+    position = build_window_index(flows, window=1).depth  # each flow's place among its host's flows, in time
     edge = is_attack & (position < window - 1)
     rest = is_attack & ~edge
     return f"{int(flagged[edge].sum())} of {int(edge.sum())} / {int(flagged[rest].sum())} of {int(rest.sum())}"

@@ -208,13 +208,17 @@ class Mirror:
         store has no committed unit there. A unit already local is kept, unless ``refresh`` and its marker
         differs from the store's (a unit replaced as a whole, e.g. a report written again)."""
         final = self.local / rel
-        if (final / marker).is_file() and not (refresh and self._marker_changed(rel, marker)):
+        if self._current(rel, marker, refresh):
             return True
         lock = self.local / PULL_LOCKS / f"{hashlib.sha256(rel.encode()).hexdigest()[:16]}.lock"
         with exclusive_lock(lock):  # one pull of a unit at a time, across the threads and processes sharing the copy
-            if (final / marker).is_file() and not (refresh and self._marker_changed(rel, marker)):
+            if self._current(rel, marker, refresh):
                 return True  # pulled by another while this one waited: swapping it again would pull it from
             return self._download(rel, marker, final)  # under a reader's feet (a Dask worker's other task)
+
+    def _current(self, rel: str, marker: str, refresh: bool) -> bool:
+        """The unit is local, and (with ``refresh``) its marker is the store's."""
+        return (self.local / rel / marker).is_file() and not (refresh and self._marker_changed(rel, marker))
 
     def _download(self, rel: str, marker: str, final: Path) -> bool:
         """``pull``'s download: the unit's files into a temp folder, the marker last, then swapped in."""

@@ -31,6 +31,8 @@ import pandas as pd
 
 from flowhawk.common.files import exclusive_lock
 from flowhawk.lake.store import Lake, batch_order
+from flowhawk.model.features import column_floats
+from flowhawk.model.host_features import SYN
 from flowhawk.model.novelty import Teaching, context_depth, score_novelty, train_novelty
 from flowhawk.model.novelty_config import NoveltyConfig
 from flowhawk.model.novelty_guard import GuardConfig, train_guarded
@@ -43,7 +45,7 @@ NOVELTY_FOLDER = "novelty"
 BASELINE_LOCK = ".baseline.lock"
 DEFAULT_BASELINE_FLOWS = 1000
 DRIFT_REFRESH = 0.25
-TCP, SYN = 6, 2  # IP protocol number; the SYN bit of TCP_FLAGS
+TCP = 6  # IP protocol number
 
 
 def novelty_registry(models: Path | str) -> Registry:
@@ -132,14 +134,13 @@ def continued_in(flows: pd.DataFrame, frame: pd.DataFrame) -> np.ndarray:
     stretches the window's time span: on the lab capture cut in two, the slowloris host's rate read 0.75 flows/s
     instead of 15,000 in its first 15 windows of the second half, and most of those flows were missed
     (benchmarks/results/analyst.md)."""
-    needed = {"community_id", "PROTOCOL", "TCP_FLAGS"}
-    if not needed <= set(flows.columns) or not needed <= set(frame.columns):
+    if "community_id" not in flows.columns or "community_id" not in frame.columns:
         return np.zeros(len(flows), dtype=bool)
-    flags = pd.to_numeric(frame["TCP_FLAGS"], errors="coerce")
-    fragment = (pd.to_numeric(frame["PROTOCOL"], errors="coerce") == TCP) & flags.notna() & (
-        flags.fillna(0).astype("int64") & SYN == 0)
-    ids = set(frame.loc[fragment.to_numpy(), "community_id"].dropna().astype(str))
-    tcp = (pd.to_numeric(flows["PROTOCOL"], errors="coerce") == TCP).to_numpy()
+    flags = column_floats(frame, "TCP_FLAGS")
+    bits = np.where(np.isfinite(flags), flags, SYN).astype(np.int64)  # no flags: never a fragment
+    fragment = (column_floats(frame, "PROTOCOL") == TCP) & ((bits & SYN) == 0)
+    ids = set(frame.loc[fragment, "community_id"].dropna().astype(str))
+    tcp = column_floats(flows, "PROTOCOL") == TCP
     return tcp & flows["community_id"].astype("string").isin(ids).fillna(False).to_numpy(dtype=bool)
 
 

@@ -19,7 +19,6 @@ CSS = (".sev4{background:#7a0916;color:#fff}.sev3{background:#d64545;color:#fff}
        ".alert{color:#b42318;font-weight:600}.why{max-width:520px;font-size:12px}")
 
 
-
 def score_text(value: float, digits: int = 3) -> str:
     """A score as the tables show it: ``digits`` decimals, or as many more (up to 6) as it takes for a score below 1
     not to read 1.000 (a marginal novelty alert, 1 - 0.0005, reads 0.9995, not 1.000 beside an attack's 1.000);
@@ -31,7 +30,7 @@ def score_text(value: float, digits: int = 3) -> str:
         if value >= 1.0 or not text.startswith("1."):
             return text
     return f"{value:.{digits}f}"  # within 5e-7 of 1: as good as 1
-    return text
+
 
 def _text(value: object) -> str:
     if value is None or (not isinstance(value, str) and pd.isna(value)):
