@@ -88,6 +88,8 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--monitor", choices=MONITORS, default=d.monitor,
                    help=f"validation loss for early stopping (default {d.monitor})")
     p.add_argument("--lr-schedule", choices=LR_SCHEDULES, default=d.lr_schedule, help=f"default {d.lr_schedule}")
+    p.add_argument("--host-features", action="store_true",
+                   help="add each flow's host-window statistics (fan-out, RST share, rate, ...) to its features")
     p.add_argument("--flow-skip", type=int, default=0, help="per-flow branch width (default 0: the paper's net)")
     p.add_argument("--baselines", default=",".join(BASELINES),
                    help=f"comma list or 'none' (default {','.join(BASELINES)})")
@@ -174,6 +176,7 @@ def _train(args: argparse.Namespace) -> int:
                          lr=args.lr, window=args.window, split=args.split, feature_set=args.feature_set,
                          max_train_rows=args.max_train_rows, seed=args.seed, patience=args.patience,
                          threshold_metric=args.threshold_metric, monitor=args.monitor, lr_schedule=args.lr_schedule,
+                         host_features=args.host_features,
                          model=({"hidden": args.hidden, "conv_channels": args.hidden} if args.hidden else {})
                          | ({"flow_skip": args.flow_skip} if args.flow_skip else {}))
     names = () if args.baselines in ("", "none") else tuple(args.baselines.split(","))

@@ -62,6 +62,8 @@ class TrainOptions(_Frozen):
     max_train_rows: int | None = Field(_TRAIN.max_train_rows, ge=10,
                                        description="cap on training rows (seeded subsample)")
     seed: int = Field(_TRAIN.seed, ge=0)
+    host_features: bool = Field(_TRAIN.host_features, description="add each flow's host-window statistics "
+                                "(fan-out, RST share, rate, ...) to its features")
     baselines: list[Literal[BASELINE_NAMES]] = Field(  # type: ignore[valid-type]
         list(BASELINE_NAMES), description="per-flow baselines compared on the same split (empty: none)")
 

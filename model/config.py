@@ -130,6 +130,9 @@ class-weighted training loss) or ``loss`` (plain cross-entropy: with 99.5 % atta
 ~100 benign flows of weight ~100 and rises as soon as one of them is confidently wrong).
 ``lr_schedule`` ``cosine`` decays the learning rate from ``lr`` to 1 % of it over ``epochs`` (per step).
 ``feature_options`` holds ``FeaturePipeline`` overrides (``FEATURE_OPTIONS``, e.g. ``top_values``).
+``host_features`` adds to every flow the ``model.host_features`` statistics of its window (fan-out, RST and
+unanswered shares, rate, ...) as numeric features, so the network and its explanations can use and name what the
+source host did, not only the flow's own fields (needs ``group_by`` source; off by default, the paper's inputs).
     """
 
     task: str = "binary"
@@ -155,6 +158,7 @@ class-weighted training loss) or ``loss`` (plain cross-entropy: with 99.5 % atta
     monitor: str = "weighted_loss"
     model: Mapping[str, Any] = field(default_factory=dict)
     feature_options: Mapping[str, Any] = field(default_factory=dict)
+    host_features: bool = False
 
     def __post_init__(self) -> None:
         _check(self.task in TASKS, "task", f"one of {TASKS}", self.task)
@@ -176,6 +180,9 @@ class-weighted training loss) or ``loss`` (plain cross-entropy: with 99.5 % atta
                self.threshold_metric)
         _check(isinstance(self.class_weighted, bool), "class_weighted", "a bool", self.class_weighted)
         _check(isinstance(self.oversample, bool), "oversample", "a bool", self.oversample)
+        _check(isinstance(self.host_features, bool), "host_features", "a bool", self.host_features)
+        _check(not self.host_features or self.group_by == "source", "host_features",
+               "False when group_by is not 'source' (host statistics need per-host windows)", self.host_features)
         _check(isinstance(self.class_weight_power, (int, float)) and 0 < self.class_weight_power <= 1,
                "class_weight_power", "a number in (0, 1]", self.class_weight_power)
         _check(isinstance(self.max_monitor_rows, int) and self.max_monitor_rows >= 10, "max_monitor_rows",

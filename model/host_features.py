@@ -123,6 +123,12 @@ def _window_stats(flow: dict[str, np.ndarray], index: np.ndarray) -> np.ndarray:
     ], axis=1)
 
 
+def context_depth(window: int) -> int:
+    """Earlier flows per host that reach a flow's score when flows carry host features: its window holds
+    ``window - 1`` of them, and each of those carries host features of its own window, ``window - 1`` further back."""
+    return 2 * (window - 1)
+
+
 def host_window_features(frame: pd.DataFrame, index: WindowIndex, chunk: int = DEFAULT_CHUNK) -> pd.DataFrame:
     """One row per flow of ``frame`` (same index): the HOST_FEATURES of its window in ``index``."""
     if len(index) != len(frame):
@@ -144,3 +150,12 @@ def with_host_features(frame: pd.DataFrame, window: int, group_by: str = "source
     hosts = host_window_features(frame, index)
     base = frame if columns is None else frame[[c for c in columns if c in frame.columns]]
     return pd.concat([base, hosts], axis=1), index
+
+
+def window_inputs(frame: pd.DataFrame, window: int, group_by: str, host_features: bool
+                  ) -> tuple[pd.DataFrame, WindowIndex]:
+    """What a model's feature pipeline transforms, and its windows: ``frame`` with the HOST_FEATURES columns of
+    its windows added when ``host_features`` (``TrainConfig.host_features``), else ``frame`` itself."""
+    if host_features:
+        return with_host_features(frame, window, group_by)
+    return frame, build_window_index(frame, window=window, group_by=group_by)

@@ -44,7 +44,7 @@ from mindspore import Tensor, nn
 
 from flowhawk.model.calibration import TailCalibration
 from flowhawk.model.features import FeaturePipeline, feature_columns
-from flowhawk.model.host_features import HOST_FEATURES, with_host_features
+from flowhawk.model.host_features import HOST_FEATURES, context_depth, with_host_features
 from flowhawk.model.network import make_train_step
 from flowhawk.model.novelty_config import NoveltyConfig
 from flowhawk.model.novelty_explain import explain_rows
@@ -76,12 +76,6 @@ def novelty_inputs(frame: pd.DataFrame, pipeline_or_config: FeaturePipeline | No
     """The columns the features need plus HOST_FEATURES, and the window index."""
     feature_set = pipeline_or_config.feature_set
     return with_host_features(frame, window, columns=feature_columns(feature_set))
-
-
-def context_depth(window: int) -> int:
-    """Earlier flows per host that reach a flow's score: its window holds ``window - 1`` of them, and each of those
-    carries host features of its own window, ``window - 1`` further back."""
-    return 2 * (window - 1)
 
 
 def with_context(frame: pd.DataFrame, context: pd.DataFrame | None, window: int) -> tuple[pd.DataFrame, int]:

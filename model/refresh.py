@@ -43,6 +43,7 @@ import pandas as pd
 
 from flowhawk.common.config import config_from_mapping
 from flowhawk.lake.store import Lake
+from flowhawk.model.host_features import context_depth, window_inputs
 from flowhawk.model.labels import encode_labels
 from flowhawk.model.refresh_guard import NEW, OLD, compare, decide_promotion
 from flowhawk.model.registry import Registry, data_manifest
@@ -152,18 +153,19 @@ def row_roles(frame: pd.DataFrame, config: RefreshConfig) -> np.ndarray:
     return roles
 
 
-def sample_old(old: pd.DataFrame, y_old: np.ndarray, config: RefreshConfig, window: int, group_by: str
+def sample_old(old: pd.DataFrame, y_old: np.ndarray, config: RefreshConfig, depth: int, group_by: str
                ) -> tuple[np.ndarray, np.ndarray]:
     """Row positions of ``old`` to keep (sorted) and each kept row's role (CONTEXT for window context only).
 
     Whole blocks of ``block_rows`` consecutive flows (window order) are drawn at random until they hold
-    ``replay_rows`` labelled TRAIN rows; each block brings the ``window - 1`` flows before it as context.
+    ``replay_rows`` labelled TRAIN rows; each block brings the ``depth`` flows before it as context (``window - 1``,
+    or ``context_depth(window)`` for a model with host features, whose context flows need windows of their own).
     """
 
     roles = row_roles(old, config)
     if len(old) == 0 or config.replay_rows == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int8)
-    order = build_window_index(old, window=window, group_by=group_by).order
+    order = build_window_index(old, window=1, group_by=group_by).order
     trainable = (roles == TRAIN) & (y_old >= 0)
     starts = np.arange(0, len(order), config.block_rows)
     rng = np.random.default_rng(config.seed)
@@ -171,7 +173,7 @@ def sample_old(old: pd.DataFrame, y_old: np.ndarray, config: RefreshConfig, wind
     for start in rng.permutation(starts):
         block = order[start:start + config.block_rows]
         chosen.append(block)
-        context.append(order[max(0, start - (window - 1)):start])
+        context.append(order[max(0, start - depth):start])
         count += int(trainable[block].sum())
         if count >= config.replay_rows:
             break
@@ -195,7 +197,8 @@ def prepare_refresh(current: TrainedModel, old: pd.DataFrame, new: pd.DataFrame,
 
     tc = current.train_config
     y_old, _ = _labels(old, current)
-    rows, old_roles = sample_old(old, y_old, config, tc.window, tc.group_by)
+    depth = context_depth(tc.window) if tc.host_features else tc.window - 1
+    rows, old_roles = sample_old(old, y_old, config, depth, tc.group_by)
     frame = pd.concat([old.iloc[rows], new], ignore_index=True)
     origin = np.concatenate([np.full(len(rows), OLD, np.int8), np.full(len(new), NEW, np.int8)])
     roles = np.concatenate([old_roles, row_roles(new, config)])
@@ -214,8 +217,8 @@ def prepare_refresh(current: TrainedModel, old: pd.DataFrame, new: pd.DataFrame,
         raise RefreshError("refresh: the new batches hold no labelled flows to train on")
     train, val, test = (np.flatnonzero(labelled & (roles == r)).astype(np.int64) for r in (TRAIN, VAL, TEST))
     verdict_positions = np.flatnonzero(marked).astype(np.int64)
-    features = current.pipeline.transform(frame)
-    index = build_window_index(frame, window=tc.window, group_by=tc.group_by)
+    inputs, index = window_inputs(frame, tc.window, tc.group_by, tc.host_features)
+    features = current.pipeline.transform(inputs)
     contrast = contrast_rows(features, index.depth, y, train, verdict_positions, config, tc.window)
     weighted = np.concatenate([np.tile(verdict_positions, config.verdict_weight),
                                np.tile(contrast, config.verdict_weight)])

@@ -51,6 +51,7 @@ from flowhawk.extractors.schema import COLUMN_NAMES, READABLE_SCHEMA_VERSIONS, S
 from flowhawk.lake.store import Lake
 from flowhawk.model.config import ModelConfig, TrainConfig
 from flowhawk.model.features import FeaturePipeline
+from flowhawk.model.host_features import HOST_FEATURES
 from flowhawk.model.novelty_store import TrainedNovelty, check_meta
 from flowhawk.model.trained import TrainedModel
 
@@ -367,11 +368,12 @@ def _check_compatible(where: Path, manifest: dict[str, Any]) -> None:
         return
     try:
         model_config = ModelConfig.from_dict(meta["model_config"])
-        TrainConfig.from_dict(meta["train_config"])
+        train_config = TrainConfig.from_dict(meta["train_config"])
         pipeline = FeaturePipeline.from_json((where / "features.json").read_text())
     except (KeyError, TypeError, ValueError) as exc:
         raise RegistryError(where, f"incompatible: {_first_line(exc)}") from None
-    unknown = sorted({s["name"] for s in pipeline.specs} - set(COLUMN_NAMES))
+    computed = set(HOST_FEATURES) if train_config.host_features else set()
+    unknown = sorted({s["name"] for s in pipeline.specs} - set(COLUMN_NAMES) - computed)
     if unknown:
         raise RegistryError(where, f"incompatible: features use column(s) not in the flow schema: {unknown}")
     if pipeline.n_features != model_config.n_features:

@@ -21,9 +21,10 @@ import pandas as pd
 from mindspore import Tensor
 
 from flowhawk.model.decision import attack_scores, decide
+from flowhawk.model.host_features import context_depth, window_inputs
 from flowhawk.model.network import make_predict
 from flowhawk.model.trained import TrainedModel
-from flowhawk.model.windows import WindowIndex, build_window_index, with_history
+from flowhawk.model.windows import WindowIndex, with_history
 
 log = logging.getLogger(__name__)
 DEFAULT_BATCH = 1024
@@ -82,8 +83,9 @@ def score_frame(trained: TrainedModel, frame: pd.DataFrame, batch_size: int = DE
         return result
     config = trained.train_config
     whole, offset = history_frame(trained, frame, context)
-    features = trained.pipeline.transform(whole)
-    index = build_window_index(whole, window=config.window, group_by=config.group_by)
+    inputs, index = window_inputs(whole, config.window, config.group_by, config.host_features)
+    features = trained.pipeline.transform(inputs)
+    del inputs
     probs = predict_proba(trained.network, features, index, offset + np.arange(len(frame)), batch_size)
     del features
     scores = attack_scores(probs)
@@ -100,8 +102,10 @@ def score_frame(trained: TrainedModel, frame: pd.DataFrame, batch_size: int = DE
 def history_frame(trained: TrainedModel, frame: pd.DataFrame, context: pd.DataFrame | None
                   ) -> tuple[pd.DataFrame, int]:
     """``with_history`` for this model's windows: the context flows its windows can reach (``window - 1`` per
-    host; none when the windows are global, not per host) followed by ``frame``, and ``frame``'s offset."""
+    host, twice that with host features, so that those flows' own host statistics see full windows too; none when
+    the windows are global, not per host) followed by ``frame``, and ``frame``'s offset."""
     config = trained.train_config
     if config.group_by != "source":
         return frame, 0
-    return with_history(frame, context, config.window - 1)
+    depth = context_depth(config.window) if config.host_features else config.window - 1
+    return with_history(frame, context, depth)

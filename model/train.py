@@ -20,13 +20,14 @@ from flowhawk.model.config import ModelConfig, TrainConfig
 from flowhawk.model.decision import attack_scores, decide
 from flowhawk.model.evaluate import classification_metrics, majority_check, tune_threshold
 from flowhawk.model.features import FeaturePipeline
+from flowhawk.model.host_features import HOST_FEATURES, window_inputs
 from flowhawk.model.labels import attack_kinds, encode_labels
 from flowhawk.model.network import build_network, make_train_step
 from flowhawk.model.scoring import DEFAULT_BATCH as EVAL_BATCH
 from flowhawk.model.scoring import predict_proba
 from flowhawk.model.splits import Split, capped_subsample, split_rows
 from flowhawk.model.trained import TrainedModel
-from flowhawk.model.windows import WindowIndex, build_window_index
+from flowhawk.model.windows import WindowIndex
 
 log = logging.getLogger(__name__)
 MAX_WEIGHT_RATIO = 100.0  # cap on class-weight imbalance (largest / smallest)
@@ -59,10 +60,11 @@ def prepare(frame: pd.DataFrame, config: TrainConfig, pipeline: FeaturePipeline 
     train_rows = split.train
     if config.max_train_rows is not None:
         train_rows = capped_subsample(train_rows, y[train_rows], config.max_train_rows, config.seed)
+    inputs, index = window_inputs(frame, config.window, config.group_by, config.host_features)
     if pipeline is None:
-        pipeline = FeaturePipeline(config.feature_set, **config.feature_options).fit(frame.iloc[split.train])
-    features = pipeline.transform(frame)
-    index = build_window_index(frame, window=config.window, group_by=config.group_by)
+        pipeline = FeaturePipeline(config.feature_set, extra_numeric=HOST_FEATURES if config.host_features else (),
+                                   **config.feature_options).fit(inputs.iloc[split.train])
+    features = pipeline.transform(inputs)
     log.info("prepared %d flows (%s split %s, %d training rows used), %d features, classes %s", len(frame),
              split.method, split.sizes(), len(train_rows), features.shape[1], names)
     return Prepared(y, names, split, train_rows, pipeline, features, index)

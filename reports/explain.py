@@ -18,7 +18,10 @@ a novelty model puts its deviation there). ``reason`` is ``reason_text`` of the 
 
 Supervised model (``explain_supervised``): occlusion. For each source column of the feature pipeline, that
 column's features are set, in the scored flow (``scope="flow"``, the default: which of the flow's own fields
-drove its alert; its window's other flows stay as they are) or in every flow of its window (``window``), to their
+drove its alert; its window's other flows stay as they are) or in every flow of its window (``window``; always for
+a model with host features (``TrainConfig.host_features``) when the column is one: a host feature describes the
+host's recent flows, and its earlier flows carry nearly the same value, so occluding it in one flow hides
+nothing), to their
 mean over the batch's flows predicted benign (the pipeline's fitted medians when there are none; a mean rather
 than one benign flow's value, so that 16 flows sharing one source port do not look like a tool pinning its port);
 the network runs
@@ -43,9 +46,10 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import pandas as pd
 
+from flowhawk.model.host_features import HOST_FEATURES, window_inputs
 from flowhawk.model.scoring import history_frame, predict_proba
 from flowhawk.model.trained import TrainedModel
-from flowhawk.model.windows import WindowIndex, build_window_index
+from flowhawk.model.windows import WindowIndex
 from flowhawk.reports.analyst_config import EXPLAIN_REFERENCES, EXPLAIN_SCOPES
 
 EXPLANATION_VERSION = 1
@@ -172,12 +176,13 @@ def explain_supervised(trained: TrainedModel, frame: pd.DataFrame, scores: pd.Da
     predicted = scores["predicted_class"].astype(str).to_numpy()
     cls_idx = np.array([classes.index(c) if c in classes else 1 for c in predicted[rows]])
     blocks = _column_blocks(trained)
-    flows = frame.reset_index(drop=True)
     benign = predicted == classes[0]
+    tc = trained.train_config
+    whole, offset = history_frame(trained, frame.reset_index(drop=True), context)
+    inputs, index = window_inputs(whole, tc.window, tc.group_by, tc.host_features)
+    features = trained.pipeline.transform(inputs)
+    flows = inputs.iloc[offset:].reset_index(drop=True)  # the batch's flows, with their host features if any
     expected = typical_benign(flows, benign, blocks)
-    whole, offset = history_frame(trained, flows, context)
-    features = trained.pipeline.transform(whole)
-    index = build_window_index(whole, window=trained.train_config.window, group_by=trained.train_config.group_by)
     base = predict_proba(trained.network, features, index, offset + rows, batch_size)
     base_p = base[np.arange(len(rows)), cls_idx]
     references = _references(trained, features, np.concatenate([np.zeros(offset, bool), benign]), blocks,
@@ -205,14 +210,15 @@ def _occlusion_weights(trained: TrainedModel, features: np.ndarray, index: Windo
                        references: Iterator[np.ndarray], batch_size: int, scope: str) -> np.ndarray:
     """(rows, columns): mean over the references of the drop of the log-odds (``predicted``: each row's class
     index and unoccluded log-odds) when a column takes the reference's values in every flow of the window
-    (``scope`` window; ``features`` is restored after each column) or in the scored flow only (``flow``)."""
+    (``scope`` window, and host features in either scope; ``features`` is restored after each column) or in the
+    scored flow only (``flow``)."""
     cls_idx, base_odds = predicted
     weights = np.zeros((len(rows), len(blocks)), dtype=np.float64)
     draws = 0
     for draw in references:
         draws += 1
-        for j, (_, _, block) in enumerate(blocks):
-            if scope == "flow":
+        for j, (name, _, block) in enumerate(blocks):
+            if scope == "flow" and name not in HOST_FEATURES:
                 occluded = predict_proba(trained.network, features, index, rows, batch_size,
                                          edit=_last_flow_edit(draw, block))
             else:
