@@ -8,10 +8,12 @@ Each measurement runs in a fresh subprocess that reports ``ru_maxrss``:
 
 The frame has the 12 NF-v1 columns plus FLOW_START_MILLISECONDS, 2,000 source addresses (Zipf-like sizes),
 so windows draw on real per-source index arrays. The network is the paper-size CNN-BiLSTM unless
-``--channels`` shrinks it (memory of the scorer does not depend on it much; time does).
+``--channels`` shrinks it (memory of the scorer does not depend on it much; time does). ``--host-features``
+measures a detector trained with ``TrainConfig.host_features`` (the host-window statistics computed at scoring),
+and also the plain detector in the same run, so the two compare as a ratio.
 
 Usage (repo root): ``python benchmarks/bench_score_memory.py [--flows 1000000] [--batch 1024] [--channels 64]
-[--out benchmarks/results/train.md]``.
+[--host-features] [--out benchmarks/results/train.md]``.
 """
 
 from __future__ import annotations
@@ -63,7 +65,7 @@ def _peak_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
-def worker(mode: str, flows: int, batch: int, channels: int) -> dict:
+def worker(mode: str, flows: int, batch: int, channels: int, host_features: bool = False) -> dict:
     started = time.monotonic()
     frame = synthetic_frame(flows)
     out = {"mode": mode, "flows": flows, "frame_mib": frame.memory_usage(deep=True).sum() / 2**20,
@@ -74,7 +76,7 @@ def worker(mode: str, flows: int, batch: int, channels: int) -> dict:
         from flowhawk.model.train import train_model
 
         config = TrainConfig(epochs=1, batch_size=256, max_train_rows=5000, split="stratified",
-                             model={"conv_channels": channels, "hidden": channels})
+                             host_features=host_features, model={"conv_channels": channels, "hidden": channels})
         small = frame.sample(n=20_000, random_state=0).sort_index()
         trained = train_model(small, config)
         del small
@@ -86,9 +88,9 @@ def worker(mode: str, flows: int, batch: int, channels: int) -> dict:
     return out
 
 
-def measure(mode: str, args: argparse.Namespace) -> dict:
+def measure(mode: str, args: argparse.Namespace, host_features: bool = False) -> dict:
     cmd = [sys.executable, __file__, "--worker", mode, "--flows", str(args.flows), "--batch", str(args.batch),
-           "--channels", str(args.channels)]
+           "--channels", str(args.channels)] + (["--host-features"] if host_features else [])
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise SystemExit(f"worker {mode} failed:\n{done.stderr[-3000:]}")
@@ -100,13 +102,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--flows", type=int, default=1_000_000)
     parser.add_argument("--batch", type=int, default=1024)
     parser.add_argument("--channels", type=int, default=64)
+    parser.add_argument("--host-features", action="store_true",
+                        help="also score with a detector trained with host features (TrainConfig.host_features)")
     parser.add_argument("--worker", choices=("frame", "score"))
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
     if args.worker:
-        print(json.dumps(worker(args.worker, args.flows, args.batch, args.channels)))
+        print(json.dumps(worker(args.worker, args.flows, args.batch, args.channels, args.host_features)))
         return 0
     frame, score = measure("frame", args), measure("score", args)
+    hosts = measure("score", args, host_features=True) if args.host_features else None
     ok = score["peak_rss_mib"] < LIMIT_MIB and score["aligned"]
     text = "\n".join([
         "### Scoring memory", "",
@@ -120,9 +125,21 @@ def main(argv: list[str] | None = None) -> int:
         f"Scoring adds {score['peak_rss_mib'] - frame['peak_rss_mib']:.0f} MiB over holding the frame "
         f"(ratio {score['peak_rss_mib'] / frame['peak_rss_mib']:.2f}); limit {LIMIT_MIB:.0f} MiB: "
         f"{'PASS' if ok else 'FAIL'}; {score['flows'] / score['score_s']:,.0f} flows/s scored "
-        f"({score['flagged']:,} flagged).", ""])
+        f"({score['flagged']:,} flagged).", ""] + (host_lines(hosts, score) if hosts else []))
     emit(text, args.out)
+    ok = ok and (hosts is None or (hosts["peak_rss_mib"] < LIMIT_MIB and hosts["aligned"]))
     return 0 if ok else 1
+
+
+def host_lines(hosts: dict, plain: dict) -> list[str]:
+    """The host-feature detector's row, beside the plain one measured in the same run."""
+    return ["| measurement | peak RSS (MiB) | seconds |", "|---|---|---|",
+            f"| plain detector (above) | {plain['peak_rss_mib']:.0f} | {plain['score_s']:.1f} |",
+            f"| detector with host features: generate + train + score_frame all flows | {hosts['peak_rss_mib']:.0f} "
+            f"| {hosts['score_s']:.1f} |", "",
+            f"With host features: peak {hosts['peak_rss_mib'] / plain['peak_rss_mib']:.2f}x the plain detector's, "
+            f"scoring time {hosts['score_s'] / plain['score_s']:.2f}x ({hosts['flows'] / hosts['score_s']:,.0f} "
+            f"flows/s); limit {LIMIT_MIB:.0f} MiB: {'PASS' if hosts['peak_rss_mib'] < LIMIT_MIB else 'FAIL'}.", ""]
 
 
 if __name__ == "__main__":
