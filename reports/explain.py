@@ -159,12 +159,7 @@ def explain_supervised(trained: TrainedModel, frame: pd.DataFrame, scores: pd.Da
     replaced by (``sampled``: real benign flows' values, averaged over ``samples`` draws; ``mean``: the benign
     mean in feature space; see the module doc). ``context``: the earlier flows ``scores`` were computed with
     (``score_frame(context=)``); the windows reach back into them here too, occluded like the rest."""
-    if reference not in REFERENCES:
-        raise ValueError(f"explain_supervised: reference must be one of {REFERENCES}, got {reference!r}")
-    if scope not in SCOPES:
-        raise ValueError(f"explain_supervised: scope must be one of {SCOPES}, got {scope!r}")
-    if not isinstance(samples, int) or not 1 <= samples <= 64:
-        raise ValueError(f"explain_supervised: samples must be an integer in [1, 64], got {samples!r}")
+    _check_options(reference, scope, samples)
     n = len(frame)
     out = pd.DataFrame({"reason": [None] * n, "explanation": [None] * n}, dtype=object)
     anomalous = np.flatnonzero(scores["is_anomaly"].to_numpy(dtype=bool))
@@ -203,6 +198,15 @@ def explain_supervised(trained: TrainedModel, frame: pd.DataFrame, scores: pd.Da
     out.loc[rows, "reason"] = reasons
     out.loc[rows, "explanation"] = explanations
     return out
+
+
+def _check_options(reference: str, scope: str, samples: int) -> None:
+    if reference not in REFERENCES:
+        raise ValueError(f"explain_supervised: reference must be one of {REFERENCES}, got {reference!r}")
+    if scope not in SCOPES:
+        raise ValueError(f"explain_supervised: scope must be one of {SCOPES}, got {scope!r}")
+    if not isinstance(samples, int) or not 1 <= samples <= 64:
+        raise ValueError(f"explain_supervised: samples must be an integer in [1, 64], got {samples!r}")
 
 
 def _occlusion_weights(trained: TrainedModel, features: np.ndarray, index: WindowIndex, rows: np.ndarray,
