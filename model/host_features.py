@@ -106,8 +106,11 @@ def _window_stats(flow: dict[str, np.ndarray], index: np.ndarray) -> np.ndarray:
     tcp = flow["tcp"][at] * valid
     n_tcp = np.maximum(tcp.sum(axis=1), 1.0)
     times = np.where(valid, flow["time"][at], np.nan)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        span_s = (np.nanmax(times, axis=1) - np.nanmin(times, axis=1)) / 1000.0
+    timed = np.isfinite(times)
+    with np.errstate(invalid="ignore", divide="ignore"):  # nanmax/nanmin, without their all-NaN warning
+        last = np.where(timed, times, -np.inf).max(axis=1)
+        first = np.where(timed, times, np.inf).min(axis=1)
+        span_s = np.where(timed.any(axis=1), (last - first) / 1000.0, np.nan)
         rate = np.where(n > 1, (n - 1) / np.maximum(span_s, 1e-3), 0.0)
     rate = np.where(np.isnan(span_s), np.nan, rate)
     return np.stack([
