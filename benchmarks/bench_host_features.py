@@ -61,14 +61,19 @@ def run_fold(frame: pd.DataFrame, quiet: pd.DataFrame, kind: str, host: bool, ar
     trees = ExtraTreesClassifier(n_estimators=100, n_jobs=2, random_state=args.seed)
     trees.fit(prep.features[prep.train_rows], prep.y[prep.train_rows])
     tree_flag = trees.predict(prep.features) == 1
-    quiet_flag = score_frame(trained, quiet)["is_anomaly"].to_numpy() if len(quiet) else np.zeros(0, bool)
-    quiet_inputs = window_inputs(quiet, config.window, config.group_by, host)[0]
-    quiet_tree = trees.predict(prep.pipeline.transform(quiet_inputs)) == 1 if len(quiet) else quiet_flag
-    return {"recall": flagged[target].mean(), "fpr": flagged[test_benign].mean(),
-            "tree_recall": tree_flag[target].mean(), "tree_fpr": tree_flag[test_benign].mean(),
-            "quiet_fpr": quiet_flag.mean() if len(quiet) else np.nan,
-            "quiet_tree_fpr": quiet_tree.mean() if len(quiet) else np.nan,
-            "flows": int(target.sum()), "seconds": seconds}
+    out = {"recall": flagged[target].mean(), "fpr": flagged[test_benign].mean(),
+           "tree_recall": tree_flag[target].mean(), "tree_fpr": tree_flag[test_benign].mean(),
+           "quiet_fpr": np.nan, "quiet_tree_fpr": np.nan, "flows": int(target.sum()), "seconds": seconds}
+    if len(quiet):
+        quiet_inputs = window_inputs(quiet, config.window, config.group_by, host)[0]
+        out["quiet_fpr"] = score_frame(trained, quiet)["is_anomaly"].mean()
+        out["quiet_tree_fpr"] = (trees.predict(prep.pipeline.transform(quiet_inputs)) == 1).mean()
+    return out
+
+
+def pair(plain: dict, host: dict, key: str, fmt: str) -> str:
+    """One table cell: the plain model's value / the host-feature model's."""
+    return f"{plain[key]:{fmt}} / {host[key]:{fmt}}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -96,11 +101,10 @@ def main(argv: list[str] | None = None) -> int:
     for kind in kinds:
         plain, host = (run_fold(frame, quiet, kind, h, args) for h in (False, True))
         note = "" if plain["flows"] >= MIN_FLOWS else " (few flows)"
-        def pair(key: str, fmt: str, plain: dict = plain, host: dict = host) -> str:
-            return f"{plain[key]:{fmt}} / {host[key]:{fmt}}"
-        lines.append(f"| {kind}{note} | {plain['flows']:,} | {pair('recall', '.3f')} | {pair('fpr', '.4f')} | "
-                     f"{pair('quiet_fpr', '.4f')} | {pair('tree_recall', '.3f')} | {pair('tree_fpr', '.4f')} | "
-                     f"{pair('quiet_tree_fpr', '.4f')} |")
+        cells = [pair(plain, host, key, fmt) for key, fmt in (("recall", ".3f"), ("fpr", ".4f"), ("quiet_fpr", ".4f"),
+                                                              ("tree_recall", ".3f"), ("tree_fpr", ".4f"),
+                                                              ("quiet_tree_fpr", ".4f"))]
+        lines.append(f"| {kind}{note} | {plain['flows']:,} | " + " | ".join(cells) + " |")
         print(lines[-1], f"({plain['seconds']:.0f} s / {host['seconds']:.0f} s)", flush=True)
     emit("\n".join(lines), args.out)
     return 0

@@ -132,6 +132,12 @@ def context_depth(window: int) -> int:
     return 2 * (window - 1)
 
 
+def history_depth(window: int, host_features: bool) -> int:
+    """Earlier flows per host a supervised model's scores reach back to: ``window - 1``, or ``context_depth`` when
+    its flows carry host features (``TrainConfig.host_features``)."""
+    return context_depth(window) if host_features else window - 1
+
+
 def host_window_features(frame: pd.DataFrame, index: WindowIndex, chunk: int = DEFAULT_CHUNK) -> pd.DataFrame:
     """One row per flow of ``frame`` (same index): the HOST_FEATURES of its window in ``index``."""
     if len(index) != len(frame):

@@ -43,7 +43,7 @@ import pandas as pd
 
 from flowhawk.common.config import config_from_mapping
 from flowhawk.lake.store import Lake
-from flowhawk.model.host_features import context_depth, window_inputs
+from flowhawk.model.host_features import history_depth, window_inputs
 from flowhawk.model.labels import encode_labels
 from flowhawk.model.refresh_guard import NEW, OLD, compare, decide_promotion
 from flowhawk.model.registry import Registry, data_manifest
@@ -158,8 +158,8 @@ def sample_old(old: pd.DataFrame, y_old: np.ndarray, config: RefreshConfig, dept
     """Row positions of ``old`` to keep (sorted) and each kept row's role (CONTEXT for window context only).
 
     Whole blocks of ``block_rows`` consecutive flows (window order) are drawn at random until they hold
-    ``replay_rows`` labelled TRAIN rows; each block brings the ``depth`` flows before it as context (``window - 1``,
-    or ``context_depth(window)`` for a model with host features, whose context flows need windows of their own).
+    ``replay_rows`` labelled TRAIN rows; each block brings the ``depth`` flows before it as context (``history_depth``:
+    ``window - 1``, twice that for a model with host features, whose context flows need windows of their own).
     """
 
     roles = row_roles(old, config)
@@ -197,8 +197,7 @@ def prepare_refresh(current: TrainedModel, old: pd.DataFrame, new: pd.DataFrame,
 
     tc = current.train_config
     y_old, _ = _labels(old, current)
-    depth = context_depth(tc.window) if tc.host_features else tc.window - 1
-    rows, old_roles = sample_old(old, y_old, config, depth, tc.group_by)
+    rows, old_roles = sample_old(old, y_old, config, history_depth(tc.window, tc.host_features), tc.group_by)
     frame = pd.concat([old.iloc[rows], new], ignore_index=True)
     origin = np.concatenate([np.full(len(rows), OLD, np.int8), np.full(len(new), NEW, np.int8)])
     roles = np.concatenate([old_roles, row_roles(new, config)])

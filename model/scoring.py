@@ -21,7 +21,7 @@ import pandas as pd
 from mindspore import Tensor
 
 from flowhawk.model.decision import attack_scores, decide
-from flowhawk.model.host_features import context_depth, window_inputs
+from flowhawk.model.host_features import history_depth, window_inputs
 from flowhawk.model.network import make_predict
 from flowhawk.model.trained import TrainedModel
 from flowhawk.model.windows import WindowIndex, with_history
@@ -81,11 +81,8 @@ def score_frame(trained: TrainedModel, frame: pd.DataFrame, batch_size: int = DE
         result["is_anomaly"] = pd.Series(dtype="bool")
         result["predicted_class"] = pd.Series(dtype="object")
         return result
-    config = trained.train_config
-    whole, offset = history_frame(trained, frame, context)
-    inputs, index = window_inputs(whole, config.window, config.group_by, config.host_features)
-    features = trained.pipeline.transform(inputs)
-    del inputs
+    inputs, features, index, offset = model_inputs(trained, frame, context)
+    del inputs  # the network reads the features only
     probs = predict_proba(trained.network, features, index, offset + np.arange(len(frame)), batch_size)
     del features
     scores = attack_scores(probs)
@@ -99,13 +96,23 @@ def score_frame(trained: TrainedModel, frame: pd.DataFrame, batch_size: int = DE
     return result
 
 
+def model_inputs(trained: TrainedModel, frame: pd.DataFrame, context: pd.DataFrame | None
+                 ) -> tuple[pd.DataFrame, np.ndarray, WindowIndex, int]:
+    """What the network reads for ``frame`` scored with ``context``: the flows (``history_frame``, with the
+    HOST_FEATURES columns when the model has them), their (N, F) features, the window index and ``frame``'s
+    offset in them."""
+    config = trained.train_config
+    whole, offset = history_frame(trained, frame, context)
+    inputs, index = window_inputs(whole, config.window, config.group_by, config.host_features)
+    return inputs, trained.pipeline.transform(inputs), index, offset
+
+
 def history_frame(trained: TrainedModel, frame: pd.DataFrame, context: pd.DataFrame | None
                   ) -> tuple[pd.DataFrame, int]:
-    """``with_history`` for this model's windows: the context flows its windows can reach (``window - 1`` per
-    host, twice that with host features, so that those flows' own host statistics see full windows too; none when
-    the windows are global, not per host) followed by ``frame``, and ``frame``'s offset."""
+    """``with_history`` for this model's windows: the context flows its windows can reach (``history_depth`` per
+    host: ``window - 1``, twice that with host features, so that those flows' own host statistics see full windows
+    too; none when the windows are global, not per host) followed by ``frame``, and ``frame``'s offset."""
     config = trained.train_config
     if config.group_by != "source":
         return frame, 0
-    depth = context_depth(config.window) if config.host_features else config.window - 1
-    return with_history(frame, context, depth)
+    return with_history(frame, context, history_depth(config.window, config.host_features))

@@ -46,8 +46,8 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import pandas as pd
 
-from flowhawk.model.host_features import HOST_FEATURES, window_inputs
-from flowhawk.model.scoring import history_frame, predict_proba
+from flowhawk.model.host_features import HOST_FEATURES
+from flowhawk.model.scoring import model_inputs, predict_proba
 from flowhawk.model.trained import TrainedModel
 from flowhawk.model.windows import WindowIndex
 from flowhawk.reports.analyst_config import EXPLAIN_REFERENCES, EXPLAIN_SCOPES
@@ -172,10 +172,7 @@ def explain_supervised(trained: TrainedModel, frame: pd.DataFrame, scores: pd.Da
     cls_idx = np.array([classes.index(c) if c in classes else 1 for c in predicted[rows]])
     blocks = _column_blocks(trained)
     benign = predicted == classes[0]
-    tc = trained.train_config
-    whole, offset = history_frame(trained, frame.reset_index(drop=True), context)
-    inputs, index = window_inputs(whole, tc.window, tc.group_by, tc.host_features)
-    features = trained.pipeline.transform(inputs)
+    inputs, features, index, offset = model_inputs(trained, frame.reset_index(drop=True), context)
     flows = inputs.iloc[offset:].reset_index(drop=True)  # the batch's flows, with their host features if any
     expected = typical_benign(flows, benign, blocks)
     base = predict_proba(trained.network, features, index, offset + rows, batch_size)
